@@ -1,0 +1,20 @@
+"""convbias: companion package of the book *Implicit bias in convolutional networks*.
+
+Modules (imported on demand, so ``import convbias`` stays fast):
+``config`` (profiles, device, seeds), ``rank`` (stable / effective / numerical
+rank), ``data`` (synthetic generators, real-data loaders), ``models``,
+``train`` (training loops, vmap ensembles), ``efcn`` (CNN -> FCN embedding),
+``plotting`` (house style).
+"""
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+__all__ = ["config", "data", "efcn", "models", "plotting", "rank", "train"]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'convbias' has no attribute {name!r}")

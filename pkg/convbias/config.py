@@ -1,0 +1,59 @@
+"""Run configuration: the quick/full profile switch, the device and seeds.
+
+One environment variable, ``CONVBIAS_PROFILE``, chooses the scale of every
+chapter: ``quick`` (a 2-core CPU in minutes), ``full`` (paper scale, for a GPU)
+or ``auto`` (the default: ``full`` when CUDA is available, ``quick`` otherwise).
+"""
+from __future__ import annotations
+
+import os
+import random
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+PROFILES = ("quick", "full")
+ENV_VAR = "CONVBIAS_PROFILE"
+T = TypeVar("T")
+
+
+def profile() -> str:
+    """Return ``"quick"`` or ``"full"`` from ``CONVBIAS_PROFILE`` (default ``auto``)."""
+    raw = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
+    if raw == "auto":
+        return "full" if torch.cuda.is_available() else "quick"
+    if raw not in PROFILES:
+        raise ValueError(
+            f"{ENV_VAR}={os.environ.get(ENV_VAR)!r} is not a profile: "
+            f"use one of 'quick', 'full' or 'auto'."
+        )
+    return raw
+
+
+def by_profile(quick: T, full: T) -> T:
+    """Pick ``quick`` or ``full`` according to :func:`profile`."""
+    return full if profile() == "full" else quick
+
+
+def device() -> torch.device:
+    """The device experiments run on: the first CUDA GPU if present, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) so a run repeats exactly on CPU."""
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def run_info() -> str:
+    """One line naming the profile, device and torch version, printed by every chapter."""
+    dev = device()
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    return f"profile={profile()} | device={dev.type}: {name} | torch {torch.__version__}"

@@ -1,0 +1,403 @@
+"""Training loops: one model (:func:`fit`) and many small models at once (:func:`fit_ensemble`).
+
+Both keep the data on the model's device, draw mini-batches from a seeded
+generator (the same batch order for the same seed), record a
+:class:`History` every ``log_every`` steps without a host-device sync in
+between, and stop with :class:`TrainingDiverged` when the loss is NaN/inf.
+
+The ensemble trainer stacks the parameters of E copies of a model and trains
+them together with ``torch.func.functional_call`` + ``vmap``; members may differ
+in seed, learning rate and weight decay. Its update is plain SGD with optional
+momentum, written exactly as ``torch.optim.SGD`` does it, so a member trained in
+an ensemble follows the same trajectory as the same run trained alone with
+:func:`fit` and ``torch.optim.SGD`` (up to floating-point reordering).
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, grad_and_value, vmap
+from tqdm.auto import tqdm
+
+Tensor = torch.Tensor
+LOSSES = ("ce", "logistic", "mse")
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class History:
+    """Values recorded along training: ``step`` and one list per metric.
+
+    For an ensemble each recorded value is an array with one entry per member,
+    and :meth:`array` returns shape ``(n_records, E)``.
+    """
+
+    step: list[int] = field(default_factory=list)
+    values: dict[str, list] = field(default_factory=dict)
+
+    def record(self, step: int, **metrics: float | np.ndarray) -> None:
+        self.step.append(int(step))
+        for key, value in metrics.items():
+            self.values.setdefault(key, []).append(value)
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self.array(key)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.values
+
+    def keys(self) -> list[str]:
+        return list(self.values)
+
+    def array(self, key: str) -> np.ndarray:
+        if key == "step":
+            return np.asarray(self.step)
+        if key not in self.values:
+            raise KeyError(f"no metric {key!r} was recorded; recorded: {self.keys()}")
+        return np.asarray(self.values[key], dtype=float)
+
+    def last(self, key: str) -> float | np.ndarray:
+        return self.array(key)[-1]
+
+
+# ----------------------------------------------------------------------------- losses
+def loss_value(kind: str, out: Tensor, y: Tensor) -> Tensor:
+    """Mean loss of outputs ``out`` against targets ``y``.
+
+    ``ce``: cross-entropy on class indices. ``logistic``: ``log(1 + exp(-y f))``
+    with labels in {-1, +1} and one output per example. ``mse``: mean squared
+    error; integer class labels are one-hot encoded to the output width.
+    """
+    if kind == "ce":
+        return F.cross_entropy(out, y)
+    if kind == "logistic":
+        return F.softplus(-y * out.reshape(y.shape)).mean()
+    if kind == "mse":
+        if not y.is_floating_point() and out.ndim == 2:
+            y = F.one_hot(y, out.shape[1]).to(out.dtype)
+        return F.mse_loss(out, y.reshape(out.shape)) if y.numel() == out.numel() else F.mse_loss(out, y)
+    raise ValueError(f"unknown loss {kind!r}: use one of {LOSSES}")
+
+
+def accuracy(kind: str, out: Tensor, y: Tensor) -> Tensor:
+    """Fraction of correct predictions (labels ±1 for ``logistic``, class indices otherwise)."""
+    if kind == "logistic":
+        return (torch.sign(out.reshape(y.shape)) == torch.sign(y)).float().mean()
+    if y.is_floating_point() and y.ndim == out.ndim:
+        y = y.argmax(-1)
+    return (out.argmax(-1) == y).float().mean()
+
+
+def _check_loss_kind(kind: str) -> None:
+    if kind not in LOSSES:
+        raise ValueError(f"unknown loss {kind!r}: use one of {LOSSES}")
+
+
+# ----------------------------------------------------------------------------- batching
+def _n_steps(n: int, batch_size: int | None, steps: int | None, epochs: int | None) -> tuple[int, int]:
+    """Return (total steps, steps per epoch)."""
+    bs = n if batch_size is None else batch_size
+    if not 1 <= bs <= n:
+        raise ValueError(f"batch_size must lie in [1, {n}] (the number of examples), got {batch_size}")
+    per_epoch = math.ceil(n / bs)
+    if (steps is None) == (epochs is None):
+        raise ValueError("give exactly one of steps= or epochs=")
+    total = steps if steps is not None else epochs * per_epoch
+    if total < 1:
+        raise ValueError(f"need at least one step, got steps={steps}, epochs={epochs}")
+    return total, per_epoch
+
+
+class BatchSampler:
+    """Seeded mini-batch indices: a fresh permutation every epoch, batches of ``batch_size``.
+
+    The last partial batch of an epoch is dropped when ``n`` is not a multiple of
+    ``batch_size`` (so every step sees the same batch size); full batch when
+    ``batch_size`` is None.
+    """
+
+    def __init__(self, n: int, batch_size: int | None, seed: int, device: torch.device):
+        self.n, self.bs = n, (n if batch_size is None else batch_size)
+        self.per_epoch = n // self.bs
+        self.gen = torch.Generator().manual_seed(int(seed))
+        self.device = device
+        self._perm: Tensor | None = None
+        self._pos = self.per_epoch
+
+    def next(self) -> Tensor:
+        if self.bs == self.n:
+            return torch.arange(self.n, device=self.device)
+        if self._pos >= self.per_epoch:
+            self._perm = torch.randperm(self.n, generator=self.gen).to(self.device)
+            self._pos = 0
+        idx = self._perm[self._pos * self.bs : (self._pos + 1) * self.bs]
+        self._pos += 1
+        return idx
+
+
+def _lr_factor(epoch: int, milestones: Sequence[int] | None, gamma: float) -> float:
+    if not milestones:
+        return 1.0
+    return gamma ** sum(epoch >= m for m in milestones)
+
+
+def _raise_diverged(step: int, what: str) -> None:
+    raise TrainingDiverged(
+        f"training diverged by step {step}: {what} is NaN or infinite. "
+        "Lower the learning rate, or check the inputs for NaN."
+    )
+
+
+# ----------------------------------------------------------------------------- one model
+def fit(
+    model: nn.Module,
+    X: Tensor,
+    y: Tensor,
+    *,
+    loss: str = "ce",
+    optimizer: torch.optim.Optimizer | None = None,
+    lr: float = 0.1,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    steps: int | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    milestones: Sequence[int] | None = None,
+    gamma: float = 0.2,
+    seed: int = 0,
+    log_every: int = 10,
+    X_test: Tensor | None = None,
+    y_test: Tensor | None = None,
+    metrics: Mapping[str, Callable[[nn.Module], float]] | None = None,
+    progress: bool = True,
+    desc: str = "training",
+) -> History:
+    """Train ``model`` on ``(X, y)`` and return its :class:`History`.
+
+    Without ``optimizer``, SGD(lr, momentum, weight_decay) is used; ``milestones``
+    (in epochs) multiply the learning rate by ``gamma``. ``batch_size=None`` is
+    full-batch gradient descent. Every ``log_every`` steps (and at the end) it
+    records ``loss`` (mean over the steps since the last record), ``train_acc``,
+    ``test_acc``/``test_loss`` when test data are given, and each of ``metrics``.
+    """
+    _check_loss_kind(loss)
+    dev = next(model.parameters()).device
+    X, y = X.to(dev), y.to(dev)
+    if X_test is not None:
+        X_test, y_test = X_test.to(dev), y_test.to(dev)
+    total, per_epoch = _n_steps(len(X), batch_size, steps, epochs)
+    opt = optimizer or torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    base_lrs = [g["lr"] for g in opt.param_groups]
+    sampler = BatchSampler(len(X), batch_size, seed, dev)
+    hist = History()
+    running = torch.zeros((), device=dev)
+    since = 0
+    bar = tqdm(range(1, total + 1), desc=desc, disable=not progress, leave=False)
+    for step in bar:
+        epoch = (step - 1) // per_epoch
+        factor = _lr_factor(epoch, milestones, gamma)
+        for g, base in zip(opt.param_groups, base_lrs):
+            g["lr"] = base * factor
+        idx = sampler.next()
+        model.train()
+        value = loss_value(loss, model(X[idx]), y[idx])
+        opt.zero_grad(set_to_none=True)
+        value.backward()
+        opt.step()
+        running = running + value.detach()
+        since += 1
+        if step % log_every == 0 or step == total:
+            mean_loss = (running / since).item()
+            if not math.isfinite(mean_loss):
+                _raise_diverged(step, "the training loss")
+            record = {"loss": mean_loss, **evaluate(model, X, y, loss, prefix="train_")}
+            if X_test is not None:
+                record.update(evaluate(model, X_test, y_test, loss, prefix="test_"))
+            for name, fn in (metrics or {}).items():
+                record[name] = float(fn(model))
+            hist.record(step, **record)
+            bar.set_postfix(loss=f"{mean_loss:.3g}")
+            running, since = torch.zeros((), device=dev), 0
+    return hist
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, X: Tensor, y: Tensor, loss: str = "ce", prefix: str = "") -> dict[str, float]:
+    """Loss and accuracy of ``model`` on ``(X, y)`` in eval mode (mode restored afterwards)."""
+    was_training = model.training
+    model.eval()
+    out = model(X)
+    model.train(was_training)
+    return {f"{prefix}loss": loss_value(loss, out, y).item(), f"{prefix}acc": accuracy(loss, out, y).item()}
+
+
+# ----------------------------------------------------------------------------- ensembles
+@dataclass
+class EnsembleResult:
+    """Stacked parameters of E trained members (leading dimension E) and their history."""
+
+    base: nn.Module
+    params: dict[str, Tensor]
+    buffers: dict[str, Tensor]
+    history: History
+    config: dict[str, np.ndarray]
+
+    @property
+    def size(self) -> int:
+        return len(next(iter(self.params.values())))
+
+    def member(self, i: int) -> nn.Module:
+        """A standalone copy of member ``i`` as an ordinary module."""
+        model = copy.deepcopy(self.base)
+        state = {k: v[i].detach().clone() for k, v in {**self.params, **self.buffers}.items()}
+        model.load_state_dict(state)
+        return model
+
+    def forward(self, X: Tensor) -> Tensor:
+        """Outputs of every member on the same inputs: shape ``(E, N, ...)``."""
+        return ensemble_forward(self.base, self.params, self.buffers, X)
+
+
+def ensemble_forward(base: nn.Module, params: dict[str, Tensor], buffers: dict[str, Tensor], X: Tensor) -> Tensor:
+    """Evaluate all stacked members on shared inputs ``X`` (one vmapped call)."""
+
+    def one(p, b):
+        return functional_call(base, (p, b), (X,))
+
+    return vmap(one)(params, buffers)
+
+
+def _as_vector(value: float | Sequence[float], E: int, name: str) -> Tensor:
+    v = torch.as_tensor(value, dtype=torch.float32)
+    if v.ndim == 0:
+        v = v.expand(E)
+    if v.shape != (E,):
+        raise ValueError(f"{name} must be a number or have one value per member ({E}), got shape {tuple(v.shape)}")
+    return v.clone()
+
+
+def _refuse_running_stats(model: nn.Module) -> None:
+    for name, mod in model.named_modules():
+        if isinstance(mod, nn.modules.batchnorm._BatchNorm) and mod.track_running_stats:
+            raise ValueError(
+                f"module {name or type(mod).__name__} is a BatchNorm with running statistics, which an "
+                "ensemble cannot update inside vmap: build it with track_running_stats=False."
+            )
+
+
+def fit_ensemble(
+    make_model: Callable[[], nn.Module],
+    X: Tensor,
+    y: Tensor,
+    *,
+    seeds: Sequence[int],
+    lr: float | Sequence[float] = 0.1,
+    weight_decay: float | Sequence[float] = 0.0,
+    momentum: float = 0.0,
+    loss: str = "ce",
+    steps: int | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    milestones: Sequence[int] | None = None,
+    gamma: float = 0.2,
+    log_every: int = 10,
+    X_test: Tensor | None = None,
+    y_test: Tensor | None = None,
+    metrics: Callable[[dict[str, Tensor]], Mapping[str, Tensor]] | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    desc: str = "ensemble",
+) -> EnsembleResult:
+    """Train ``E = len(seeds)`` copies of ``make_model()`` together.
+
+    Member ``e`` is initialised under ``torch.manual_seed(seeds[e])``, draws its
+    mini-batches from a generator seeded with ``seeds[e]`` and uses its own
+    ``lr[e]`` and ``weight_decay[e]`` (numbers are broadcast). The update is
+    ``v <- momentum * v + (g + weight_decay * w)``, ``w <- w - lr * v`` (PyTorch's
+    SGD). ``metrics(params)`` receives the stacked parameters and returns tensors
+    of shape ``(E,)``; the history stores ``loss``, ``train_acc`` (and
+    ``test_acc``/``test_loss``) with one value per member.
+    """
+    _check_loss_kind(loss)
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds must name at least one member")
+    E = len(seeds)
+    dev = torch.device(device) if device is not None else X.device
+    members = []
+    for s in seeds:
+        torch.manual_seed(s)
+        members.append(make_model().to(dev))
+    base = members[0]
+    _refuse_running_stats(base)
+    names = [n for n, _ in base.named_parameters()]
+    params = {n: torch.stack([dict(m.named_parameters())[n].detach() for m in members]).clone() for n in names}
+    buffers = {n: torch.stack([dict(m.named_buffers())[n] for m in members]).clone() for n, _ in base.named_buffers()}
+    lrs = _as_vector(lr, E, "lr").to(dev)
+    wds = _as_vector(weight_decay, E, "weight_decay").to(dev)
+    X, y = X.to(dev), y.to(dev)
+    if X_test is not None:
+        X_test, y_test = X_test.to(dev), y_test.to(dev)
+    total, per_epoch = _n_steps(len(X), batch_size, steps, epochs)
+    samplers = [BatchSampler(len(X), batch_size, s, dev) for s in seeds]
+    velocity = {n: torch.zeros_like(p) for n, p in params.items()}
+
+    def member_loss(p, b, xb, yb):
+        return loss_value(loss, functional_call(base, (p, b), (xb,)), yb)
+
+    grad_fn = vmap(grad_and_value(member_loss))
+    hist = History()
+    running = torch.zeros(E, device=dev)
+    since = 0
+    bar = tqdm(range(1, total + 1), desc=f"{desc} (E={E})", disable=not progress, leave=False)
+    for step in bar:
+        epoch = (step - 1) // per_epoch
+        step_lr = (lrs * _lr_factor(epoch, milestones, gamma)).to(dev)
+        idx = torch.stack([s.next() for s in samplers])  # (E, B)
+        grads, values = grad_fn(params, buffers, X[idx], y[idx])
+        with torch.no_grad():
+            for n, p in params.items():
+                shape = (E,) + (1,) * (p.ndim - 1)
+                g = grads[n] + wds.view(shape) * p
+                v = velocity[n].mul_(momentum).add_(g) if momentum else g
+                p.sub_(step_lr.view(shape) * v)
+        running += values.detach()
+        since += 1
+        if step % log_every == 0 or step == total:
+            mean_loss = (running / since).cpu().numpy()
+            if not np.isfinite(mean_loss).all():
+                bad = [seeds[i] for i in np.flatnonzero(~np.isfinite(mean_loss))]
+                _raise_diverged(step, f"the training loss of the members with seeds {bad}")
+            record = {"loss": mean_loss}
+            with torch.no_grad():
+                record.update(_ensemble_eval(base, params, buffers, X, y, loss, "train_"))
+                if X_test is not None:
+                    record.update(_ensemble_eval(base, params, buffers, X_test, y_test, loss, "test_"))
+                for name, value in (metrics(params) if metrics else {}).items():
+                    record[name] = torch.as_tensor(value).detach().cpu().numpy()
+            hist.record(step, **record)
+            bar.set_postfix(loss=f"{float(mean_loss.mean()):.3g}")
+            running.zero_()
+            since = 0
+    config = {"seed": np.asarray(seeds), "lr": lrs.cpu().numpy(), "weight_decay": wds.cpu().numpy()}
+    return EnsembleResult(base=base, params=params, buffers=buffers, history=hist, config=config)
+
+
+def _ensemble_eval(base, params, buffers, X, y, loss, prefix) -> dict[str, np.ndarray]:
+    was_training = base.training
+    base.eval()
+    out = ensemble_forward(base, params, buffers, X)
+    base.train(was_training)
+    losses = vmap(lambda o: loss_value(loss, o, y))(out)
+    accs = vmap(lambda o: accuracy(loss, o, y))(out)
+    return {f"{prefix}loss": losses.cpu().numpy(), f"{prefix}acc": accs.cpu().numpy()}
