@@ -1,0 +1,33 @@
+"""Reporting helpers for chapters: glue values into the book and paper-vs-build tables.
+
+:func:`glue` stores a value under a key for the built book (myst-nb glue) and
+does nothing when myst-nb is absent (e.g. on Colab), so notebooks run anywhere.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+
+def glue(name: str, value: Any, display: bool = False) -> Any:
+    """Glue ``value`` under ``name`` for ``{glue:text}`` references; returns ``value``."""
+    try:
+        from myst_nb import glue as nb_glue
+    except ImportError:  # outside the book build
+        return value
+    nb_glue(name, value, display=display)
+    return value
+
+
+def comparison_table(rows: Sequence[dict], columns: Sequence[str] = ("quantity", "paper", "this build", "note")):
+    """A table with the paper's numbers beside this build's, as a pandas DataFrame.
+
+    Each row is a dict with the keys of ``columns``; missing keys are left blank.
+    Paper values and this build's values stay in separate columns, never merged.
+    """
+    import pandas as pd
+
+    unknown = {k for row in rows for k in row} - set(columns)
+    if unknown:
+        raise ValueError(f"unknown column(s) {sorted(unknown)}; expected {list(columns)}")
+    frame = pd.DataFrame([{c: row.get(c, "") for c in columns} for row in rows], columns=list(columns))
+    return frame.style.hide(axis="index")

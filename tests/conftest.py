@@ -1,0 +1,46 @@
+"""pytest set-up: the quick profile, and every notebook listed in _toc.yml run by nbval.
+
+``pytest tests`` collects the unit tests in this folder and, through nbval in
+lax mode (cells run, outputs not compared), each notebook of the book's table of
+contents. ``CONVBIAS_SKIP_NOTEBOOKS=1`` leaves the notebooks out.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("CONVBIAS_PROFILE", "quick")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def toc_notebooks() -> list[Path]:
+    """Notebooks named in ``_toc.yml``, in book order."""
+    import yaml
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files: list[str] = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "file" in node:
+                files.append(node["file"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(toc)
+    return [ROOT / f"{f}.ipynb" for f in files if (ROOT / f"{f}.ipynb").exists()]
+
+
+def pytest_configure(config):
+    if os.environ.get("CONVBIAS_SKIP_NOTEBOOKS") == "1":
+        return
+    targets = [Path(a.split("::")[0]).resolve() for a in config.args]
+    if any(t == ROOT / "tests" or t == ROOT for t in targets):
+        config.option.nbval_lax = True
+        config.option.nbval_current_env = True
+        config.args.extend(str(p.relative_to(Path.cwd())) if p.is_relative_to(Path.cwd()) else str(p)
+                           for p in toc_notebooks())
