@@ -1,0 +1,97 @@
+import math
+
+import pytest
+import torch
+
+from convbias.rank import as_matrix, effective_rank, numerical_rank, stable_rank
+
+
+def matrix_with_spectrum(s, m=None, n=None, seed=0):
+    """U diag(s) V^T with random orthonormal U, V."""
+    g = torch.Generator().manual_seed(seed)
+    s = torch.as_tensor(s, dtype=torch.float64)
+    k = len(s)
+    m, n = m or k + 3, n or k + 5
+    U, _ = torch.linalg.qr(torch.randn(m, k, generator=g, dtype=torch.float64))
+    V, _ = torch.linalg.qr(torch.randn(n, k, generator=g, dtype=torch.float64))
+    return U @ torch.diag(s) @ V.T
+
+
+def test_stable_rank_of_identity_is_dimension():
+    assert stable_rank(torch.eye(7)).item() == pytest.approx(7.0)
+
+
+def test_stable_rank_matches_formula():
+    W = matrix_with_spectrum([3.0, 2.0, 1.0])
+    assert stable_rank(W).item() == pytest.approx((9 + 4 + 1) / 9)
+
+
+def test_effective_rank_of_flat_spectrum_is_its_length():
+    assert effective_rank(matrix_with_spectrum([2.0] * 5)).item() == pytest.approx(5.0)
+
+
+def test_effective_rank_matches_entropy_formula():
+    s = torch.tensor([4.0, 2.0, 1.0, 1.0], dtype=torch.float64)
+    p = s / s.sum()
+    expected = math.exp(-(p * p.log()).sum().item())
+    assert effective_rank(matrix_with_spectrum(s)).item() == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("r", [1, 3, 10])
+def test_numerical_rank_of_random_rank_r_matrix(r):
+    g = torch.Generator().manual_seed(r)
+    W = torch.randn(40, r, generator=g) @ torch.randn(r, 30, generator=g)
+    assert numerical_rank(W).item() == r
+
+
+def test_numerical_rank_tolerance_is_relative():
+    W = matrix_with_spectrum([1.0, 1e-2, 1e-4])
+    assert numerical_rank(W, rtol=1e-3).item() == 2
+    assert numerical_rank(W, rtol=1e-5).item() == 3
+    assert numerical_rank(1e6 * W, rtol=1e-3).item() == 2  # scale does not matter
+
+
+def test_ranks_are_zero_for_zero_matrix():
+    Z = torch.zeros(4, 6)
+    assert stable_rank(Z).item() == 0 and effective_rank(Z).item() == 0 and numerical_rank(Z).item() == 0
+
+
+def test_batches_give_one_value_per_matrix():
+    batch = torch.stack([matrix_with_spectrum([1.0] * k + [0.0] * (4 - k), 6, 7, seed=k) for k in (1, 2, 3, 4)])
+    batch = batch.reshape(2, 2, 6, 7)
+    assert numerical_rank(batch).shape == (2, 2)
+    assert numerical_rank(batch).flatten().tolist() == [1, 2, 3, 4]
+    assert torch.allclose(stable_rank(batch).flatten(), torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64))
+    assert effective_rank(batch).shape == (2, 2)
+
+
+def test_as_matrix_reshapes_conv_weights():
+    W = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 4, 5)
+    M = as_matrix(W)
+    assert M.shape == (2, 60)
+    assert torch.equal(M[1], W[1].flatten())
+    assert as_matrix(torch.ones(3, 4)).shape == (3, 4)
+    assert as_matrix(torch.ones(3, 4, 5)).shape == (3, 20)  # Conv1d weight
+
+
+def test_conv_weight_rank_via_as_matrix():
+    g = torch.Generator().manual_seed(0)
+    W = (torch.randn(16, 2, generator=g) @ torch.randn(2, 3 * 9, generator=g)).reshape(16, 3, 3, 3)
+    assert numerical_rank(as_matrix(W)).item() == 2
+
+
+def test_integer_input_is_accepted():
+    assert numerical_rank(torch.eye(3, dtype=torch.int64)).item() == 3
+
+
+@pytest.mark.parametrize("bad", [torch.ones(3), torch.tensor(2.0)])
+def test_vectors_are_rejected(bad):
+    with pytest.raises(ValueError):
+        stable_rank(bad)
+    with pytest.raises(ValueError):
+        as_matrix(bad)
+
+
+def test_bad_rtol_is_rejected():
+    with pytest.raises(ValueError, match="rtol"):
+        numerical_rank(torch.eye(3), rtol=2.0)
