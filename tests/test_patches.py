@@ -76,3 +76,53 @@ def test_noise_level_only_rescales_the_noise():
 def test_bad_parameters_raise(kw):
     with pytest.raises(ValueError):
         PatchDataModel(**kw)
+
+
+# ----------------------------------------------------------------------------- background noise on images
+from convbias.data.background import (  # noqa: E402
+    add_background_noise, background_mask, embed_in_noisy_canvas, patch_matrix, patch_stable_rank,
+)
+
+
+def _digit_like():
+    X = torch.zeros(3, 1, 8, 8)
+    X[:, :, 2:6, 3:5] = 0.9  # a bar: the "digit"
+    return X
+
+
+def test_background_noise_leaves_the_digit_untouched():
+    X = _digit_like()
+    noisy = add_background_noise(X, sigma=0.5, seed=0)
+    fg = ~background_mask(X)
+    assert fg.sum() == 3 * 8
+    assert torch.equal(noisy[fg], X[fg])
+    bg = noisy[~fg]
+    assert bg.std().item() == pytest.approx(0.5, rel=0.2) and bg.abs().min() > 0
+    assert torch.equal(noisy, add_background_noise(X, sigma=0.5, seed=0))
+    assert torch.equal(add_background_noise(X, 0.0), X)
+
+
+def test_patch_matrix_shape_and_content():
+    X = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).reshape(2, 1, 4, 4)
+    A = patch_matrix(X, kernel=3)
+    assert A.shape == (2 * 4, 9)
+    torch.testing.assert_close(A[0], X[0, 0, :3, :3].reshape(-1))
+    torch.testing.assert_close(A[-1], X[1, 0, 1:, 1:].reshape(-1))
+
+
+def test_patch_stable_rank_known_answers():
+    const = torch.ones(5, 1, 6, 6)  # every patch is the same vector: rank one
+    assert patch_stable_rank(const, kernel=3) == pytest.approx(1.0)
+    # iid Gaussian images: the patch matrix is nearly isotropic, srank close to k^2 = 9
+    noise = torch.randn(200, 1, 10, 10, generator=torch.Generator().manual_seed(0))
+    assert 7.0 < patch_stable_rank(noise, kernel=3, chunk=37) <= 9.0
+    # chunking does not change the value
+    assert patch_stable_rank(noise, 3, chunk=7) == pytest.approx(patch_stable_rank(noise, 3, chunk=1000))
+
+
+def test_noisy_canvas_keeps_the_image_in_the_centre():
+    X = torch.rand(2, 3, 5, 5)
+    out = embed_in_noisy_canvas(X, pad=2, sigma=1.0, seed=1)
+    assert out.shape == (2, 3, 9, 9)
+    assert torch.equal(out[:, :, 2:7, 2:7], X)
+    assert out[:, :, :2].std().item() == pytest.approx(1.0, rel=0.3)
