@@ -76,3 +76,20 @@ def image_row(images: Sequence[np.ndarray], titles: Sequence[str] | None = None,
         if titles is not None:
             ax.set_title(titles[i])
     return fig, axes[0]
+
+
+def spectrum(ax, matrix, label: str | None = None, n: int | None = None, normalize: bool = True, **kw):
+    """Plot the singular values ``s_1 >= s_2 >= ...`` of a matrix (divided by ``s_1`` when ``normalize``).
+
+    ``n`` keeps the first ``n`` values. A low-rank matrix shows a cliff after its rank.
+    """
+    import torch
+
+    s = torch.linalg.svdvals(torch.as_tensor(matrix).detach().double().cpu()).numpy()
+    if normalize and s[0] > 0:
+        s = s / s[0]
+    s = s[:n] if n else s
+    (line,) = ax.plot(np.arange(1, len(s) + 1), s, marker=".", label=label, **kw)
+    ax.set_xlabel("index i")
+    ax.set_ylabel("s_i / s_1" if normalize else "s_i")
+    return line
