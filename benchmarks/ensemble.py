@@ -50,7 +50,7 @@ def time_ensemble(E: int, X, y, steps: int, batch: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 8, 64])
     args = parser.parse_args()
