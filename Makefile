@@ -1,30 +1,37 @@
 # Two entry points (see README): `make book` builds and executes the book,
-# `make test` runs the unit tests and the notebooks. Both create .venv first.
+# `make test` runs the unit tests and the notebooks. Each creates .venv on first use
+# and installs what it needs (the test extra only for tests, everything for the book).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+PIP    := $(BIN)/pip install --quiet --disable-pip-version-check
+TEST_STAMP := $(VENV)/.installed-test
+BOOK_STAMP := $(VENV)/.installed-book
 
 .PHONY: book test env clean benchmarks
 
-env: $(STAMP)
+env: $(BOOK_STAMP)
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev]"
+$(TEST_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) torch==2.13.0
+	$(PIP) -e ".[test]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
-	touch $(STAMP)
+	touch $@
 
-book: $(STAMP)
+$(BOOK_STAMP): $(TEST_STAMP)
+	$(PIP) -e ".[dev]"
+	touch $@
+
+book: $(BOOK_STAMP)
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	@CONVBIAS_PROFILE=quick $(BIN)/python -m pytest tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
-benchmarks: $(STAMP)
-	$(BIN)/python benchmarks/ensemble.py
+benchmarks: $(TEST_STAMP)
+	for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:
 	rm -rf _build .jupyter_cache .pytest_cache
