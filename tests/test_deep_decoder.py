@@ -58,3 +58,46 @@ def test_interpolation_kernel_and_bad_input():
         DeepDecoder(upsample="cubic")
     with pytest.raises(ValueError, match="architecture"):
         make_generator("resnet")
+
+
+# ----------------------------------------------------------------- the two-layer 1-D generator
+from convbias.models.generator1d import (ConvGenerator1D, circulant, dominant_frequency,  # noqa: E402
+                                         expected_gram, spectrum)
+
+
+def test_circulant_is_circular_convolution():
+    u, c = torch.tensor([1.0, 2.0, 0.0, 3.0]), torch.tensor([0.0, 1.0, 0.0, 0.0])
+    assert torch.equal(circulant(u) @ c, torch.roll(u, 1))  # convolving with a shifted delta shifts u
+
+
+def test_jacobian_matches_autograd():
+    g = ConvGenerator1D(n=16, k=6, seed=3)
+    auto = torch.autograd.functional.jacobian(lambda C: torch.relu(g.U @ C) @ g.v, g.C.detach())  # (n, n, k)
+    assert torch.allclose(g.jacobian(), auto.permute(0, 2, 1).reshape(16, -1), atol=1e-6)
+
+
+def test_expected_gram_is_circulant_with_fourier_spectrum():
+    g = ConvGenerator1D(n=32, k=4, width=2.0)
+    S = expected_gram(g.U)
+    assert torch.allclose(S, circulant(S[:, 0]), atol=1e-4)
+    # eigenvalues of a symmetric circulant = DFT of its first column; the leading ones are low frequencies
+    eig = torch.linalg.eigvalsh(S).flip(0)
+    dft = torch.fft.fft(S[:, 0]).real
+    assert torch.allclose(eig, dft.sort(descending=True).values, atol=1e-5)
+    assert torch.all(dft[:16].diff() < 0)  # decays with frequency for the Gaussian filter
+
+
+def test_jacobian_leading_singular_vectors_are_low_frequency():
+    g = ConvGenerator1D(n=64, k=512, width=2.0, seed=0)
+    s, W = spectrum(g.jacobian(), 7)
+    assert torch.all(s[:-1] >= s[1:])
+    assert int(dominant_frequency(W).max()) <= 4  # 7 leading vectors: frequencies 0, 1, 1, 2, 2, 3, 3
+    # with many channels J J^T concentrates at its expectation
+    eig = torch.linalg.eigvalsh(expected_gram(g.U)).flip(0)
+    assert torch.allclose(s[:7] ** 2, eig[:7], rtol=0.1)
+
+
+def test_dominant_frequency_of_cosines():
+    t = torch.arange(32, dtype=torch.float32)
+    V = torch.stack([torch.cos(2 * torch.pi * f * t / 32) for f in (0, 3, 7)], dim=1)
+    assert dominant_frequency(V).tolist() == [0, 3, 7]
