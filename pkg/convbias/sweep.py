@@ -1,0 +1,156 @@
+"""Grid sweeps over (batch size B, learning rate mu, weight decay lambda), run as ensembles.
+
+Every run of a grid is a small independent training run. Runs that share a
+batch size are trained together as one :func:`convbias.train.fit_ensemble`
+(one vmapped step for all ``len(lrs) * len(weight_decays) * len(seeds)``
+members); one ensemble per batch size, since the mini-batch shape must be the
+same inside a vmap. Members with the same seed share their initialisation and
+their batch order, so cells of the grid are paired comparisons.
+
+Runs are compared at **equal epochs** (``epochs=``: a smaller batch takes more
+steps, as in Galanti et al.) or at **equal steps** (``steps=``). Learning-rate
+milestones are given as fractions of the training length and multiply the rate
+by ``gamma``. The result holds tidy tables: one row per run (``final``) and
+one row per run and record (``curves``), with the mean rank and stable rank of
+the hidden weights (:func:`convbias.lowrank.layer_ranks`) and the accuracies.
+"""
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .lowrank import hidden_weight_names, rank_metrics, spectra
+from .train import EnsembleResult, fit_ensemble
+
+Tensor = torch.Tensor
+KEYS = ("batch_size", "lr", "weight_decay", "seed")
+
+
+@dataclass
+class SweepResult:
+    """Tidy results of :func:`run_sweep`."""
+
+    final: pd.DataFrame
+    curves: pd.DataFrame
+    layer_names: list[str]
+    compare: str
+    ensembles: dict[int, EnsembleResult] = field(repr=False)
+    seconds: dict[int, float] = field(default_factory=dict)
+
+    def grid(self, value: str = "rank", rows: str = "weight_decay", cols: str = "batch_size",
+             agg: str = "mean", **fixed: float) -> pd.DataFrame:
+        """A ``rows x cols`` table of ``value`` (aggregated over seeds and any free key),
+        after selecting ``fixed`` values, e.g. ``grid("rank", "weight_decay", "lr", batch_size=8)``."""
+        frame = self._select(self.final, fixed)
+        return frame.pivot_table(index=rows, columns=cols, values=value, aggfunc=agg)
+
+    def runs(self, **fixed: float) -> pd.DataFrame:
+        """Rows of ``final`` matching ``fixed`` keys."""
+        return self._select(self.final, fixed)
+
+    def curve(self, value: str = "rank", **fixed: float) -> pd.DataFrame:
+        """Rows of ``curves`` matching ``fixed`` keys (one row per record and run)."""
+        return self._select(self.curves, fixed)[["epoch", "step", "seed", value]]
+
+    def spectra(self, batch_size: int, lr: float, weight_decay: float, seed: int) -> dict[str, Tensor]:
+        """Normalised singular values ``s_i / s_1`` of each hidden weight of one run."""
+        row = self._select(self.final, dict(batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed))
+        if len(row) != 1:
+            raise ValueError(f"no single run with B={batch_size}, lr={lr}, lambda={weight_decay}, seed={seed}")
+        return spectra(self.ensembles[batch_size].params, self.layer_names, member=int(row["member"].iloc[0]))
+
+    @staticmethod
+    def _select(frame: pd.DataFrame, fixed: dict) -> pd.DataFrame:
+        for key, val in fixed.items():
+            if key not in frame:
+                raise KeyError(f"unknown key {key!r}; use one of {list(KEYS)}")
+            frame = frame[np.isclose(frame[key].astype(float), float(val))]
+        if frame.empty:
+            raise ValueError(f"no run matches {fixed}")
+        return frame
+
+
+def run_sweep(
+    make_model: Callable[[], nn.Module],
+    X: Tensor,
+    y: Tensor,
+    *,
+    batch_sizes: Sequence[int],
+    lrs: Sequence[float],
+    weight_decays: Sequence[float],
+    seeds: Sequence[int] = (0,),
+    epochs: int | None = None,
+    steps: int | None = None,
+    milestones: Sequence[float] = (),
+    gamma: float = 0.2,
+    layers: Sequence[str] | None = None,
+    tol: float = 1e-3,
+    records: int = 10,
+    loss: str = "ce",
+    X_test: Tensor | None = None,
+    y_test: Tensor | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+) -> SweepResult:
+    """Train every ``(B, lr, lambda, seed)`` of the grid with SGD (momentum 0) and weight decay.
+
+    ``layers`` names the weights to rank (default: every weight except the
+    classifier, i.e. all but the last parameter with >= 2 dimensions).
+    ``records`` rank measurements are taken along each run (at the same epochs
+    for every batch size when comparing at equal epochs).
+    """
+    if (epochs is None) == (steps is None):
+        raise ValueError("give exactly one of epochs= (compare at equal epochs) or steps= (equal steps)")
+    if not (batch_sizes and lrs and weight_decays and seeds):
+        raise ValueError("batch_sizes, lrs, weight_decays and seeds must each hold at least one value")
+    if any(not 0 < m < 1 for m in milestones):
+        raise ValueError(f"milestones are fractions of the training length in (0, 1), got {list(milestones)}")
+    if records < 1:
+        raise ValueError(f"records must be >= 1, got {records}")
+    compare = "epochs" if epochs is not None else "steps"
+    n = len(X)
+    names = list(layers) if layers is not None else hidden_weight_names(make_model())
+    members = list(itertools.product(lrs, weight_decays, seeds))
+    finals, curves, ensembles, seconds = [], [], {}, {}
+    for B in batch_sizes:
+        per_epoch = n // B if B < n else 1
+        if per_epoch < 1:
+            raise ValueError(f"batch size {B} exceeds the {n} training examples")
+        total = epochs * per_epoch if compare == "epochs" else steps
+        length = epochs if compare == "epochs" else total / per_epoch  # in epochs
+        if compare == "epochs":
+            log_every = per_epoch * max(1, epochs // records)
+        else:
+            log_every = max(1, steps // records)
+        start = time.perf_counter()
+        ens = fit_ensemble(
+            make_model, X, y, seeds=[m[2] for m in members], lr=[m[0] for m in members],
+            weight_decay=[m[1] for m in members], momentum=0.0, loss=loss,
+            batch_size=None if B >= n else B,
+            **({"epochs": epochs} if compare == "epochs" else {"steps": steps}),
+            milestones=[f * length for f in milestones], gamma=gamma, log_every=log_every,
+            X_test=X_test, y_test=y_test, metrics=rank_metrics(names, tol), device=device,
+            progress=progress, desc=f"B={B}",
+        )
+        seconds[B] = time.perf_counter() - start
+        ensembles[B] = ens
+        hist = ens.history
+        metric_keys = [k for k in hist.keys()]
+        step = hist["step"]
+        for e, (lr, wd, seed) in enumerate(members):
+            base = dict(batch_size=B, lr=lr, weight_decay=wd, seed=seed, member=e)
+            for r, s in enumerate(step):
+                curves.append({**base, "step": int(s), "epoch": s / per_epoch,
+                               **{k: float(hist[k][r, e]) for k in metric_keys}})
+            finals.append({**base, "steps": int(step[-1]), "epochs": step[-1] / per_epoch,
+                           **{k: float(hist[k][-1, e]) for k in metric_keys}})
+    return SweepResult(final=pd.DataFrame(finals), curves=pd.DataFrame(curves), layer_names=names,
+                       compare=compare, ensembles=ensembles, seconds=seconds)
+
