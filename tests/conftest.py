@@ -12,6 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("CONVBIAS_PROFILE", "quick")
 os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ["CONVBIAS_RESULTS_CACHE"] = "off"  # tests always recompute
 
 
 def toc_notebooks() -> list[Path]:
