@@ -4,14 +4,15 @@ Modules (imported on demand, so ``import convbias`` stays fast):
 ``config`` (profiles, device, seeds), ``rank`` (stable / effective / numerical
 rank), ``data`` (synthetic generators, real-data loaders), ``models``,
 ``train`` (training loops, vmap ensembles), ``efcn`` (CNN -> FCN embedding),
-``plotting`` (house style).
+``plotting`` (house style), ``report`` (glue, paper-vs-build tables),
+``cache`` (results cache).
 """
 from __future__ import annotations
 
 import importlib
 
 __version__ = "0.1.0"
-__all__ = ["config", "data", "efcn", "models", "plotting", "rank", "train"]
+__all__ = ["cache", "config", "data", "efcn", "models", "plotting", "rank", "report", "train"]
 
 
 def __getattr__(name: str):
