@@ -31,5 +31,6 @@ def test_comparison_table_keeps_paper_and_build_apart():
         report.comparison_table([{"ours": 1}])
 
 
-def test_glue_returns_value_outside_a_book():
-    assert report.glue("x", 3.5) == 3.5
+def test_glue_returns_and_records_value_outside_a_book():
+    assert report.glue("test_x", 3.5) == 3.5
+    assert report.GLUED["test_x"] == 3.5

@@ -7,9 +7,27 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+#: every value glued in this process, by key (written out by headless chapter runs)
+GLUED: dict[str, Any] = {}
+
+
+def _in_kernel() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    return get_ipython() is not None and hasattr(get_ipython(), "kernel")
+
 
 def glue(name: str, value: Any, display: bool = False) -> Any:
-    """Glue ``value`` under ``name`` for ``{glue:text}`` references; returns ``value``."""
+    """Glue ``value`` under ``name`` for ``{glue:text}`` references; returns ``value``.
+
+    The value is also recorded in :data:`GLUED`. Outside a Jupyter kernel, or
+    without myst-nb (e.g. on Colab), nothing is displayed.
+    """
+    GLUED[name] = value
+    if not _in_kernel():
+        return value
     try:
         from myst_nb import glue as nb_glue
     except ImportError:  # outside the book build
