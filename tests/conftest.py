@@ -10,30 +10,9 @@ import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-os.environ.setdefault("CONVBIAS_PROFILE", "quick")
+os.environ["CONVBIAS_PROFILE"] = "quick"  # tests always use the quick profile
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ["CONVBIAS_RESULTS_CACHE"] = "off"  # tests always recompute
-
-
-def toc_notebooks() -> list[Path]:
-    """Notebooks named in ``_toc.yml``, in book order."""
-    import yaml
-
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files: list[str] = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if "file" in node:
-                files.append(node["file"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(toc)
-    return [ROOT / f"{f}.ipynb" for f in files if (ROOT / f"{f}.ipynb").exists()]
 
 
 def pytest_configure(config):
@@ -43,5 +22,7 @@ def pytest_configure(config):
     if any(t == ROOT / "tests" or t == ROOT for t in targets):
         config.option.nbval_lax = True
         config.option.nbval_current_env = True
+        from convbias.notebooks import toc_notebooks
+
         config.args.extend(str(p.relative_to(Path.cwd())) if p.is_relative_to(Path.cwd()) else str(p)
-                           for p in toc_notebooks())
+                           for p in toc_notebooks(ROOT))

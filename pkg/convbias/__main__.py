@@ -1,0 +1,54 @@
+"""Command line: ``python -m convbias {run,student,colab-cell} ...`` (run from a checkout of the book).
+
+- ``run CHAPTER [--profile quick|full] [--out results]``: execute a chapter headless
+  (no Jupyter), saving its figures and glued numbers to ``results/<chapter>/``.
+- ``student OUT_DIR``: write every notebook without solutions or outputs.
+- ``colab-cell [--check]``: put (or check) the Colab set-up cell in every chapter.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m convbias", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a chapter headless and save its results")
+    run.add_argument("chapter", help="chapter number (1, 02, ...) or notebook name")
+    run.add_argument("--profile", choices=["quick", "full", "auto"], default=None)
+    run.add_argument("--out", type=Path, default=Path("results"))
+    student = sub.add_parser("student", help="write notebooks without solutions")
+    student.add_argument("out_dir", type=Path)
+    colab = sub.add_parser("colab-cell", help="sync the Colab set-up cell of every chapter")
+    colab.add_argument("--check", action="store_true", help="only report notebooks that differ")
+    args = parser.parse_args(argv)
+
+    from . import notebooks
+
+    root = notebooks.book_root()
+    if args.command == "run":
+        if args.profile:
+            os.environ["CONVBIAS_PROFILE"] = args.profile
+        nb = notebooks.chapter_notebook(root, args.chapter)
+        summary = notebooks.run_headless(nb, args.out / nb.stem)
+        status = "all checks passed" if summary["checks_passed"] else f"FAILED at cell {summary['failed_cell']}: {summary.get('error')}"
+        print(f"{nb.stem}: {status}; {summary['seconds']} s; {len(summary['figures'])} figures, "
+              f"{len(summary['values'])} values -> {args.out / nb.stem}")
+        return 0 if summary["checks_passed"] else 1
+    if args.command == "student":
+        total = 0
+        for nb in notebooks.toc_notebooks(root):
+            total += notebooks.student_version(nb, args.out_dir / nb.name)
+        print(f"wrote {len(notebooks.toc_notebooks(root))} notebooks without {total} solutions to {args.out_dir}")
+        return 0
+    changed = notebooks.sync_colab_cells(root, check=args.check)
+    verb = "differ" if args.check else "updated"
+    print(f"{len(changed)} notebook(s) {verb}: {', '.join(p.name for p in changed) or 'none'}")
+    return 1 if (args.check and changed) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from convbias import notebooks as nbt
+from convbias.__main__ import main as cli
+
+MARKDOWN = """Intro.
+
+:::{exercise}
+:label: ex-a
+Prove it.
+:::
+
+:::{solution} ex-a
+:class: dropdown
+Because.
+:::
+
+```{solution} ex-b
+Also hidden.
+```
+Outro.
+"""
+
+
+def write_nb(path: Path, cells) -> Path:
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture()
+def book(tmp_path):
+    (tmp_path / "book").mkdir()
+    (tmp_path / "_config.yml").write_text("title: t\nrepository:\n  url: https://example.org/me/book/\n")
+    (tmp_path / "_toc.yml").write_text(
+        "format: jb-book\nroot: book/intro\nparts:\n  - caption: C\n    chapters:\n"
+        "      - file: book/01_first\n      - file: book/02_second\n")
+    for name in ("01_first", "02_second"):
+        out = nbformat.v4.new_code_cell("print(1)", outputs=[nbformat.v4.new_output("stream", text="1\n")],
+                                        execution_count=3)
+        write_nb(tmp_path / "book" / f"{name}.ipynb", [nbformat.v4.new_markdown_cell(MARKDOWN), out])
+    return tmp_path
+
+
+def test_strip_solutions_keeps_exercises():
+    text = nbt.strip_solutions(MARKDOWN)
+    assert "Because" not in text and "Also hidden" not in text
+    assert ":::{exercise}" in text and "Prove it." in text and "Outro." in text
+
+
+def test_student_version_removes_solutions_and_outputs(book, tmp_path):
+    src = book / "book" / "01_first.ipynb"
+    assert nbt.student_version(src, tmp_path / "out" / "s.ipynb") == 2
+    nb = nbformat.read(tmp_path / "out" / "s.ipynb", as_version=4)
+    assert "{solution}" not in nb.cells[0].source
+    assert nb.cells[1].outputs == [] and nb.cells[1].execution_count is None
+
+
+def test_colab_cell_sync_is_first_code_cell_and_idempotent(book):
+    assert [p.name for p in nbt.sync_colab_cells(book, check=True)] == ["01_first.ipynb", "02_second.ipynb"]
+    assert len(nbt.sync_colab_cells(book)) == 2
+    assert nbt.sync_colab_cells(book, check=True) == []
+    nb = nbformat.read(book / "book" / "01_first.ipynb", as_version=4)
+    first = next(c for c in nb.cells if c.cell_type == "code")
+    assert "git+https://example.org/me/book" in first.source and "google.colab" in first.source
+    assert nbt.COLAB_TAG in first.metadata["tags"]
+    assert sum(nbt.COLAB_TAG in c.metadata.get("tags", []) for c in nb.cells) == 1
+    assert nbt.sync_colab_cells(book) == []  # nothing to do twice
+
+
+def test_colab_cell_is_harmless_off_colab():
+    namespace = {}
+    exec(nbt.colab_cell_source("https://example.org/x"), namespace)  # must not install anything here
+
+
+def test_chapter_lookup(book):
+    assert nbt.chapter_notebook(book, "2").name == "02_second.ipynb"
+    assert nbt.chapter_notebook(book, "01_first").name == "01_first.ipynb"
+    with pytest.raises(ValueError, match="01_first, 02_second"):
+        nbt.chapter_notebook(book, "7")
+
+
+def test_book_root_search(book, monkeypatch):
+    monkeypatch.chdir(book / "book")
+    assert nbt.book_root() == book
+    with pytest.raises(FileNotFoundError):
+        nbt.book_root(Path("/"))
+
+
+def test_run_headless_writes_figures_values_and_failures(tmp_path):
+    cells = [
+        nbformat.v4.new_code_cell("%matplotlib inline\nimport matplotlib.pyplot as plt\n"
+                                  "from convbias.report import glue\nx = 21"),
+        nbformat.v4.new_code_cell("plt.plot([1, 2]); plt.show()\nglue('answer', 2 * x)"),
+        nbformat.v4.new_code_cell("assert x == 22, 'x is not 22'"),
+        nbformat.v4.new_code_cell("glue('never', 1)"),
+    ]
+    nb = write_nb(tmp_path / "nb.ipynb", cells)
+    summary = nbt.run_headless(nb, tmp_path / "out", progress=False)
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved["values"] == {"answer": 42}
+    assert saved["failed_cell"] == 3 and not saved["checks_passed"] and "x is not 22" in saved["error"]
+    assert summary["figures"] == ["fig-02-1.png"] and (tmp_path / "out" / "fig-02-1.png").stat().st_size > 0
+
+
+def test_cli_student_and_colab_check(book, monkeypatch, capsys):
+    monkeypatch.chdir(book)
+    assert cli(["colab-cell", "--check"]) == 1
+    assert cli(["colab-cell"]) == 0
+    assert cli(["colab-cell", "--check"]) == 0
+    assert cli(["student", str(book / "student")]) == 0
+    assert "without 4 solutions" in capsys.readouterr().out
+    assert sorted(p.name for p in (book / "student").iterdir()) == ["01_first.ipynb", "02_second.ipynb"]
