@@ -22,7 +22,7 @@ def _in_kernel() -> bool:
 def glue(name: str, value: Any, display: bool = False) -> Any:
     """Glue ``value`` under ``name`` for ``{glue:text}`` references; returns ``value``.
 
-    The value is also recorded in :data:`GLUED`. Outside a Jupyter kernel, or
+    The value is also recorded in ``GLUED``. Outside a Jupyter kernel, or
     without myst-nb (e.g. on Colab), nothing is displayed.
     """
     GLUED[name] = value

@@ -39,7 +39,7 @@ class History:
     """Values recorded along training: ``step`` and one list per metric.
 
     For an ensemble each recorded value is an array with one entry per member,
-    and :meth:`array` returns shape ``(n_records, E)``.
+    and ``array(key)`` returns shape ``(n_records, E)``.
     """
 
     step: list[int] = field(default_factory=list)
