@@ -4,6 +4,7 @@
   (no Jupyter), saving its figures and glued numbers to ``results/<chapter>/``.
 - ``student OUT_DIR``: write every notebook without solutions or outputs.
 - ``colab-cell [--check]``: put (or check) the Colab set-up cell in every chapter.
+- ``screenshots [--out DIR]``: render the built book's intro and chapters in headless Chromium.
 """
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     student.add_argument("out_dir", type=Path)
     colab = sub.add_parser("colab-cell", help="sync the Colab set-up cell of every chapter")
     colab.add_argument("--check", action="store_true", help="only report notebooks that differ")
+    shots = sub.add_parser("screenshots", help="screenshots of the built book (headless Chromium)")
+    shots.add_argument("--out", type=Path, default=Path("_build/screenshots"))
     args = parser.parse_args(argv)
 
     from . import notebooks
@@ -44,6 +47,20 @@ def main(argv: list[str] | None = None) -> int:
             total += notebooks.student_version(nb, args.out_dir / nb.name)
         print(f"wrote {len(notebooks.toc_notebooks(root))} notebooks without {total} solutions to {args.out_dir}")
         return 0
+    if args.command == "screenshots":
+        from . import browser
+
+        html = root / "_build" / "html"
+        pages = [html / "book" / "intro.html"] + [html / "book" / f"{nb.stem}.html" for nb in notebooks.toc_notebooks(root)]
+        bad = []
+        for page in pages:
+            shot = browser.screenshot(page, args.out / f"{page.stem}.png")
+            wide = browser.overflows(page)
+            print(f"{page.stem:<32} contrast {shot['contrast']:5.1f}  overflow {'YES' if wide else 'no'}  -> {shot['png']}")
+            if shot["contrast"] < 5 or wide:
+                bad.append(page.stem)
+        print("layout problems: " + (", ".join(bad) if bad else "none"))
+        return 1 if bad else 0
     changed = notebooks.sync_colab_cells(root, check=args.check)
     verb = "differ" if args.check else "updated"
     print(f"{len(changed)} notebook(s) {verb}: {', '.join(p.name for p in changed) or 'none'}")
