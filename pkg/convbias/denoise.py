@@ -239,3 +239,52 @@ def dct_recover(y: Tensor, operator, shape: tuple[int, int], lam: float = 1e-3, 
         s = z + ((t - 1) / t_next) * (z - z_prev)
         z_prev, t = z, t_next
     return to_img(z).clamp(0, 1)
+
+
+# ----------------------------------------------------------------- the chapter's experiments
+def fit_targets(make_net: Callable[[], nn.Module], targets: dict[str, Tensor], steps: int, lr: float = 0.01,
+                clean: Tensor | None = None, log_every: int = 10, progress: bool = False) -> dict[str, FitResult]:
+    """Fit a fresh ``make_net()`` (same seed, same initialization) to each named target; PSNR against ``clean``."""
+    out = {}
+    for name, target in targets.items():
+        out[name] = fit_generator(make_net(), target, steps, lr=lr, clean=clean, log_every=log_every,
+                                  progress=f"{name}" if progress else False)
+    return out
+
+
+def compressive_sensing_sweep(image: Tensor, measurements: list[int], make_net: Callable[[], nn.Module],
+                              steps: int, lr: float = 0.01, mode: str = "gaussian", lam: float = 1e-2,
+                              baseline_iters: int = 300, seed: int = 0, progress: bool = False) -> dict[str, np.ndarray]:
+    """Recover a gray ``(1, 1, H, W)`` image from ``m`` measurements for each ``m``: generator vs sparse-DCT baseline.
+
+    ``mode="gaussian"`` is compressive sensing (``y = A x``, ``A`` i.i.d. ``N(0, 1/m)``);
+    ``mode="mask"`` keeps ``m`` random pixels on average (inpainting). The generator
+    is fitted to the measurements for ``steps`` iterations (no early stopping: the
+    final iterate is reported). Returns ``m``, the generator's final and best PSNR,
+    and the baseline's PSNR, as arrays over ``measurements``.
+    """
+    if image.ndim != 4 or image.shape[:2] != (1, 1):
+        raise ValueError(f"image must be gray (1, 1, H, W), got {tuple(image.shape)}")
+    if mode not in ("gaussian", "mask"):
+        raise ValueError(f"mode must be 'gaussian' or 'mask', got {mode!r}")
+    h, w = image.shape[-2:]
+    rows: dict[str, list] = {"m": [], "net_final": [], "net_best": [], "baseline": []}
+    ms = measurements
+    if progress:
+        from tqdm.auto import tqdm
+
+        ms = tqdm(measurements, desc=f"{mode} measurements", leave=False)
+    for m in ms:
+        op = (GaussianMeasurements(h * w, m, seed=seed) if mode == "gaussian"
+              else RandomMask((h, w), keep=m / (h * w), seed=seed))
+        net = make_net()
+        dev = next(net.parameters()).device
+        op.to(dev)
+        y = op(image.to(dev))
+        res = fit_generator(net, y, steps, lr=lr, clean=image, operator=op, log_every=max(steps // 20, 1))
+        base = dct_recover(y, op, (h, w), lam=lam, iters=baseline_iters)
+        rows["m"].append(m)
+        rows["net_final"].append(res.final_psnr)
+        rows["net_best"].append(res.best_psnr)
+        rows["baseline"].append(psnr(base.cpu(), image.cpu()))
+    return {k: np.asarray(v) for k, v in rows.items()}
