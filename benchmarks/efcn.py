@@ -15,22 +15,10 @@ import time
 import torch
 from torch import nn
 
-from convbias.efcn import conv_to_dense, parameter_bytes, to_fcn
+from convbias.efcn import parameter_bytes, to_fcn
+from convbias.models.canvas_cnn import alexnet_style
 
 INPUT_SHAPE = (3, 32, 32)
-
-
-def alexnet_style(num_classes: int = 10) -> nn.Sequential:
-    """The AlexNet-style CIFAR-10 network of the paper's code, written as an nn.Sequential."""
-    return nn.Sequential(
-        nn.Conv2d(3, 64, 4, stride=2, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
-        nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
-        nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2),
-        nn.Flatten(), nn.Dropout(), nn.Linear(256, 512), nn.ReLU(), nn.Dropout(),
-        nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, num_classes),
-    )
 
 
 def loop_conv_to_dense(conv: nn.Conv2d, in_shape: tuple[int, int, int]) -> torch.Tensor:

@@ -58,3 +58,12 @@ def load_canvas(source: str = "digits", canvas: int = 16, n_train: int = 500, n_
     X_tr = place_on_canvas(split.X_train[:n_train], canvas, random_position, seed=2 * seed)
     X_te = place_on_canvas(split.X_test[:n_test], canvas, random_position, seed=2 * seed + 1)
     return Split(X_tr, split.y_train[:n_train], X_te, split.y_test[:n_test], f"{split.source}-on-{canvas}x{canvas}")
+
+
+def standardize(split: Split) -> Split:
+    """Per-channel input normalization with the training set's mean and standard deviation (as in the paper)."""
+    dims = (0, 2, 3) if split.X_train.ndim == 4 else (0, 2)
+    mean = split.X_train.mean(dims, keepdim=True)
+    std = split.X_train.std(dims, keepdim=True).clamp_min(1e-8)
+    return Split((split.X_train - mean) / std, split.y_train, (split.X_test - mean) / std, split.y_test,
+                 split.source)

@@ -5,6 +5,7 @@
 * :func:`skinny_cnn`: the "Skinny" CIFAR-10 CNN of d'Ascoli et al. (2019):
   conv 3->64 k4 s2 p2, maxpool 3/2, conv 64->64 k5 p2, maxpool 3/2,
   conv 64->64 k3 p1, maxpool 3/2, linear (143,178 parameters on 32x32x3).
+* :func:`alexnet_style`: the paper's larger AlexNet-style CIFAR-10 CNN (2.85M parameters).
 
 The standard FCN "of the same architecture" is
 :func:`convbias.efcn.reinitialized_fcn` applied to the eFCN of one of these.
@@ -45,3 +46,16 @@ def skinny_cnn(input_shape: tuple[int, int, int] = (3, 32, 32), width: int = 64,
         nn.Flatten(),
     )
     return nn.Sequential(*features, nn.Linear(_readout_size(features, input_shape), num_classes))
+
+
+def alexnet_style(num_classes: int = 10) -> nn.Sequential:
+    """The paper's AlexNet-style CIFAR-10 CNN (inputs 3x32x32), as an ``nn.Sequential``."""
+    return nn.Sequential(
+        nn.Conv2d(3, 64, 4, stride=2, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
+        nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
+        nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2),
+        nn.Flatten(), nn.Dropout(), nn.Linear(256, 512), nn.ReLU(), nn.Dropout(),
+        nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, num_classes),
+    )

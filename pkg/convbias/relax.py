@@ -1,0 +1,137 @@
+"""The relax-time protocol of d'Ascoli et al. (2019).
+
+Train a CNN; at each relax time ``t`` (in epochs) embed its snapshot into FCN
+space (:func:`convbias.efcn.to_fcn`) and keep training that eFCN with the same
+optimizer settings for ``relax_train_epochs``; optionally do the same in LCN
+space (:func:`convbias.efcn.to_lcn`). References: the CNN trained to the end,
+and a standard FCN of the eFCN's architecture trained from scratch for the
+same number of epochs as each eFCN.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .config import device as default_device
+from .data.real import Split
+from .efcn import reinitialized_fcn, subspace_distance, to_fcn, to_lcn
+from .train import History, fit
+
+
+def log_relax_times(epochs: int, n: int) -> list[int]:
+    """``0`` plus ``n`` log-spaced epochs in ``[1, epochs]``, rounded and deduplicated (the paper's checkpoints)."""
+    if epochs < 1 or n < 1:
+        raise ValueError(f"need epochs >= 1 and n >= 1, got epochs={epochs}, n={n}")
+    times = np.unique(np.logspace(0, np.log10(epochs), n).astype(int))
+    return [0] + [int(t) for t in times]
+
+
+@dataclass
+class RelaxRun:
+    """Outcome of one seed of the protocol (accuracies are test accuracies in [0, 1])."""
+
+    relax_epochs: list[int]
+    cnn_acc: float                      # the CNN after all its epochs
+    cnn_acc_long: float                 # the CNN trained relax_train_epochs more (same budget as the last eFCN)
+    cnn_acc_at: np.ndarray              # the CNN at each relax time
+    efcn_acc: np.ndarray                # the eFCN relaxed at each time, after relax_train_epochs
+    fcn_acc: float                      # the scratch FCN, after relax_train_epochs
+    lcn_acc: np.ndarray | None          # the eLCN relaxed at each time (if asked)
+    off_support: np.ndarray             # final off-support fraction of each eFCN
+    off_tying: np.ndarray               # final off-tying fraction of each eFCN
+    histories: dict[str, History] = field(default_factory=dict)
+
+
+def _subspace_metrics() -> dict[str, Callable[[nn.Module], float]]:
+    """Both fractions of :func:`subspace_distance` from one evaluation per record."""
+    cache: dict[str, float] = {}
+
+    def off_support(m: nn.Module) -> float:
+        d = subspace_distance(m)
+        cache["off_tying"] = d["off_tying"].item()
+        return d["off_support"].item()
+
+    return {"off_support": off_support, "off_tying": lambda m: cache.pop("off_tying")}
+
+
+def relax_protocol(make_cnn: Callable[[], nn.Sequential], data: Split, *, input_shape: Sequence[int],
+                   epochs: int, relax_epochs: Sequence[int], relax_train_epochs: int, lr: float,
+                   batch_size: int, seed: int, momentum: float = 0.0, weight_decay: float = 0.0,
+                   lcn: bool = False, log_every: int | None = None, device: torch.device | None = None,
+                   progress: bool = True) -> RelaxRun:
+    """Run the protocol for one seed and return a :class:`RelaxRun`.
+
+    ``relax_epochs`` must lie in ``[0, epochs]``. Every network is trained by
+    :func:`convbias.train.fit` with SGD(``lr``, ``momentum``, ``weight_decay``)
+    and mini-batches of ``batch_size``; the CNN's optimizer state carries over
+    its whole run, each embedded network starts a fresh optimizer (its
+    parameters live in another space). After its ``epochs`` the CNN is also
+    trained ``relax_train_epochs`` more, the same budget as an eFCN relaxed at
+    ``epochs`` (``cnn_acc_long``): an eFCN that "beats the CNN" should beat both. ``log_every`` (steps) sets how often the
+    eFCN's distance from the CNN subspace is recorded (default: every epoch).
+    """
+    times = sorted({int(t) for t in relax_epochs})
+    if not times or times[0] < 0 or times[-1] > epochs:
+        raise ValueError(f"relax_epochs must lie in [0, epochs={epochs}], got {list(relax_epochs)}")
+    dev = device or default_device()
+    steps_per_epoch = max(1, len(data.X_train) // batch_size)
+    log_every = log_every or steps_per_epoch
+    train = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, batch_size=batch_size,
+                 X_test=data.X_test, y_test=data.y_test, progress=False)
+    X, y = data.X_train.to(dev), data.y_train.to(dev)
+
+    torch.manual_seed(seed)
+    cnn = make_cnn().to(dev)
+    opt = torch.optim.SGD(cnn.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    snapshots: dict[int, nn.Module] = {}
+    cnn_acc_at, histories = {}, {}
+    done = 0
+    cnn_hist = History()
+    for t in sorted(set(times) | {epochs}):
+        if t > done:
+            h = fit(cnn, X, y, optimizer=opt, epochs=t - done, seed=seed * 1000 + done,
+                    log_every=steps_per_epoch * (t - done), **train)
+            cnn_hist.record(t, test_acc=h.last("test_acc"), train_acc=h.last("train_acc"))
+        elif t == 0:
+            from .train import evaluate
+            cnn_hist.record(0, **{k: v for k, v in evaluate(cnn, data.X_test.to(dev), data.y_test.to(dev),
+                                                             prefix="test_").items() if k == "test_acc"})
+        done = t
+        cnn_acc_at[t] = float(cnn_hist.last("test_acc"))
+        if t in times:
+            snapshots[t] = copy.deepcopy(cnn).eval()
+    h = fit(cnn, X, y, optimizer=opt, epochs=relax_train_epochs, seed=seed * 1000 + epochs,
+            log_every=steps_per_epoch * relax_train_epochs, **train)
+    cnn_acc_long = float(h.last("test_acc"))
+    histories["cnn"] = cnn_hist
+
+    efcn_acc, lcn_acc, off_support, off_tying = [], [], [], []
+    kinds = [("efcn", to_fcn)] + ([("lcn", to_lcn)] if lcn else [])
+    bar = tqdm(total=len(times) * len(kinds) + 1, desc=f"relax (seed {seed})", disable=not progress, leave=False)
+    for t in times:
+        for kind, embed in kinds:
+            net = embed(snapshots[t], input_shape).to(dev)
+            h = fit(net, X, y, epochs=relax_train_epochs, seed=seed * 1000 + 500 + t, log_every=log_every,
+                    metrics=_subspace_metrics() if kind == "efcn" else None, **train)
+            histories[f"{kind}@{t}"] = h
+            if kind == "efcn":
+                efcn_acc.append(h.last("test_acc"))
+                off_support.append(h.last("off_support"))
+                off_tying.append(h.last("off_tying"))
+            else:
+                lcn_acc.append(h.last("test_acc"))
+            bar.update()
+    fcn = reinitialized_fcn(to_fcn(snapshots[times[0]], input_shape), seed=seed + 10_000).to(dev)
+    h = fit(fcn, X, y, epochs=relax_train_epochs, seed=seed * 1000 + 999, log_every=log_every, **train)
+    histories["fcn"] = h
+    bar.update()
+    bar.close()
+    return RelaxRun(times, cnn_acc_at[epochs], cnn_acc_long, np.array([cnn_acc_at[t] for t in times]), np.array(efcn_acc),
+                    float(h.last("test_acc")), np.array(lcn_acc) if lcn else None, np.array(off_support),
+                    np.array(off_tying), histories)
