@@ -1,0 +1,149 @@
+"""Gradients of deep 1-D conv nets at initialization, and the end-to-end filter's spectrum.
+
+For a linear single-channel circular conv net without normalization the
+hidden layers compose into one circular convolution, ``f(x) = h_L * ... * h_1 * x``,
+whose DFT is the product of the layers' DFTs,
+
+.. math::  \\hat h(\\omega) = \\prod_{l=1}^{L} \\hat h_l(\\omega).
+
+Circular convolutions commute, so for the loss ``(1/n) ||f(x) - y||^2`` the
+gradient for layer ``l`` is a correlation of the residual ``r = f(x) - y`` with
+the input filtered by all *other* layers,
+
+.. math::  \\frac{\\partial \\mathcal L}{\\partial h_l[j]} = \\frac{2}{n} \\sum_i r[i]\\,
+           u_l[(i + j - p) \\bmod n], \\qquad u_l = \\big(\\textstyle\\prod_{m \\ne l} h_m\\big) * x,
+
+which shrinks like ``prod_{m != l} |h_m|``: exponentially in depth when the
+filters are contractions. (:func:`linear_net_gradient` computes this closed form.)
+"""
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .one_example import member_losses
+
+Tensor = torch.Tensor
+
+
+def _kernels(weights: Tensor | Sequence[Tensor]) -> Tensor:
+    """Stack single-channel kernels (each ``(k,)`` or ``(1, 1, k)``) into ``(L, k)``."""
+    if isinstance(weights, Tensor):
+        w = weights
+    else:
+        w = torch.stack([torch.as_tensor(v).reshape(-1) for v in weights])
+    if w.ndim == 3:
+        if w.shape[1] != 1:
+            raise ValueError("end-to-end filters are defined for single-channel layers: weights must be (L, 1, k)")
+        w = w[:, 0]
+    if w.ndim != 2:
+        raise ValueError(f"weights must be (L, k), a (L, 1, k) stack or a list of kernels; got shape {tuple(w.shape)}")
+    return w
+
+
+def circulant_kernel(weight: Tensor, n: int) -> Tensor:
+    """The length-``n`` filter ``g`` with ``conv1d(x, w, circular padding) = g * x`` (circular convolution).
+
+    PyTorch's conv1d is a correlation, ``y[i] = sum_j w[j] x[i + j - p]`` (``p = k // 2``),
+    so ``g[(p - j) mod n] = w[j]``. Works on a batch of kernels ``(..., k)``.
+    """
+    k = weight.shape[-1]
+    if k > n:
+        raise ValueError(f"kernel size {k} exceeds the signal length n={n}")
+    p = k // 2
+    g = torch.zeros(*weight.shape[:-1], n, dtype=weight.dtype, device=weight.device)
+    idx = (p - torch.arange(k, device=weight.device)) % n
+    g[..., idx] = weight
+    return g
+
+
+def layer_spectra(weights: Tensor | Sequence[Tensor], n: int) -> Tensor:
+    """DFTs ``hat h_l(omega)`` of each layer's filter, shape ``(L, n // 2 + 1)`` (real FFT)."""
+    return torch.fft.rfft(circulant_kernel(_kernels(weights), n), dim=-1)
+
+
+def end_to_end_spectrum(weights: Tensor | Sequence[Tensor], n: int) -> Tensor:
+    """``hat h(omega) = prod_l hat h_l(omega)``, the end-to-end filter's DFT, shape ``(n // 2 + 1,)``."""
+    return layer_spectra(weights, n).prod(dim=0)
+
+
+def end_to_end_filter(weights: Tensor | Sequence[Tensor], n: int) -> Tensor:
+    """The length-``n`` end-to-end filter ``h = h_L * ... * h_1`` of a linear single-channel net."""
+    return torch.fft.irfft(end_to_end_spectrum(weights, n), n=n)
+
+
+def circular_convolve(g: Tensor, x: Tensor) -> Tensor:
+    """``(g * x)[i] = sum_m g[m] x[(i - m) mod n]`` along the last axis, by FFT."""
+    n = x.shape[-1]
+    return torch.fft.irfft(torch.fft.rfft(g, n=n) * torch.fft.rfft(x, n=n), n=n)
+
+
+def linear_net_gradient(weights: Tensor | Sequence[Tensor], x: Tensor, y: Tensor) -> Tensor:
+    """Closed-form gradient of ``(1/n) ||h_L * ... * h_1 * x - y||^2`` for every layer, shape ``(L, k)``.
+
+    ``x`` and ``y`` are length-``n`` signals (any leading shape of ones). Uses the
+    formula in the module docstring; no autograd.
+    """
+    w = _kernels(weights)
+    x, y = x.reshape(-1).to(w.dtype), y.reshape(-1).to(w.dtype)
+    n, (L, k) = x.shape[0], w.shape
+    spectra = layer_spectra(w, n)
+    X = torch.fft.rfft(x)
+    r = torch.fft.irfft(spectra.prod(0) * X, n=n) - y
+    p = k // 2
+    shift = (torch.arange(n)[:, None] + torch.arange(k)[None, :] - p) % n  # (n, k): i + j - p
+    grads = []
+    for l in range(L):
+        others = torch.cat([spectra[:l], spectra[l + 1:]]).prod(0) if L > 1 else torch.ones_like(X)
+        u = torch.fft.irfft(others * X, n=n)
+        grads.append(2.0 / n * (r[:, None] * u[shift]).sum(0))
+    return torch.stack(grads)
+
+
+def conv_weights(model: nn.Module) -> list[Tensor]:
+    """The hidden convolution weights of a model, first layer first.
+
+    Uses ``model.conv_layers()`` when the model has it (e.g. ``DeepConv1d``),
+    otherwise every ``Conv1d``/``Conv2d`` with a kernel larger than one.
+    """
+    if hasattr(model, "conv_layers"):
+        return [m.weight for m in model.conv_layers()]
+    return [m.weight for m in model.modules()
+            if isinstance(m, (nn.Conv1d, nn.Conv2d)) and max(m.kernel_size) > 1]
+
+
+def layer_gradient_norms(model: nn.Module, x: Tensor | None, y: Tensor) -> Tensor:
+    """``||dL/dW_l||_2`` for each hidden convolution ``l``, shape ``(depth, members)``.
+
+    ``L`` is the mean squared error of ``model(x)`` (``model()`` when ``x`` is None)
+    against ``y``, per member for models with a ``members`` attribute (one column
+    each; a plain model gives one column). ``.grad`` is left untouched.
+    """
+    weights = conv_weights(model)
+    if not weights:
+        raise ValueError("the model has no convolution weights to differentiate")
+    E = int(getattr(model, "members", 1))
+    out = model() if x is None else model(x)
+    loss = member_losses(out, y.to(out.device), E).sum()
+    grads = torch.autograd.grad(loss, weights)
+    return torch.stack([g.reshape(E, -1).norm(dim=1) for g in grads]).detach()
+
+
+def gradient_norms_vs_depth(depths: Iterable[int], x: Tensor, y: Tensor, *, members: int = 8, seed: int = 0,
+                            **net_kwargs) -> dict[int, np.ndarray]:
+    """Per-layer gradient norms at initialization of ``DeepConv1d(depth, members=members, **net_kwargs)``.
+
+    Returns ``{depth: array (depth, members)}``; the nets for each depth are drawn
+    under ``torch.manual_seed(seed + depth)``.
+    """
+    from .models.conv1d import DeepConv1d
+
+    result = {}
+    for depth in depths:
+        torch.manual_seed(int(seed) + int(depth))
+        net = DeepConv1d(int(depth), members=members, **net_kwargs).to(x.device)
+        result[int(depth)] = layer_gradient_norms(net, x, y).cpu().numpy()
+    return result
