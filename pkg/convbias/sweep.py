@@ -154,3 +154,13 @@ def run_sweep(
     return SweepResult(final=pd.DataFrame(finals), curves=pd.DataFrame(curves), layer_names=names,
                        compare=compare, ensembles=ensembles, seconds=seconds)
 
+
+
+def stack_members(make_model: Callable[[], nn.Module], seeds: Sequence[int]) -> dict[str, Tensor]:
+    """Stacked initial parameters ``{name: (E, ...)}`` of ``make_model()`` built under each seed,
+    exactly as :func:`convbias.train.fit_ensemble` initialises its members."""
+    members = []
+    for s in seeds:
+        torch.manual_seed(int(s))
+        members.append(dict(make_model().named_parameters()))
+    return {n: torch.stack([m[n].detach() for m in members]) for n in members[0]}
