@@ -95,3 +95,22 @@ def test_fit_generator_tracks_psnr_and_keeps_best_iterate():
     res10 = fit_generator(_Pixels(), noisy, steps=25, lr=1.0, clean=clean, optimizer="sgd", momentum=0.0,
                           log_every=10)
     assert res10.step.tolist() == [0, 10, 20, 25]
+
+
+def test_compressive_sensing_sweep_validates_and_returns_one_row_per_m():
+    from convbias.denoise import compressive_sensing_sweep
+
+    img = torch.rand(1, 1, 8, 8)
+    with pytest.raises(ValueError, match="gray"):
+        compressive_sensing_sweep(torch.rand(1, 3, 8, 8), [10], _Pixels, steps=1)
+    with pytest.raises(ValueError, match="mode"):
+        compressive_sensing_sweep(img, [10], _Pixels, steps=1, mode="fourier")
+
+    class _Pixels8(_Pixels):
+        def __init__(self):
+            super().__init__()
+            self.x = nn.Parameter(torch.zeros(1, 1, 8, 8))
+
+    # all pixels observed (keep = 1): gradient descent on the pixels recovers the image exactly
+    out = compressive_sensing_sweep(img, [64], _Pixels8, steps=300, lr=0.05, mode="mask", baseline_iters=50)
+    assert out["m"].tolist() == [64] and out["net_final"][0] > 40
