@@ -655,3 +655,24 @@ def parameter_count(model: nn.Module) -> int:
 def parameter_bytes(model: nn.Module) -> int:
     """Memory of the parameters and buffers, in bytes."""
     return sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
+
+
+def embedded_layer_shapes(model: nn.Module, input_shape: Sequence[int]) -> list[tuple[str, int, int, int]]:
+    """``(kind, n_out, n_in, nnz)`` of the dense layer each Conv/Linear of ``model`` becomes, without building it.
+
+    ``nnz`` counts the matrix entries a conv can make nonzero (its support);
+    for a Linear it is ``n_out * n_in``. One forward pass of a zero input.
+    """
+    rows: list[tuple[str, int, int, int]] = []
+    x = torch.zeros(1, *input_shape)
+    with torch.no_grad():
+        for name, m in _flat_modules(model):
+            y = m.eval()(x)
+            if isinstance(m, CONVS):
+                cols, _ = conv_index_map(m, tuple(x.shape[1:]))
+                nnz = int((cols >= 0).sum()) * m.out_channels // m.groups
+                rows.append((type(m).__name__, y[0].numel(), x[0].numel(), nnz))
+            elif isinstance(m, nn.Linear):
+                rows.append(("Linear", m.out_features, m.in_features, m.out_features * m.in_features))
+            x = y
+    return rows
