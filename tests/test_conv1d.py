@@ -15,6 +15,15 @@ from convbias.models.conv1d import ChannelBias1d, ChannelNorm1d, DeepConv1d
 from convbias.one_example import fit_one_example, member_losses
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These nets are tiny: a second intra-op thread only adds synchronisation."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # ----------------------------------------------------------------------------- channel normalization
 def test_channel_norm_zero_mean_unit_variance_per_channel():
     torch.manual_seed(0)
@@ -102,6 +111,16 @@ def test_linear_net_is_one_convolution_with_the_end_to_end_filter():
     assert torch.allclose(net(x)[0, 0], circular_convolve(h, x[0, 0]), atol=1e-5)
     spectrum = end_to_end_spectrum(net.filters()[:, 0, 0, 0], 32)
     assert spectrum.shape == (17,)
+
+
+def test_spectra_of_several_members_at_once():
+    torch.manual_seed(9)
+    net = DeepConv1d(5, kernel_size=5, members=3)
+    w = net.filters()[:, :, 0, 0].detach()  # (L, E, k)
+    together = end_to_end_spectrum(w, 20)
+    assert together.shape == (3, 11)
+    for e in range(3):
+        assert torch.allclose(together[e], end_to_end_spectrum(w[:, e], 20), atol=1e-6)
 
 
 def test_end_to_end_spectrum_of_a_known_filter():

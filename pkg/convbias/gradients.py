@@ -30,17 +30,17 @@ Tensor = torch.Tensor
 
 
 def _kernels(weights: Tensor | Sequence[Tensor]) -> Tensor:
-    """Stack single-channel kernels (each ``(k,)`` or ``(1, 1, k)``) into ``(L, k)``."""
+    """Single-channel kernels as a tensor ``(L, ..., k)``: layer first, kernel taps last.
+
+    A list of kernels (each ``(k,)`` or ``(1, 1, k)``) is stacked to ``(L, k)``; a tensor
+    is taken as ``(L, ..., k)`` (e.g. ``(L, members, k)``).
+    """
     if isinstance(weights, Tensor):
         w = weights
     else:
         w = torch.stack([torch.as_tensor(v).reshape(-1) for v in weights])
-    if w.ndim == 3:
-        if w.shape[1] != 1:
-            raise ValueError("end-to-end filters are defined for single-channel layers: weights must be (L, 1, k)")
-        w = w[:, 0]
-    if w.ndim != 2:
-        raise ValueError(f"weights must be (L, k), a (L, 1, k) stack or a list of kernels; got shape {tuple(w.shape)}")
+    if w.ndim < 2:
+        raise ValueError(f"weights must be (L, ..., k) or a list of kernels; got shape {tuple(w.shape)}")
     return w
 
 
@@ -61,12 +61,12 @@ def circulant_kernel(weight: Tensor, n: int) -> Tensor:
 
 
 def layer_spectra(weights: Tensor | Sequence[Tensor], n: int) -> Tensor:
-    """DFTs ``hat h_l(omega)`` of each layer's filter, shape ``(L, n // 2 + 1)`` (real FFT)."""
+    """DFTs ``hat h_l(omega)`` of each layer's filter, shape ``(L, ..., n // 2 + 1)`` (real FFT)."""
     return torch.fft.rfft(circulant_kernel(_kernels(weights), n), dim=-1)
 
 
 def end_to_end_spectrum(weights: Tensor | Sequence[Tensor], n: int) -> Tensor:
-    """``hat h(omega) = prod_l hat h_l(omega)``, the end-to-end filter's DFT, shape ``(n // 2 + 1,)``."""
+    """``hat h(omega) = prod_l hat h_l(omega)``, the end-to-end filter's DFT, shape ``(..., n // 2 + 1)``."""
     return layer_spectra(weights, n).prod(dim=0)
 
 
@@ -88,6 +88,8 @@ def linear_net_gradient(weights: Tensor | Sequence[Tensor], x: Tensor, y: Tensor
     formula in the module docstring; no autograd.
     """
     w = _kernels(weights)
+    if w.ndim != 2:
+        raise ValueError(f"the closed form is for one net: weights must be (L, k), got {tuple(w.shape)}")
     x, y = x.reshape(-1).to(w.dtype), y.reshape(-1).to(w.dtype)
     n, (L, k) = x.shape[0], w.shape
     spectra = layer_spectra(w, n)
@@ -106,13 +108,16 @@ def linear_net_gradient(weights: Tensor | Sequence[Tensor], x: Tensor, y: Tensor
 def conv_weights(model: nn.Module) -> list[Tensor]:
     """The hidden convolution weights of a model, first layer first.
 
-    Uses ``model.conv_layers()`` when the model has it (e.g. ``DeepConv1d``),
-    otherwise every ``Conv1d``/``Conv2d`` with a kernel larger than one.
+    Uses ``model.conv_layers()`` when the model has it (e.g. ``DeepConv1d``), then
+    ``model.weights()`` (e.g. the deep decoder's ``C_1, ..., C_d, C_out``), otherwise
+    every ``Conv1d``/``Conv2d``.
     """
     if hasattr(model, "conv_layers"):
         return [m.weight for m in model.conv_layers()]
+    if hasattr(model, "weights") and callable(model.weights):
+        return list(model.weights())
     return [m.weight for m in model.modules()
-            if isinstance(m, (nn.Conv1d, nn.Conv2d)) and max(m.kernel_size) > 1]
+            if isinstance(m, (nn.Conv1d, nn.Conv2d))]
 
 
 def layer_gradient_norms(model: nn.Module, x: Tensor | None, y: Tensor) -> Tensor:
