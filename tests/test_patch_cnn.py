@@ -5,9 +5,8 @@ import torch.nn.functional as F
 
 from convbias.data.patches import PatchDataModel
 from convbias.models.patch_cnn import (
-    HuberizedReLU, PatchCNN, filter_stable_rank, fit_gd, huberized_relu, run_sigma_sweep,
+    HuberizedReLU, PatchCNN, fit_gd, huberized_relu, run_sigma_sweep,
 )
-from convbias.rank import stable_rank
 
 KAPPA = 0.5
 
@@ -72,13 +71,6 @@ def test_written_out_gradient_equals_autograd(shared):
     (ref_grad,) = torch.autograd.grad(ref_loss.sum(), net.weight)
     torch.testing.assert_close(loss, ref_loss.detach())
     torch.testing.assert_close(grad, ref_grad, atol=1e-10, rtol=1e-8)
-
-
-def test_filter_stable_rank_equals_the_svd_stable_rank():
-    W = torch.randn(3, 8, 20)
-    torch.testing.assert_close(filter_stable_rank(W), stable_rank(W).double(), rtol=1e-5, atol=0)
-    # a rank-one matrix has stable rank 1
-    assert filter_stable_rank(torch.outer(torch.ones(4), torch.arange(5.0))[None]).item() == pytest.approx(1.0)
 
 
 def test_members_train_independently():

@@ -95,3 +95,11 @@ def test_vectors_are_rejected(bad):
 def test_bad_rtol_is_rejected():
     with pytest.raises(ValueError, match="rtol"):
         numerical_rank(torch.eye(3), rtol=2.0)
+
+
+@pytest.mark.parametrize("shape", [(3, 8, 20), (3, 20, 8), (2, 2, 5, 5)])
+def test_stable_rank_equals_singular_value_formula(shape):
+    W = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
+    s = torch.linalg.svdvals(W.double())
+    torch.testing.assert_close(stable_rank(W), (s**2).sum(-1) / s[..., 0] ** 2, rtol=1e-10, atol=0)
+    assert stable_rank(torch.outer(torch.ones(4), torch.arange(5.0))).item() == pytest.approx(1.0)

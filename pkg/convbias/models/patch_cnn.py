@@ -28,6 +28,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data.patches import PatchDataModel
+from ..rank import stable_rank
 from ..train import History, TrainingDiverged
 
 Tensor = torch.Tensor
@@ -145,18 +146,6 @@ class PatchCNN(nn.Module):
         return loss, grad.reshape(E, 2, m, d)
 
 
-def filter_stable_rank(W: Tensor) -> Tensor:
-    """Stable rank of each filter matrix in a batch ``(E, 2m, d)`` via the small Gram matrix ``W W^T``.
-
-    Equals :func:`convbias.rank.stable_rank` (``trace(G) / lambda_max(G)``) and is
-    much cheaper than an SVD when it is evaluated along training.
-    """
-    G = (W @ W.transpose(-1, -2)).double()
-    top = torch.linalg.eigvalsh(G)[..., -1]
-    trace = torch.diagonal(G, dim1=-2, dim2=-1).sum(-1)
-    return torch.where(top > 0, trace / top.clamp_min(torch.finfo(G.dtype).tiny), torch.zeros_like(trace))
-
-
 def logistic_loss(out: Tensor, y: Tensor) -> Tensor:
     """Mean logistic loss ``log(1 + exp(-y f))`` per member: ``(E,)``."""
     return F.softplus(-y * out).mean(-1)
@@ -199,7 +188,7 @@ def fit_gd(
     def record(step: int, loss: Tensor) -> None:
         with torch.no_grad():
             out = model(X)
-            values = {"loss": loss, "train_acc": _accuracy(out, y), "filter_srank": filter_stable_rank(model.filters())}
+            values = {"loss": loss, "train_acc": _accuracy(out, y), "filter_srank": stable_rank(model.filters())}
             if X_test is not None:
                 values["test_acc"] = _accuracy(model(X_test), y_test)
             values = {k: v.detach().cpu().numpy() for k, v in values.items()}
