@@ -39,6 +39,8 @@ def seconds_per_call(fn, x: torch.Tensor, repeats: int) -> float:
 
 def main(channels=(1, 4, 32, 128), n: int = 1024, repeats: int = 50) -> None:
     dev = device()
+    if dev.type == "cpu":
+        torch.set_num_threads(1)  # small tensors: one thread gives stable, comparable timings
     print(run_info())
     print(f"{'channels':>8} {'vectorised (ms)':>16} {'loop (ms)':>10} {'loop / vectorised':>18}")
     for C in channels:
