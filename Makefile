@@ -26,8 +26,11 @@ $(BOOK_STAMP): $(TEST_STAMP)
 book: $(BOOK_STAMP)
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
+# Notebooks and test files run on two worker processes, one torch thread each: on a
+# 2-core machine that beats one process with two threads, which spin-wait on each other.
 test: $(TEST_STAMP)
-	@CONVBIAS_PROFILE=quick $(BIN)/python -m pytest tests; rc=$$?; \
+	@CONVBIAS_PROFILE=quick OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests -n 2 --dist loadfile \
+	  --nbval-cell-timeout=900; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 benchmarks: $(TEST_STAMP)
