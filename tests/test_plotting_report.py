@@ -34,3 +34,10 @@ def test_comparison_table_keeps_paper_and_build_apart():
 def test_glue_returns_and_records_value_outside_a_book():
     assert report.glue("test_x", 3.5) == 3.5
     assert report.GLUED["test_x"] == 3.5
+
+
+def test_run_info_and_checks_glue_record_strings(monkeypatch):
+    monkeypatch.setenv("CONVBIAS_PROFILE", "quick")
+    assert "profile=quick" in report.glue_run_info("chX")
+    assert report.GLUED["chX_run_info"].startswith("profile=quick")
+    assert report.glue_checks_passed("chX") == "all passed" == report.GLUED["chX_checks"]

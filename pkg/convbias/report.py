@@ -36,6 +36,32 @@ def glue(name: str, value: Any, display: bool = False) -> Any:
     return value
 
 
+def glue_markdown(name: str, text: str) -> str:
+    """Glue a string rendered as Markdown (``{glue:md}``), so it shows without quotes."""
+    GLUED[name] = text
+    if not _in_kernel():
+        return text
+    try:
+        from IPython.display import Markdown
+        from myst_nb import glue as nb_glue
+    except ImportError:
+        return text
+    nb_glue(name, Markdown(text), display=False)
+    return text
+
+
+def glue_run_info(chapter: str) -> str:
+    """Glue ``<chapter>_run_info``: the profile, device and torch version of this run."""
+    from .config import run_info
+
+    return glue_markdown(f"{chapter}_run_info", run_info())
+
+
+def glue_checks_passed(chapter: str) -> str:
+    """Glue ``<chapter>_checks``; call it after the chapter's last assertion, so it exists only if all passed."""
+    return glue_markdown(f"{chapter}_checks", "all passed")
+
+
 def comparison_table(rows: Sequence[dict], columns: Sequence[str] = ("quantity", "paper", "this build", "note")):
     """A table with the paper's numbers beside this build's, as a pandas DataFrame.
 
