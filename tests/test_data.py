@@ -130,3 +130,18 @@ def test_images_gray_color_and_resize():
     assert 0 <= ast.min() and ast.max() <= 1
     with pytest.raises(ValueError, match="unknown image"):
         data.load_image("lena")
+
+
+def test_package_imports_fast_and_reexports():
+    import subprocess
+    import sys
+
+    code = "import time; t = time.perf_counter(); import convbias; print(time.perf_counter() - t)"
+    seconds = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert seconds < 0.5, f"import convbias took {seconds:.2f} s: it must not import torch eagerly"
+    import convbias.models as models
+
+    for name in data.__all__:
+        assert hasattr(data, name), name
+    for name in models.__all__:
+        assert hasattr(models, name), name
