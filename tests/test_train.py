@@ -146,3 +146,13 @@ def test_ensemble_works_with_batchnorm_without_running_stats():
     alone = make()
     fit(alone, X, y, lr=0.1, epochs=10, batch_size=16, seed=1, progress=False)
     assert torch.allclose(params_of(ens.member(1)), params_of(alone), atol=1e-5)
+
+
+def test_ensemble_square_loss_with_integer_labels_matches_one_hot_targets():
+    X, y = blobs()
+    onehot = torch.nn.functional.one_hot(y, 3).float()
+    kw = dict(seeds=[0, 1], lr=0.05, loss="mse", steps=12, batch_size=16, progress=False)
+    a = fit_ensemble(mlp, X, y, **kw)
+    b = fit_ensemble(mlp, X, onehot, **kw)
+    assert torch.allclose(params_of(a.member(1)), params_of(b.member(1)), atol=1e-6)
+    assert np.allclose(a.history["train_acc"], b.history["train_acc"])

@@ -84,7 +84,8 @@ def loss_value(kind: str, out: Tensor, y: Tensor) -> Tensor:
         return F.softplus(-y * out.reshape(y.shape)).mean()
     if kind == "mse":
         if not y.is_floating_point() and out.ndim == 2:
-            y = F.one_hot(y, out.shape[1]).to(out.dtype)
+            # one-hot by scatter, not F.one_hot, so it also works inside vmap
+            y = torch.zeros_like(out).scatter(-1, y.unsqueeze(-1), 1.0)
         return F.mse_loss(out, y.reshape(out.shape)) if y.numel() == out.numel() else F.mse_loss(out, y)
     raise ValueError(f"unknown loss {kind!r}: use one of {LOSSES}")
 
