@@ -115,3 +115,35 @@ def test_cli_student_and_colab_check(book, monkeypatch, capsys):
     assert cli(["student", str(book / "student")]) == 0
     assert "without 4 solutions" in capsys.readouterr().out
     assert sorted(p.name for p in (book / "student").iterdir()) == ["01_first.ipynb", "02_second.ipynb"]
+
+
+def test_every_chapter_has_the_same_colab_cell_matching_config():
+    root = Path(__file__).resolve().parents[1]
+    url = nbt.repository_url(root)
+    assert url.startswith("https://")
+    assert nbt.sync_colab_cells(root, check=True) == [], "run: python -m convbias colab-cell"
+    sources = set()
+    for path in nbt.toc_notebooks(root):
+        first = nbformat.read(path, as_version=4)
+        code = next(c for c in first.cells if c.cell_type == "code")
+        sources.add(code.source)
+    assert sources == {nbt.colab_cell_source(url)}
+
+
+def test_reproducibility_page_glue_keys_exist_in_the_chapters():
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    page = (root / "book" / "reproducibility.md").read_text()
+    refs = set(re.findall(r"\{glue:(?:text|md)\}`([\w.]+\.ipynb)::(\w+)", page))
+    assert len(refs) >= 30
+    for notebook, key in refs:
+        source = (root / "book" / notebook).read_text()  # notebook JSON: quotes are escaped
+        chapter = key.split("_")[0]
+        if key.endswith("_run_info"):
+            expected = f'glue_run_info(\\"{chapter}\\")'
+        elif key.endswith("_checks"):
+            expected = f'glue_checks_passed(\\"{chapter}\\")'
+        else:
+            expected = f'glue(\\"{key}\\"'
+        assert expected in source, f"{notebook} does not glue {key}"
