@@ -6,7 +6,8 @@ generator (the same batch order for the same seed), record a
 between, and stop with :class:`TrainingDiverged` when the loss is NaN/inf.
 
 The ensemble trainer stacks the parameters of E copies of a model and trains
-them together with ``torch.func.functional_call`` + ``vmap``; members may differ
+them together: one ``vmap``-ed ``functional_call`` forward pass for all members,
+then one backward pass through the sum of their losses; members may differ
 in seed, learning rate and weight decay. Its update is plain SGD with optional
 momentum, written exactly as ``torch.optim.SGD`` does it, so a member trained in
 an ensemble follows the same trajectory as the same run trained alone with
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, grad_and_value, vmap
+from torch.func import functional_call, vmap
 from tqdm.auto import tqdm
 
 Tensor = torch.Tensor
@@ -353,10 +354,13 @@ def fit_ensemble(
     samplers = [BatchSampler(len(X), batch_size, s, dev) for s in seeds]
     velocity = {n: torch.zeros_like(p) for n, p in params.items()}
 
-    def member_loss(p, b, xb, yb):
-        return loss_value(loss, functional_call(base, (p, b), (xb,)), yb)
-
-    grad_fn = vmap(grad_and_value(member_loss))
+    # One vmapped forward pass, then ordinary autograd on the sum of the members' losses:
+    # members share no parameters, so each gets exactly its own gradient, and this is
+    # several times cheaper per step than vmap(grad(...)).
+    forward = vmap(lambda p, b, xb: functional_call(base, (p, b), (xb,)))
+    member_losses = vmap(lambda out, yb: loss_value(loss, out, yb))
+    for p in params.values():
+        p.requires_grad_(True)
     hist = History()
     running = torch.zeros(E, device=dev)
     since = 0
@@ -365,11 +369,14 @@ def fit_ensemble(
         epoch = (step - 1) // per_epoch
         step_lr = (lrs * _lr_factor(epoch, milestones, gamma)).to(dev)
         idx = torch.stack([s.next() for s in samplers])  # (E, B)
-        grads, values = grad_fn(params, buffers, X[idx], y[idx])
+        values = member_losses(forward(params, buffers, X[idx]), y[idx])
+        for p in params.values():
+            p.grad = None
+        values.sum().backward()
         with torch.no_grad():
             for n, p in params.items():
                 shape = (E,) + (1,) * (p.ndim - 1)
-                g = grads[n] + wds.view(shape) * p
+                g = p.grad + wds.view(shape) * p
                 v = velocity[n].mul_(momentum).add_(g) if momentum else g
                 p.sub_(step_lr.view(shape) * v)
         running += values.detach()
@@ -391,6 +398,7 @@ def fit_ensemble(
             running.zero_()
             since = 0
     config = {"seed": np.asarray(seeds), "lr": lrs.cpu().numpy(), "weight_decay": wds.cpu().numpy()}
+    params = {n: p.detach() for n, p in params.items()}
     return EnsembleResult(base=base, params=params, buffers=buffers, history=hist, config=config)
 
 
