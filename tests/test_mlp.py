@@ -90,3 +90,16 @@ def test_separable_has_margin():
     assert (torch.sign(s.X_train @ w).squeeze() == s.y_train).float().mean() > 0.95
     with pytest.raises(ValueError):
         separable(10, 10, d=3, margin=-1.0)
+
+
+def test_separable_class_margins():
+    same = separable(50, 10, d=4, margin=0.5, seed=3)
+    explicit = separable(50, 10, d=4, margin=0.5, negative_margin=0.5, seed=3)
+    assert torch.equal(same.X_train, explicit.X_train)
+    s = separable(4000, 10, d=5, margin=0.5, negative_margin=10.0, seed=0)
+    pos, neg = s.X_train[s.y_train > 0].mean(0), s.X_train[s.y_train < 0].mean(0)
+    # class means sit at (margin + E|z|) along w*: 0.5 + 0.80 and 10 + 0.80
+    assert pos.norm().item() == pytest.approx(1.30, abs=0.1)
+    assert neg.norm().item() == pytest.approx(10.80, abs=0.1)
+    with pytest.raises(ValueError):
+        separable(10, 10, d=3, margin=0.5, negative_margin=-1.0)

@@ -38,11 +38,15 @@ def gaussian_mixture(n_train: int = 512, n_test: int = 512, d: int = 64, n_class
     return Split(X_train, y_train, X_test, y_test, f"gaussian-mixture(d={d}, C={n_classes})")
 
 
-def separable(n_train: int = 100, n_test: int = 500, d: int = 20, *, margin: float = 0.5, seed: int = 0) -> Split:
-    """Linearly separable two-class data: ``x ~ N(0, I_d)`` pushed to ``|<w*, x>| >= margin``,
+def separable(n_train: int = 100, n_test: int = 500, d: int = 20, *, margin: float = 0.5,
+              negative_margin: float | None = None, seed: int = 0) -> Split:
+    """Linearly separable two-class data: ``x ~ N(0, I_d)`` pushed to ``<w*, x> >= margin`` for the
+    positive class and ``<w*, x> <= -negative_margin`` (default: ``margin``) for the negative one;
     labels ``y = sign(<w*, x>)`` as floats in ``{-1, +1}`` (for the logistic loss)."""
-    if min(n_train, n_test, d) < 1 or margin < 0:
-        raise ValueError(f"need n_train, n_test, d >= 1 and margin >= 0, got {n_train}, {n_test}, {d}, {margin}")
+    negative_margin = margin if negative_margin is None else negative_margin
+    if min(n_train, n_test, d) < 1 or margin < 0 or negative_margin < 0:
+        raise ValueError(f"need n_train, n_test, d >= 1 and margins >= 0, got {n_train}, {n_test}, {d}, "
+                         f"{margin}, {negative_margin}")
     g = _generator(seed)
     w_star = torch.randn(d, generator=g)
     w_star = w_star / w_star.norm()
@@ -51,7 +55,8 @@ def separable(n_train: int = 100, n_test: int = 500, d: int = 20, *, margin: flo
         X = torch.randn(n, d, generator=g)
         proj = X @ w_star
         y = torch.where(proj >= 0, 1.0, -1.0)
-        X = X + (y * margin)[:, None] * w_star  # every point at least `margin` from the hyperplane
+        push = torch.where(y > 0, margin, negative_margin)
+        X = X + (y * push)[:, None] * w_star  # every point at least its class's margin from the hyperplane
         return X, y
 
     X_train, y_train = draw(n_train)
