@@ -55,3 +55,15 @@ def test_run_info_names_profile_and_device(monkeypatch):
     monkeypatch.setenv(config.ENV_VAR, "quick")
     line = config.run_info()
     assert "profile=quick" in line and config.device().type in line
+
+
+def test_limit_cpu_threads():
+    before = torch.get_num_threads()
+    try:
+        config.limit_cpu_threads(1)
+        if config.device().type == "cpu":
+            assert torch.get_num_threads() == 1
+        with pytest.raises(ValueError):
+            config.limit_cpu_threads(0)
+    finally:
+        torch.set_num_threads(before)

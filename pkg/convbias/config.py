@@ -52,6 +52,18 @@ def seed_everything(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
+def limit_cpu_threads(n: int = 1) -> None:
+    """On the CPU, run torch on ``n`` intra-op threads (default 1); no effect on a GPU run.
+
+    The book's models are small: a second thread mostly adds synchronisation, and on a
+    busy 2-core machine two threads spin-wait on each other and run many times slower.
+    """
+    if n < 1:
+        raise ValueError(f"need at least one thread, got {n}")
+    if device().type == "cpu":
+        torch.set_num_threads(n)
+
+
 def run_info() -> str:
     """One line naming the profile, device and torch version, printed by every chapter."""
     dev = device()
