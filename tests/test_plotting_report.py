@@ -41,3 +41,8 @@ def test_run_info_and_checks_glue_record_strings(monkeypatch):
     assert "profile=quick" in report.glue_run_info("chX")
     assert report.GLUED["chX_run_info"].startswith("profile=quick")
     assert report.glue_checks_passed("chX") == "all passed" == report.GLUED["chX_checks"]
+
+
+def test_plain_text_renders_without_quotes():
+    t = report.PlainText("profile=quick")
+    assert repr(t) == "profile=quick" and t._repr_markdown_() == "profile=quick"

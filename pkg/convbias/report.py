@@ -36,17 +36,26 @@ def glue(name: str, value: Any, display: bool = False) -> Any:
     return value
 
 
+class PlainText(str):
+    """A string whose plain-text and Markdown representations are the text itself (no quotes)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_markdown_(self) -> str:
+        return str(self)
+
+
 def glue_markdown(name: str, text: str) -> str:
-    """Glue a string rendered as Markdown (``{glue:md}``), so it shows without quotes."""
+    """Glue a string that renders as itself (no quotes) in ``{glue}`` references, also across pages."""
     GLUED[name] = text
     if not _in_kernel():
         return text
     try:
-        from IPython.display import Markdown
         from myst_nb import glue as nb_glue
     except ImportError:
         return text
-    nb_glue(name, Markdown(text), display=False)
+    nb_glue(name, PlainText(text), display=False)
     return text
 
 
