@@ -176,6 +176,7 @@ def run_headless(notebook: Path, out_dir: Path, progress: bool = True) -> dict:
     nb = nbformat.read(notebook, as_version=4)
     namespace: dict[str, Any] = {"__name__": "__main__", "display": _display}
     plt.show = lambda *a, **k: None
+    plt.close("all")  # figures open before this run are not the chapter's
     report.GLUED.clear()
     figures: list[str] = []
     summary: dict[str, Any] = {"notebook": notebook.name, "checks_passed": True, "failed_cell": None}
