@@ -147,3 +147,20 @@ def test_reproducibility_page_glue_keys_exist_in_the_chapters():
         else:
             expected = f'glue(\\"{key}\\"'
         assert expected in source, f"{notebook} does not glue {key}"
+
+
+def test_run_chapter_reuses_cached_results(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONVBIAS_RESULTS_CACHE", "on")
+    monkeypatch.setenv("CONVBIAS_RESULTS", str(tmp_path / "cache"))
+    counter = tmp_path / "runs.txt"
+    cells = [nbformat.v4.new_code_cell(
+        f"from pathlib import Path\np = Path({str(counter)!r})\np.write_text(p.read_text() + 'x' if p.exists() else 'x')\n"
+        "import matplotlib.pyplot as plt\nplt.plot([0, 1])\nfrom convbias.report import glue\nglue('v', 7)")]
+    nb = write_nb(tmp_path / "ch.ipynb", cells)
+    first = nbt.run_chapter(nb, tmp_path / "out1", progress=False)
+    second = nbt.run_chapter(nb, tmp_path / "out2", progress=False)
+    assert counter.read_text() == "x"  # executed once
+    assert not first["cached"] and second["cached"] and second["values"] == {"v": 7}
+    assert (tmp_path / "out2" / "results.json").exists() and (tmp_path / "out2" / first["figures"][0]).exists()
+    nbt.run_chapter(nb, tmp_path / "out3", use_cache=False, progress=False)
+    assert counter.read_text() == "xx"

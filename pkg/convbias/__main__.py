@@ -1,7 +1,8 @@
 """Command line: ``python -m convbias {run,student,colab-cell} ...`` (run from a checkout of the book).
 
-- ``run CHAPTER [--profile quick|full] [--out results]``: execute a chapter headless
-  (no Jupyter), saving its figures and glued numbers to ``results/<chapter>/``.
+- ``run CHAPTER [--profile quick|full] [--out results] [--no-cache]``: execute a chapter
+  headless (no Jupyter), saving its figures and glued numbers to ``results/<chapter>/``;
+  an unchanged chapter (same notebook, profile and code) is restored from the results cache.
 - ``student OUT_DIR``: write every notebook without solutions or outputs.
 - ``colab-cell [--check]``: put (or check) the Colab set-up cell in every chapter.
 - ``screenshots [--out DIR]``: render the built book's intro and chapters in headless Chromium.
@@ -21,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("chapter", help="chapter number (1, 02, ...) or notebook name")
     run.add_argument("--profile", choices=["quick", "full", "auto"], default=None)
     run.add_argument("--out", type=Path, default=Path("results"))
+    run.add_argument("--no-cache", action="store_true", help="recompute even if stored results exist")
     student = sub.add_parser("student", help="write notebooks without solutions")
     student.add_argument("out_dir", type=Path)
     colab = sub.add_parser("colab-cell", help="sync the Colab set-up cell of every chapter")
@@ -36,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile:
             os.environ["CONVBIAS_PROFILE"] = args.profile
         nb = notebooks.chapter_notebook(root, args.chapter)
-        summary = notebooks.run_headless(nb, args.out / nb.stem)
+        summary = notebooks.run_chapter(nb, args.out / nb.stem, use_cache=not args.no_cache)
+        if summary["cached"]:
+            print(f"{nb.stem}: unchanged since its last run with this profile and code: results restored from the cache")
         status = "all checks passed" if summary["checks_passed"] else f"FAILED at cell {summary['failed_cell']}: {summary.get('error')}"
         print(f"{nb.stem}: {status}; {summary['seconds']} s; {len(summary['figures'])} figures, "
               f"{len(summary['values'])} values -> {args.out / nb.stem}")

@@ -205,6 +205,34 @@ def run_headless(notebook: Path, out_dir: Path, progress: bool = True) -> dict:
     return summary
 
 
+def run_chapter(notebook: Path, out_dir: Path, use_cache: bool = True, progress: bool = True) -> dict:
+    """:func:`run_headless` through the results cache.
+
+    The key is the notebook's content, the profile and the package's code
+    fingerprint: rerunning an unchanged chapter restores its stored figures and
+    ``results.json`` instead of recomputing. Only runs whose checks passed are stored.
+    """
+    import hashlib
+
+    from .cache import ResultCache
+    from .config import profile
+
+    cache = ResultCache(active=None if use_cache else False)
+    name = f"chapter-{notebook.stem}"
+    config = {"notebook": hashlib.sha256(notebook.read_bytes()).hexdigest(), "profile": profile()}
+    stored = cache.load(name, config)
+    if stored is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for file, data in stored["files"].items():
+            (out_dir / file).write_bytes(data)
+        return {**stored["summary"], "cached": True}
+    summary = run_headless(notebook, out_dir, progress=progress)
+    if summary["checks_passed"]:
+        files = {f: (out_dir / f).read_bytes() for f in [*summary["figures"], "results.json"]}
+        cache.save(name, config, {"summary": summary, "files": files})
+    return {**summary, "cached": False}
+
+
 def _jsonable(value: Any) -> Any:
     try:
         json.dumps(value)
