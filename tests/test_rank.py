@@ -103,3 +103,12 @@ def test_stable_rank_equals_singular_value_formula(shape):
     s = torch.linalg.svdvals(W.double())
     torch.testing.assert_close(stable_rank(W), (s**2).sum(-1) / s[..., 0] ** 2, rtol=1e-10, atol=0)
     assert stable_rank(torch.outer(torch.ones(4), torch.arange(5.0))).item() == pytest.approx(1.0)
+
+
+def test_stable_rank_from_gram_matches_blockwise_accumulation():
+    from convbias.rank import stable_rank_from_gram
+
+    W = torch.randn(90, 12, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    G = sum(B.T @ B for B in W.split(25))  # accumulated over row blocks
+    assert stable_rank_from_gram(G).item() == pytest.approx(stable_rank(W).item(), rel=1e-12)
+    assert stable_rank_from_gram(torch.zeros(3, 3, dtype=torch.float64)).item() == 0

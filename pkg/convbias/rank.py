@@ -52,6 +52,14 @@ def stable_rank(W: Tensor) -> Tensor:
         raise ValueError(f"expected a matrix or a batch of matrices (..., m, n), got shape {tuple(W.shape)}")
     W = W.double()
     G = W @ W.transpose(-1, -2) if W.shape[-2] <= W.shape[-1] else W.transpose(-1, -2) @ W
+    return stable_rank_from_gram(G)
+
+
+def stable_rank_from_gram(G: Tensor) -> Tensor:
+    """Stable rank ``trace(G) / lambda_max(G)`` of ``W`` given its Gram matrix ``G = W^T W`` (or ``W W^T``).
+
+    For a ``W`` too large to hold, accumulate ``G`` over row blocks and call this.
+    """
     top = torch.linalg.eigvalsh(G)[..., -1]
     fro2 = torch.diagonal(G, dim1=-2, dim2=-1).sum(-1)
     return torch.where(top > 0, fro2 / top.clamp_min(torch.finfo(G.dtype).tiny), torch.zeros_like(fro2))

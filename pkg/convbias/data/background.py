@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..rank import stable_rank_from_gram
+
 Tensor = torch.Tensor
 
 
@@ -54,8 +56,7 @@ def patch_stable_rank(X: Tensor, kernel: int = 5, stride: int = 1, chunk: int = 
         G = A.T @ A if G is None else G + A.T @ A
     if G is None:
         raise ValueError("X holds no images")
-    top = torch.linalg.eigvalsh(G)[-1]
-    return float(torch.trace(G) / top) if top > 0 else 0.0
+    return float(stable_rank_from_gram(G))
 
 
 def embed_in_noisy_canvas(X: Tensor, pad: int, sigma: float, seed: int = 0) -> Tensor:
