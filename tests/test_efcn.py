@@ -181,3 +181,25 @@ def test_reinitialized_fcn_has_same_architecture_and_fresh_weights():
     assert parameter_count(fcn) == parameter_count(net)
     assert float(subspace_distance(net)["off_support"]) == 0.0
     assert (fcn[1].weight == 0).float().mean() < 0.01  # dense, unlike the eFCN
+
+
+@pytest.mark.parametrize("embed", [to_fcn, to_lcn])
+def test_reshape_only_modules_anywhere(embed):
+    """Flatten/Unflatten/Identity/Dropout before, inside and after a composed affine run keep the map exact,
+    and a conv followed only by reshapes keeps its conv support (a masked layer in the eLCN)."""
+    torch.manual_seed(3)
+    model = nn.Sequential(
+        nn.Flatten(), nn.Unflatten(1, (2, 6, 6)), nn.Identity(), nn.AvgPool2d(2), nn.Dropout(),
+        nn.Conv2d(2, 3, 3, padding=1), nn.Dropout(), nn.Flatten(), nn.Unflatten(1, (3, 3, 3)), nn.ReLU(),
+        nn.Conv2d(3, 4, 3, padding=1), nn.Flatten(), nn.Dropout(), nn.Unflatten(1, (4, 3, 3)), nn.Tanh(),
+        nn.Flatten(), nn.Linear(36, 4),
+    ).eval()
+    net = embed(model, (2, 6, 6))
+    x = torch.randn(8, 2, 6, 6)
+    with torch.no_grad():
+        assert _rel(net(x), model(x)) < 1e-5
+    dense = [m for m in net if isinstance(m, EmbeddedLinear)]
+    assert len(dense) == 3
+    assert dense[0].conv_support() is None  # pooled then convolved: no longer one conv
+    assert dense[1].conv_support() is not None  # conv then reshapes only: still a conv
+    assert isinstance(dense[1], MaskedLinear) == (embed is to_lcn)

@@ -466,6 +466,11 @@ class _Builder:
 
     def affine_op(self, module: nn.Module) -> None:
         out_shape = _feature_shape(module, self.shape, self.dtype, self.device)
+        if _reshapes_only(module):  # the flat vector is unchanged: nothing to compose
+            if self.pending:
+                self.pending.append(module)
+            self.shape = out_shape
+            return
         if self.current is None:
             if not self.pending:
                 self.pending_in = self.shape
@@ -477,8 +482,7 @@ class _Builder:
                 zero = module(torch.zeros(1, *self.shape, dtype=self.dtype, device=self.device)).reshape(-1)
                 W = (module(W.T.reshape(n_in, *self.shape)).reshape(n_in, -1) - zero).T.contiguous()
                 b = zero if b is None else module(b.reshape(1, *self.shape)).reshape(-1)
-            if not (isinstance(module, (nn.Flatten, nn.Unflatten, nn.Identity)) or _is_dropout(module)):
-                self.origin = None
+            self.origin = None
             self.current = (W, b)
         self.shape = out_shape
 
@@ -513,6 +517,11 @@ class _Builder:
 
 def _is_dropout(module: nn.Module) -> bool:
     return isinstance(module, (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout))
+
+
+def _reshapes_only(module: nn.Module) -> bool:
+    """Modules that leave the flattened feature vector as it is (in eval mode)."""
+    return isinstance(module, (nn.Flatten, nn.Unflatten, nn.Identity)) or _is_dropout(module)
 
 
 def _embed(model: nn.Module, input_shape: Sequence[int], mode: str, sparse: bool) -> nn.Sequential:
