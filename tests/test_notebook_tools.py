@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import nbformat
@@ -164,3 +165,19 @@ def test_run_chapter_reuses_cached_results(tmp_path, monkeypatch):
     assert (tmp_path / "out2" / "results.json").exists() and (tmp_path / "out2" / first["figures"][0]).exists()
     nbt.run_chapter(nb, tmp_path / "out3", use_cache=False, progress=False)
     assert counter.read_text() == "xx"
+
+
+def test_run_chapter_without_cache_recomputes_the_sweeps_inside(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONVBIAS_RESULTS_CACHE", "on")
+    monkeypatch.setenv("CONVBIAS_RESULTS", str(tmp_path / "cache"))
+    counter = tmp_path / "items.txt"
+    cells = [nbformat.v4.new_code_cell(
+        f"from pathlib import Path\nfrom convbias.cache import resumable\np = Path({str(counter)!r})\n"
+        "def item():\n    p.write_text(p.read_text() + 'x' if p.exists() else 'x')\n    return 1\n"
+        "resumable('item', {'a': 1}, item)")]
+    nb = write_nb(tmp_path / "ch.ipynb", cells)
+    nbt.run_chapter(nb, tmp_path / "out1", use_cache=False, progress=False)
+    nbt.run_chapter(nb, tmp_path / "out2", use_cache=False, progress=False)
+    assert counter.read_text() == "xx"  # the item was computed both times, never stored
+    assert not (tmp_path / "cache").exists()
+    assert os.environ["CONVBIAS_RESULTS_CACHE"] == "on"  # switched back on afterwards

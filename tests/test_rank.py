@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from convbias.rank import as_matrix, effective_rank, numerical_rank, stable_rank
+from convbias.rank import as_matrix, effective_rank, numerical_rank, singular_values, stable_rank
 
 
 def matrix_with_spectrum(s, m=None, n=None, seed=0):
@@ -112,3 +112,40 @@ def test_stable_rank_from_gram_matches_blockwise_accumulation():
     G = sum(B.T @ B for B in W.split(25))  # accumulated over row blocks
     assert stable_rank_from_gram(G).item() == pytest.approx(stable_rank(W).item(), rel=1e-12)
     assert stable_rank_from_gram(torch.zeros(3, 3, dtype=torch.float64)).item() == 0
+
+
+@pytest.mark.parametrize("shape", [(12, 30), (30, 12), (20, 20)])
+def test_float32_singular_values_via_gram_match_svd(shape):
+    """The float64 Gram route gives a float32 matrix's singular values to float32 precision,
+    down to a spectrum spanning six decades."""
+    k = min(shape)
+    s_true = torch.logspace(0, -6, k, dtype=torch.float64)
+    W = matrix_with_spectrum(s_true, *shape).float()
+    s = singular_values(W)
+    reference = torch.linalg.svdvals(W.double())  # of the float32-rounded matrix
+    assert s.dtype == torch.float64 and s.shape == (k,)
+    assert (s[:-1] >= s[1:]).all()  # decreasing
+    assert torch.allclose(s, reference, rtol=0, atol=1e-8 * float(reference[0]))
+    # numerical rank at a tolerance between two singular values counts exactly those above it
+    for rtol in (3e-2, 3e-4, 3e-6):
+        assert int(numerical_rank(W, rtol=rtol)) == int((s_true > rtol).sum())
+
+
+def test_float64_input_uses_the_svd():
+    W = matrix_with_spectrum([1.0, 1e-12])  # below what the Gram route could resolve
+    assert int(numerical_rank(W, rtol=1e-13)) == 2 and int(numerical_rank(W.float(), rtol=1e-3)) == 1
+
+
+def test_ranks_from_one_decomposition_equal_the_single_functions():
+    from convbias.rank import ranks
+
+    g = torch.Generator().manual_seed(4)
+    W = torch.randn(6, 9, 5, generator=g) @ torch.diag(torch.logspace(0, -4, 5))
+    W[2] = 0  # a zero matrix in the batch
+    out = ranks(W, rtol=1e-2)
+    assert torch.allclose(out["stable"], stable_rank(W), rtol=1e-10)
+    assert torch.allclose(out["effective"], effective_rank(W), rtol=1e-10)
+    assert torch.equal(out["numerical"], numerical_rank(W, rtol=1e-2))
+    assert out["stable"][2] == out["effective"][2] == out["numerical"][2] == 0
+    with pytest.raises(ValueError, match="rtol"):
+        ranks(W, rtol=1.5)

@@ -1,11 +1,13 @@
 """A results cache: rerunning an experiment with the same configuration and code reuses its result.
 
 Results are stored with ``torch.save`` under a key that hashes the experiment's
-name, its configuration (JSON) and a fingerprint of the package's source code,
+name, its configuration (JSON; tensors and modules by their :func:`fingerprint`),
+the package version with a fingerprint of its source code, and the torch version,
 so any change to either recomputes. Files are written to a temporary name and
 renamed into place (atomic): an interrupted run never leaves a truncated file.
 :func:`cached_sweep` caches each item of a sweep separately, so a sweep
-interrupted midway resumes where it stopped.
+interrupted midway resumes where it stopped; the package's sweep functions
+take a ``cache=`` name and do the same through :func:`resumable`.
 
 The cache lives in ``$CONVBIAS_RESULTS`` (default ``<data cache>/results``) and is
 switched off with ``CONVBIAS_RESULTS_CACHE=off`` (the test suite does this, so
@@ -17,9 +19,10 @@ import hashlib
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -39,13 +42,61 @@ def code_fingerprint() -> str:
     return h.hexdigest()[:16]
 
 
+def fingerprint(value: Any) -> str:
+    """A short digest of a tensor, array or module, to put data and architectures into a configuration.
+
+    Tensors and arrays hash their dtype, shape and bytes; a module hashes its
+    ``repr`` (the architecture) and its parameters and buffers.
+    """
+    h = hashlib.sha256()
+    if isinstance(value, torch.nn.Module):
+        h.update(repr(value).encode())
+        for key, t in value.state_dict().items():
+            h.update(key.encode())
+            h.update(fingerprint(t).encode())
+        return "module:" + h.hexdigest()[:20]
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().contiguous()
+        if value.dtype == torch.bfloat16:
+            value = value.float()
+        array = value.numpy()
+    else:
+        import numpy as np
+
+        if not isinstance(value, np.ndarray):
+            raise TypeError(f"cannot fingerprint a {type(value).__name__}: give a tensor, an array or a module")
+        array = np.ascontiguousarray(value)
+    h.update(f"{array.dtype}{array.shape}".encode())
+    h.update(array.tobytes())
+    return "data:" + h.hexdigest()[:20]
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (torch.Tensor, torch.nn.Module)) or type(value).__module__ == "numpy":
+        if getattr(value, "ndim", 1) == 0 and not isinstance(value, torch.nn.Module):
+            return value.item()  # a scalar
+        return fingerprint(value)
+    if isinstance(value, (torch.device, torch.dtype)):
+        return str(value)
+    if isinstance(value, (tuple, set, frozenset)):
+        return sorted(value) if isinstance(value, (set, frozenset)) else list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+
 def cache_key(name: str, config: Mapping[str, Any]) -> str:
-    """Hex key of (name, configuration, code fingerprint); the configuration must be JSON-able."""
+    """Hex key of (name, configuration, package version and code fingerprint, torch version).
+
+    The configuration holds numbers, strings, lists and dicts; tensors, arrays and
+    modules in it are replaced by their :func:`fingerprint`.
+    """
+    from . import __version__
+
     try:
-        text = json.dumps({"name": name, "config": config, "code": code_fingerprint()}, sort_keys=True)
+        text = json.dumps({"name": name, "config": config, "code": code_fingerprint(), "version": __version__,
+                           "torch": torch.__version__}, sort_keys=True, default=_json_default)
     except TypeError as exc:
         raise TypeError(f"the configuration of {name!r} must be JSON-serialisable (numbers, strings, lists, "
-                        f"dicts): {exc}") from exc
+                        f"dicts, tensors, modules): {exc}") from exc
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
@@ -54,6 +105,20 @@ def enabled() -> bool:
     if value not in ("on", "off", "1", "0", "true", "false"):
         raise ValueError(f"{SWITCH_ENV}={value!r}: use 'on' or 'off'")
     return value in ("on", "1", "true")
+
+
+@contextmanager
+def switched_off() -> Iterator[None]:
+    """Within this block the results cache neither loads nor stores (everything is recomputed)."""
+    previous = os.environ.get(SWITCH_ENV)
+    os.environ[SWITCH_ENV] = "off"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(SWITCH_ENV, None)
+        else:
+            os.environ[SWITCH_ENV] = previous
 
 
 class ResultCache:
@@ -73,19 +138,39 @@ class ResultCache:
 
     def load(self, name: str, config: Mapping[str, Any]) -> Any | None:
         """The stored result, or None when absent, unreadable or the cache is off."""
-        path = self.path(name, config)
-        if not self.active or not path.exists():
-            return None
-        try:
-            return torch.load(path, map_location="cpu", weights_only=False)
-        except Exception:  # a corrupted entry is recomputed, not trusted
-            return None
+        return self._read(self.path(name, config)) if self.active else None
 
     def save(self, name: str, config: Mapping[str, Any], value: Any) -> Path | None:
         """Store ``value`` atomically; returns the file, or None when the cache is off."""
+        return self._write(self.path(name, config), value) if self.active else None
+
+    def cached(self, name: str, config: Mapping[str, Any], compute: Callable[[], Any]) -> Any:
+        """Return the stored result for (name, config), computing and storing it if needed.
+
+        The key is taken before ``compute`` runs, so a configuration holding objects
+        that the computation changes (a network it trains) is keyed by their initial state.
+        """
         if not self.active:
-            return None
+            return compute()
         path = self.path(name, config)
+        value = self._read(path)
+        if value is None:
+            value = compute()
+            self._write(path, value)
+        return value
+
+    @staticmethod
+    def _read(path: Path) -> Any | None:
+        if not path.exists():
+            return None
+        try:  # tensors come back on the device they were saved from (the key names it), else on the CPU
+            location = None if torch.cuda.is_available() else "cpu"
+            return torch.load(path, map_location=location, weights_only=False)
+        except Exception:  # a corrupted entry is recomputed, not trusted
+            return None
+
+    @staticmethod
+    def _write(path: Path, value: Any) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
         try:
@@ -97,13 +182,18 @@ class ResultCache:
             raise
         return path
 
-    def cached(self, name: str, config: Mapping[str, Any], compute: Callable[[], Any]) -> Any:
-        """Return the stored result for (name, config), computing and storing it if needed."""
-        value = self.load(name, config)
-        if value is None:
-            value = compute()
-            self.save(name, config, value)
-        return value
+
+def resumable(name: str | None, config: Mapping[str, Any], compute: Callable[[], Any],
+              cache: ResultCache | None = None) -> Any:
+    """``compute()``, stored under ``(name, config)`` when ``name`` is given (else just computed).
+
+    The package's sweeps call this once per item (a batch size, a noise level, a
+    number of measurements, ...) with the item's full configuration, so a sweep
+    given a cache name skips the items an interrupted run already finished.
+    """
+    if name is None:
+        return compute()
+    return (cache or ResultCache()).cached(name, config, compute)
 
 
 def cached_sweep(name: str, configs: Sequence[Mapping[str, Any]], run: Callable[[Mapping[str, Any]], Any],

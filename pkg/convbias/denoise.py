@@ -19,6 +19,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .cache import resumable
+
 Tensor = torch.Tensor
 
 
@@ -243,25 +245,39 @@ def dct_recover(y: Tensor, operator, shape: tuple[int, int], lam: float = 1e-3, 
 
 # ----------------------------------------------------------------- the chapter's experiments
 def fit_targets(make_net: Callable[[], nn.Module], targets: dict[str, Tensor], steps: int, lr: float = 0.01,
-                clean: Tensor | None = None, log_every: int = 10, progress: bool = False) -> dict[str, FitResult]:
-    """Fit a fresh ``make_net()`` (same seed, same initialization) to each named target; PSNR against ``clean``."""
+                clean: Tensor | None = None, log_every: int = 10, progress: bool = False,
+                cache: str | None = None) -> dict[str, FitResult]:
+    """Fit a fresh ``make_net()`` (same seed, same initialization) to each named target; PSNR against ``clean``.
+
+    ``cache`` names the runs in the results cache (:mod:`convbias.cache`): each
+    target's fit is stored once done and restored by a rerun with the same network,
+    target and settings.
+    """
     out = {}
     for name, target in targets.items():
-        out[name] = fit_generator(make_net(), target, steps, lr=lr, clean=clean, log_every=log_every,
-                                  progress=f"{name}" if progress else False)
+        net = make_net()
+        config = dict(target_name=name, net=net, target=target, clean=clean, steps=steps, lr=lr,
+                      log_every=log_every, device=str(next(net.parameters()).device))
+        out[name] = resumable(cache and f"{cache}-{name}", config,
+                              lambda net=net, target=target, name=name: fit_generator(
+                                  net, target, steps, lr=lr, clean=clean, log_every=log_every,
+                                  progress=f"{name}" if progress else False))
     return out
 
 
 def compressive_sensing_sweep(image: Tensor, measurements: list[int], make_net: Callable[[], nn.Module],
                               steps: int, lr: float = 0.01, mode: str = "gaussian", lam: float = 1e-2,
-                              baseline_iters: int = 300, seed: int = 0, progress: bool = False) -> dict[str, np.ndarray]:
+                              baseline_iters: int = 300, seed: int = 0, progress: bool = False,
+                              cache: str | None = None) -> dict[str, np.ndarray]:
     """Recover a gray ``(1, 1, H, W)`` image from ``m`` measurements for each ``m``: generator vs sparse-DCT baseline.
 
     ``mode="gaussian"`` is compressive sensing (``y = A x``, ``A`` i.i.d. ``N(0, 1/m)``);
     ``mode="mask"`` keeps ``m`` random pixels on average (inpainting). The generator
     is fitted to the measurements for ``steps`` iterations (no early stopping: the
     final iterate is reported). Returns ``m``, the generator's final and best PSNR,
-    and the baseline's PSNR, as arrays over ``measurements``.
+    and the baseline's PSNR, as arrays over ``measurements``. ``cache`` names the
+    sweep in the results cache (:mod:`convbias.cache`): each ``m`` is stored once
+    done, so an interrupted sweep resumes at the next ``m``.
     """
     if image.ndim != 4 or image.shape[:2] != (1, 1):
         raise ValueError(f"image must be gray (1, 1, H, W), got {tuple(image.shape)}")
@@ -275,16 +291,23 @@ def compressive_sensing_sweep(image: Tensor, measurements: list[int], make_net: 
 
         ms = tqdm(measurements, desc=f"{mode} measurements", leave=False)
     for m in ms:
-        op = (GaussianMeasurements(h * w, m, seed=seed) if mode == "gaussian"
-              else RandomMask((h, w), keep=m / (h * w), seed=seed))
         net = make_net()
-        dev = next(net.parameters()).device
-        op.to(dev)
-        y = op(image.to(dev))
-        res = fit_generator(net, y, steps, lr=lr, clean=image, operator=op, log_every=max(steps // 20, 1))
-        base = dct_recover(y, op, (h, w), lam=lam, iters=baseline_iters)
+
+        def recover(m=m, net=net) -> tuple[float, float, float]:
+            op = (GaussianMeasurements(h * w, m, seed=seed) if mode == "gaussian"
+                  else RandomMask((h, w), keep=m / (h * w), seed=seed))
+            dev = next(net.parameters()).device
+            op.to(dev)
+            y = op(image.to(dev))
+            res = fit_generator(net, y, steps, lr=lr, clean=image, operator=op, log_every=max(steps // 20, 1))
+            base = dct_recover(y, op, (h, w), lam=lam, iters=baseline_iters)
+            return res.final_psnr, res.best_psnr, psnr(base.cpu(), image.cpu())
+
+        config = dict(m=m, mode=mode, seed=seed, net=net, image=image, steps=steps, lr=lr, lam=lam,
+                      baseline_iters=baseline_iters, device=str(next(net.parameters()).device))
+        final, best, baseline = resumable(cache and f"{cache}-m{m}", config, recover)
         rows["m"].append(m)
-        rows["net_final"].append(res.final_psnr)
-        rows["net_best"].append(res.best_psnr)
-        rows["baseline"].append(psnr(base.cpu(), image.cpu()))
+        rows["net_final"].append(final)
+        rows["net_best"].append(best)
+        rows["baseline"].append(baseline)
     return {k: np.asarray(v) for k, v in rows.items()}

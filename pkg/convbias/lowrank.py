@@ -16,7 +16,7 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
-from .rank import stable_rank
+from .rank import singular_values, stable_rank_from_singular_values
 
 Tensor = torch.Tensor
 
@@ -42,10 +42,10 @@ def frobenius_rank(W: Tensor, tol: float = 1e-3) -> Tensor:
     """``#{i : s_i(W) > tol * ||W||_F}`` for a matrix or a batch ``(..., m, n)`` (Galanti et al.'s rank)."""
     if not 0 < tol < 1:
         raise ValueError(f"tol must lie in (0, 1), got {tol}")
-    W = torch.as_tensor(W)
-    if not W.is_floating_point():
-        W = W.double()
-    s = torch.linalg.svdvals(W)
+    return _frobenius_rank_from_singular_values(singular_values(W), tol)
+
+
+def _frobenius_rank_from_singular_values(s: Tensor, tol: float) -> Tensor:
     fro = s.square().sum(-1, keepdim=True).sqrt()
     return ((s > tol * fro) & (fro > 0)).sum(-1)
 
@@ -59,11 +59,13 @@ def layer_ranks(params: Mapping[str, Tensor], names: Sequence[str], *, tol: floa
     """
     if not names:
         raise ValueError("names must list at least one weight")
+    if not 0 < tol < 1:
+        raise ValueError(f"tol must lie in (0, 1), got {tol}")
     out: dict[str, Tensor] = {}
-    for name in names:
-        W = _as_matrices(params[name].detach(), stacked)
-        out[f"rank/{name}"] = frobenius_rank(W, tol).float()
-        out[f"srank/{name}"] = stable_rank(W).float()
+    for name in names:  # one decomposition per weight serves both ranks
+        s = singular_values(_as_matrices(params[name].detach(), stacked))
+        out[f"rank/{name}"] = _frobenius_rank_from_singular_values(s, tol).float()
+        out[f"srank/{name}"] = stable_rank_from_singular_values(s).float()
     out["rank"] = torch.stack([out[f"rank/{n}"] for n in names]).mean(0)
     out["srank"] = torch.stack([out[f"srank/{n}"] for n in names]).mean(0)
     return out

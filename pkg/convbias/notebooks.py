@@ -211,13 +211,19 @@ def run_chapter(notebook: Path, out_dir: Path, use_cache: bool = True, progress:
     The key is the notebook's content, the profile and the package's code
     fingerprint: rerunning an unchanged chapter restores its stored figures and
     ``results.json`` instead of recomputing. Only runs whose checks passed are stored.
+    Inside the run the chapter's sweeps store each finished item (:mod:`convbias.cache`),
+    so a run interrupted midway resumes where it stopped. ``use_cache=False``
+    switches both levels off: everything is recomputed.
     """
     import hashlib
 
-    from .cache import ResultCache
+    from .cache import ResultCache, switched_off
     from .config import profile
 
-    cache = ResultCache(active=None if use_cache else False)
+    if not use_cache:
+        with switched_off():
+            return {**run_headless(notebook, out_dir, progress=progress), "cached": False}
+    cache = ResultCache()  # on unless switched off by the environment
     name = f"chapter-{notebook.stem}"
     config = {"notebook": hashlib.sha256(notebook.read_bytes()).hexdigest(), "profile": profile()}
     stored = cache.load(name, config)

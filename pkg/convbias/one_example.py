@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .cache import resumable
 from .train import History, TrainingDiverged
 
 Tensor = torch.Tensor
@@ -33,19 +34,37 @@ def member_losses(out: Tensor, y: Tensor, members: int) -> Tensor:
 
 def fit_one_example(model: nn.Module, y: Tensor, x: Tensor | None = None, *, steps: int = 2000, lr: float = 0.1,
                     momentum: float = 0.9, optimizer: str = "sgd", log_every: int = 1, progress: bool = False,
-                    desc: str = "fitting") -> History:
+                    desc: str = "fitting", cache: str | None = None) -> History:
     """Fit ``model`` to the single target ``y`` and return the losses.
 
     ``optimizer="sgd"`` is SGD with ``momentum`` (the paper: lr 0.1, momentum 0.9);
     ``"adam"`` uses Adam with ``lr``. The history holds ``loss`` of shape
     ``(records, members)`` measured at the steps ``hist["step"]`` (every
     ``log_every`` steps, before that step's update, starting at step 0) plus the final
-    loss after the last update.
+    loss after the last update. ``cache`` names the run in the results cache
+    (:mod:`convbias.cache`): a rerun with the same initial model, data and settings
+    restores the history and the trained weights instead of fitting again.
     """
     if steps < 1 or log_every < 1:
         raise ValueError(f"steps and log_every must be positive, got steps={steps}, log_every={log_every}")
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}: use one of {OPTIMIZERS}")
+    if cache is None:
+        return _fit(model, y, x, steps, lr, momentum, optimizer, log_every, progress, desc)
+    config = dict(model=model, y=y, x=x, steps=steps, lr=lr, momentum=momentum, optimizer=optimizer,
+                  log_every=log_every, device=str(next(model.parameters()).device))
+
+    def run() -> tuple[History, dict[str, Tensor]]:
+        hist = _fit(model, y, x, steps, lr, momentum, optimizer, log_every, progress, desc)
+        return hist, {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+    hist, state = resumable(cache, config, run)
+    model.load_state_dict(state)  # a restored run leaves the model trained, as a fresh one does
+    return hist
+
+
+def _fit(model: nn.Module, y: Tensor, x: Tensor | None, steps: int, lr: float, momentum: float, optimizer: str,
+         log_every: int, progress: bool, desc: str) -> History:
     E = int(getattr(model, "members", 1))
     dev = next(model.parameters()).device
     y = y.to(dev)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .cache import resumable
 from .config import device as default_device
 from .data.real import Split
 from .efcn import reinitialized_fcn, subspace_distance, to_fcn, to_lcn
@@ -64,7 +65,7 @@ def relax_protocol(make_cnn: Callable[[], nn.Sequential], data: Split, *, input_
                    epochs: int, relax_epochs: Sequence[int], relax_train_epochs: int, lr: float,
                    batch_size: int, seed: int, momentum: float = 0.0, weight_decay: float = 0.0,
                    lcn: bool = False, log_every: int | None = None, device: torch.device | None = None,
-                   progress: bool = True) -> RelaxRun:
+                   progress: bool = True, cache: str | None = None) -> RelaxRun:
     """Run the protocol for one seed and return a :class:`RelaxRun`.
 
     ``relax_epochs`` must lie in ``[0, epochs]``. Every network is trained by
@@ -75,11 +76,28 @@ def relax_protocol(make_cnn: Callable[[], nn.Sequential], data: Split, *, input_
     trained ``relax_train_epochs`` more, the same budget as an eFCN relaxed at
     ``epochs`` (``cnn_acc_long``): an eFCN that "beats the CNN" should beat both. ``log_every`` (steps) sets how often the
     eFCN's distance from the CNN subspace is recorded (default: every epoch).
+    ``cache`` names the run in the results cache (:mod:`convbias.cache`): a seed's
+    run is stored once done, so a loop over seeds resumes after an interruption.
     """
     times = sorted({int(t) for t in relax_epochs})
     if not times or times[0] < 0 or times[-1] > epochs:
         raise ValueError(f"relax_epochs must lie in [0, epochs={epochs}], got {list(relax_epochs)}")
     dev = device or default_device()
+    torch.manual_seed(seed)
+    config = dict(cnn=make_cnn(), X=data.X_train, y=data.y_train, X_test=data.X_test, y_test=data.y_test,
+                  input_shape=list(input_shape), epochs=epochs, relax_epochs=times,
+                  relax_train_epochs=relax_train_epochs, lr=lr, batch_size=batch_size, seed=seed, momentum=momentum,
+                  weight_decay=weight_decay, lcn=lcn, log_every=log_every, device=str(dev))
+    return resumable(cache and f"{cache}-seed{seed}", config, lambda: _relax_protocol(
+        make_cnn, data, input_shape=input_shape, epochs=epochs, times=times, relax_train_epochs=relax_train_epochs,
+        lr=lr, batch_size=batch_size, seed=seed, momentum=momentum, weight_decay=weight_decay, lcn=lcn,
+        log_every=log_every, dev=dev, progress=progress))
+
+
+def _relax_protocol(make_cnn: Callable[[], nn.Sequential], data: Split, *, input_shape: Sequence[int], epochs: int,
+                    times: list[int], relax_train_epochs: int, lr: float, batch_size: int, seed: int,
+                    momentum: float, weight_decay: float, lcn: bool, log_every: int | None, dev: torch.device,
+                    progress: bool) -> RelaxRun:
     steps_per_epoch = max(1, len(data.X_train) // batch_size)
     log_every = log_every or steps_per_epoch
     train = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, batch_size=batch_size,

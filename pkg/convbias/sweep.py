@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .cache import resumable
 from .lowrank import hidden_weight_names, rank_metrics, spectra
 from .train import EnsembleResult, fit_ensemble
 
@@ -98,13 +99,17 @@ def run_sweep(
     y_test: Tensor | None = None,
     device: torch.device | str | None = None,
     progress: bool = True,
+    cache: str | None = None,
 ) -> SweepResult:
     """Train every ``(B, lr, lambda, seed)`` of the grid with SGD (momentum 0) and weight decay.
 
     ``layers`` names the weights to rank (default: every weight except the
     classifier, i.e. all but the last parameter with >= 2 dimensions).
     ``records`` rank measurements are taken along each run (at the same epochs
-    for every batch size when comparing at equal epochs).
+    for every batch size when comparing at equal epochs). ``cache`` names the sweep
+    in the results cache (:mod:`convbias.cache`): each batch size's ensemble is
+    stored once trained, and a rerun, or a run resumed after an interruption,
+    restores it instead of training again.
     """
     if (epochs is None) == (steps is None):
         raise ValueError("give exactly one of epochs= (compare at equal epochs) or steps= (equal steps)")
@@ -116,7 +121,8 @@ def run_sweep(
         raise ValueError(f"records must be >= 1, got {records}")
     compare = "epochs" if epochs is not None else "steps"
     n = len(X)
-    names = list(layers) if layers is not None else hidden_weight_names(make_model())
+    probe = make_model()
+    names = list(layers) if layers is not None else hidden_weight_names(probe)
     members = list(itertools.product(lrs, weight_decays, seeds))
     finals, curves, ensembles, seconds = [], [], {}, {}
     for B in batch_sizes:
@@ -129,17 +135,25 @@ def run_sweep(
             log_every = per_epoch * max(1, epochs // records)
         else:
             log_every = max(1, steps // records)
-        start = time.perf_counter()
-        ens = fit_ensemble(
-            make_model, X, y, seeds=[m[2] for m in members], lr=[m[0] for m in members],
-            weight_decay=[m[1] for m in members], momentum=0.0, loss=loss,
-            batch_size=None if B >= n else B,
-            **({"epochs": epochs} if compare == "epochs" else {"steps": steps}),
-            milestones=[f * length for f in milestones], gamma=gamma, log_every=log_every,
-            X_test=X_test, y_test=y_test, metrics=rank_metrics(names, tol), device=device,
-            progress=progress, desc=f"B={B}",
-        )
-        seconds[B] = time.perf_counter() - start
+
+        def train(B=B, length=length, log_every=log_every) -> tuple[EnsembleResult, float]:
+            start = time.perf_counter()
+            ens = fit_ensemble(
+                make_model, X, y, seeds=[m[2] for m in members], lr=[m[0] for m in members],
+                weight_decay=[m[1] for m in members], momentum=0.0, loss=loss,
+                batch_size=None if B >= n else B,
+                **({"epochs": epochs} if compare == "epochs" else {"steps": steps}),
+                milestones=[f * length for f in milestones], gamma=gamma, log_every=log_every,
+                X_test=X_test, y_test=y_test, metrics=rank_metrics(names, tol), device=device,
+                progress=progress, desc=f"B={B}",
+            )
+            return ens, time.perf_counter() - start
+
+        config = dict(batch_size=B, members=members, epochs=epochs, steps=steps, milestones=list(milestones),
+                      gamma=gamma, layers=names, tol=tol, loss=loss, log_every=log_every, model=repr(probe),
+                      X=X, y=y, X_test=X_test, y_test=y_test,
+                      device=str(torch.device(device) if device is not None else X.device))
+        ens, seconds[B] = resumable(cache and f"{cache}-B{B}", config, train)
         ensembles[B] = ens
         hist = ens.history
         metric_keys = [k for k in hist.keys()]

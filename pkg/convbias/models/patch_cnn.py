@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..cache import resumable
 from ..data.patches import PatchDataModel
 from ..rank import stable_rank
 from ..train import History, TrainingDiverged
@@ -254,6 +255,7 @@ def run_sigma_sweep(
     log_every: int = 10,
     device: torch.device | str = "cpu",
     progress: bool = True,
+    cache: str | None = None,
 ) -> SigmaSweep:
     """Train one patch CNN per (seed, sigma_p) pair, all in one batch, and measure ranks.
 
@@ -261,7 +263,9 @@ def run_sigma_sweep(
     training set ``seed = s`` and the test set ``seed = s + 10_000``; the
     network is initialised from seed ``s``. Within a seed only ``sigma_p``
     changes (same labels, signal positions and noise draws, rescaled), so the
-    sweep isolates the effect of the noise level.
+    sweep isolates the effect of the noise level. All pairs train as one batch, so
+    ``cache`` (a name in the results cache, :mod:`convbias.cache`) stores and
+    restores the trained batch as a whole.
     """
     sigmas, seeds = [float(s) for s in sigmas], [int(s) for s in seeds]
     if not sigmas or not seeds:
@@ -274,10 +278,18 @@ def run_sigma_sweep(
             train, test = model_s.sample(n_train, seed=s), model_s.sample(n_test, seed=s + 10_000)
             Xs.append(train.X), ys.append(train.y), Xt.append(test.X), yt.append(test.y)
             dranks.append(train.stable_rank())
-    net = PatchCNN(data.d, m, seeds=[s for s in seeds for _ in sigmas], kappa=kappa, init_std=init_std).to(device)
-    hist = fit_gd(net, torch.stack(Xs), torch.stack(ys), lr=lr, steps=steps, log_every=log_every,
-                  X_test=torch.stack(Xt), y_test=torch.stack(yt), progress=progress,
-                  desc=f"GD on {len(seeds) * len(sigmas)} CNNs")
+    X, y, X_test, y_test = torch.stack(Xs), torch.stack(ys), torch.stack(Xt), torch.stack(yt)
+
+    def train() -> tuple[PatchCNN, History]:
+        net = PatchCNN(data.d, m, seeds=[s for s in seeds for _ in sigmas], kappa=kappa,
+                       init_std=init_std).to(device)
+        hist = fit_gd(net, X, y, lr=lr, steps=steps, log_every=log_every, X_test=X_test, y_test=y_test,
+                      progress=progress, desc=f"GD on {len(seeds) * len(sigmas)} CNNs")
+        return net, hist
+
+    config = dict(seeds=seeds, sigmas=sigmas, m=m, kappa=kappa, init_std=init_std, lr=lr, steps=steps,
+                  log_every=log_every, X=X, y=y, X_test=X_test, y_test=y_test, device=str(torch.device(device)))
+    net, hist = resumable(cache, config, train)
     shape = (len(seeds), len(sigmas))
     last = lambda key: hist.last(key).reshape(shape)
     return SigmaSweep(

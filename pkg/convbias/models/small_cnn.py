@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from ..data.background import patch_stable_rank
 from ..data.real import Split
 from ..rank import as_matrix, stable_rank
+from ..cache import resumable
 from ..train import fit_ensemble
 
 Tensor = torch.Tensor
@@ -83,6 +84,7 @@ def run_noise_sweep(
     batch_size: int = 128,
     device: torch.device | str = "cpu",
     progress: bool = True,
+    cache: str | None = None,
 ) -> NoiseSweep:
     """For each noise level: add noise to train and test images, train one CNN per seed, measure ranks.
 
@@ -91,7 +93,9 @@ def run_noise_sweep(
     noise seed 0, test images seed 1. The seeds are trained together with
     :func:`convbias.train.fit_ensemble` (cross-entropy, SGD with momentum).
     The data stable rank is that of the patch matrix of the noisy training
-    images with the first layer's kernel size.
+    images with the first layer's kernel size. ``cache`` names the sweep in the
+    results cache (:mod:`convbias.cache`): each noise level is stored once trained,
+    so a rerun or an interrupted run restores the finished levels.
     """
     sigmas, seeds = [float(s) for s in sigmas], [int(s) for s in seeds]
     if not sigmas or not seeds:
@@ -105,13 +109,20 @@ def run_noise_sweep(
     for sigma in tqdm(sigmas, desc="noise levels", disable=not progress, leave=False):
         X_train, X_test = add_noise(split.X_train, sigma, 0), add_noise(split.X_test, sigma, 1)
         data_srank.append(patch_stable_rank(X_train, kernel))
-        result = fit_ensemble(lambda: SmallCNN(**model_kw), X_train.to(device), split.y_train.to(device),
-                              seeds=seeds, lr=lr, momentum=momentum, loss="ce", epochs=epochs,
-                              batch_size=batch_size, log_every=10**9, X_test=X_test.to(device),
-                              y_test=split.y_test.to(device), progress=progress, desc=f"sigma={sigma:g}")
-        W = first_layer_filters(result.params).cpu()
+
+        def train(sigma=sigma, X_train=X_train, X_test=X_test) -> tuple[Tensor, np.ndarray]:
+            result = fit_ensemble(lambda: SmallCNN(**model_kw), X_train.to(device), split.y_train.to(device),
+                                  seeds=seeds, lr=lr, momentum=momentum, loss="ce", epochs=epochs,
+                                  batch_size=batch_size, log_every=10**9, X_test=X_test.to(device),
+                                  y_test=split.y_test.to(device), progress=progress, desc=f"sigma={sigma:g}")
+            return first_layer_filters(result.params).cpu(), result.history.last("test_acc")
+
+        config = dict(sigma=sigma, seeds=seeds, model_kw=model_kw, lr=lr, momentum=momentum, epochs=epochs,
+                      batch_size=batch_size, X_train=X_train, y_train=split.y_train, X_test=X_test,
+                      y_test=split.y_test, device=str(torch.device(device)))
+        W, acc = resumable(cache and f"{cache}-sigma{sigma:g}", config, train)
         filters.append(W)
         filter_srank.append(stable_rank(W).numpy())
-        test_acc.append(result.history.last("test_acc"))
+        test_acc.append(acc)
     return NoiseSweep(sigmas=np.asarray(sigmas), seeds=np.asarray(seeds), data_srank=np.asarray(data_srank),
                       filter_srank=np.stack(filter_srank, 1), test_acc=np.stack(test_acc, 1), filters=filters)
