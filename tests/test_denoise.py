@@ -114,3 +114,14 @@ def test_compressive_sensing_sweep_validates_and_returns_one_row_per_m():
     # all pixels observed (keep = 1): gradient descent on the pixels recovers the image exactly
     out = compressive_sensing_sweep(img, [64], _Pixels8, steps=300, lr=0.05, mode="mask", baseline_iters=50)
     assert out["m"].tolist() == [64] and out["net_final"][0] > 40
+
+
+def test_channels_last_fit_computes_the_same_fit():
+    from convbias.denoise import fit_generator
+    from convbias.models.deep_decoder import DeepDecoder
+
+    target = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    runs = [fit_generator(DeepDecoder(out_channels=3, channels=8, depth=3, output_size=32, seed=0), target, 30,
+                          clean=target, log_every=10, channels_last=cl) for cl in (False, True)]
+    assert np.allclose(runs[0].loss, runs[1].loss, rtol=1e-4)
+    assert torch.allclose(runs[0].final_image, runs[1].final_image, atol=1e-4)
