@@ -156,3 +156,31 @@ def test_ensemble_square_loss_with_integer_labels_matches_one_hot_targets():
     b = fit_ensemble(mlp, X, onehot, **kw)
     assert torch.allclose(params_of(a.member(1)), params_of(b.member(1)), atol=1e-6)
     assert np.allclose(a.history["train_acc"], b.history["train_acc"])
+
+
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_full_batch_ensemble_equals_members_trained_one_by_one(batchnorm):
+    X, y = blobs()
+    make = (lambda: nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8, track_running_stats=False), nn.ReLU(),
+                                  nn.Linear(8, 3))) if batchnorm else mlp
+    ens = fit_ensemble(make, X, y, seeds=[0, 1, 2], lr=[0.05, 0.1, 0.2], steps=20, log_every=10, progress=False)
+    for e, (s, lr) in enumerate(zip([0, 1, 2], [0.05, 0.1, 0.2])):
+        torch.manual_seed(s)
+        alone = make()
+        hist = fit(alone, X, y, lr=lr, steps=20, log_every=10, seed=s, progress=False)
+        assert torch.allclose(params_of(ens.member(e)), params_of(alone), atol=1e-5), f"member {e}"
+        assert np.allclose(ens.history["loss"][:, e], hist["loss"], atol=1e-5)
+
+
+def test_ensemble_batches_are_each_members_sampler():
+    from convbias.train import BatchSampler, EnsembleBatches
+
+    seeds = [3, 9, 4]
+    together = EnsembleBatches(50, 8, seeds, torch.device("cpu"))
+    alone = [BatchSampler(50, 8, s, torch.device("cpu")) for s in seeds]
+    for _ in range(20):  # over three epochs of 6 batches
+        idx = together.next()
+        assert idx.shape == (3, 8)
+        for e, sampler in enumerate(alone):
+            assert torch.equal(idx[e], sampler.next())
+    assert EnsembleBatches(50, None, seeds, torch.device("cpu")).next() is None
