@@ -181,3 +181,11 @@ def test_run_chapter_without_cache_recomputes_the_sweeps_inside(tmp_path, monkey
     assert counter.read_text() == "xx"  # the item was computed both times, never stored
     assert not (tmp_path / "cache").exists()
     assert os.environ["CONVBIAS_RESULTS_CACHE"] == "on"  # switched back on afterwards
+
+
+def test_run_profiled_writes_the_costliest_operators(tmp_path):
+    cells = [nbformat.v4.new_code_cell("import torch\nx = torch.randn(64, 64)\nfor _ in range(20):\n    x = torch.tanh(x @ x)")]
+    nb = write_nb(tmp_path / "ch.ipynb", cells)
+    summary = nbt.run_profiled(nb, tmp_path / "out", progress=False)
+    text = (tmp_path / "out" / "profile.txt").read_text()
+    assert summary["checks_passed"] and "aten::mm" in text and "aten::tanh" in text

@@ -1,8 +1,10 @@
 """Command line: ``python -m convbias {run,student,colab-cell} ...`` (run from a checkout of the book).
 
-- ``run CHAPTER [--profile quick|full] [--out results] [--no-cache]``: execute a chapter
-  headless (no Jupyter), saving its figures and glued numbers to ``results/<chapter>/``;
+- ``run CHAPTER [--profile quick|full] [--out results] [--no-cache] [--trace]``: execute a
+  chapter headless (no Jupyter), saving its figures and glued numbers to ``results/<chapter>/``;
   an unchanged chapter (same notebook, profile and code) is restored from the results cache.
+  ``--trace`` runs it under ``torch.profiler`` and writes the costliest operators to
+  ``profile.txt``.
 - ``student OUT_DIR``: write every notebook without solutions or outputs.
 - ``colab-cell [--check]``: put (or check) the Colab set-up cell in every chapter.
 - ``screenshots [--out DIR]``: render the built book's intro and chapters in headless Chromium.
@@ -23,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--profile", choices=["quick", "full", "auto"], default=None)
     run.add_argument("--out", type=Path, default=Path("results"))
     run.add_argument("--no-cache", action="store_true", help="recompute even if stored results exist")
+    run.add_argument("--trace", action="store_true",
+                     help="run under torch.profiler (no cache) and write the costliest operators to profile.txt")
     student = sub.add_parser("student", help="write notebooks without solutions")
     student.add_argument("out_dir", type=Path)
     colab = sub.add_parser("colab-cell", help="sync the Colab set-up cell of every chapter")
@@ -38,7 +42,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile:
             os.environ["CONVBIAS_PROFILE"] = args.profile
         nb = notebooks.chapter_notebook(root, args.chapter)
-        summary = notebooks.run_chapter(nb, args.out / nb.stem, use_cache=not args.no_cache)
+        if args.trace:
+            summary = notebooks.run_profiled(nb, args.out / nb.stem)
+            print(f"{nb.stem}: operator profile -> {summary['profile']}")
+        else:
+            summary = notebooks.run_chapter(nb, args.out / nb.stem, use_cache=not args.no_cache)
         if summary["cached"]:
             print(f"{nb.stem}: unchanged since its last run with this profile and code: results restored from the cache")
         status = "all checks passed" if summary["checks_passed"] else f"FAILED at cell {summary['failed_cell']}: {summary.get('error')}"

@@ -239,6 +239,27 @@ def run_chapter(notebook: Path, out_dir: Path, use_cache: bool = True, progress:
     return {**summary, "cached": False}
 
 
+def run_profiled(notebook: Path, out_dir: Path, rows: int = 25, progress: bool = True) -> dict:
+    """:func:`run_headless` under ``torch.profiler`` (CPU, and CUDA when present), no cache.
+
+    Writes ``profile.txt`` to ``out_dir``: the operators that took the most time
+    (self time on the GPU when there is one, else on the CPU), to show where a
+    slow chapter spends it.
+    """
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from .cache import switched_off
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with switched_off(), profile(activities=activities) as prof:
+        summary = run_headless(notebook, out_dir, progress=progress)
+    key = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+    table = prof.key_averages().table(sort_by=key, row_limit=rows)
+    (out_dir / "profile.txt").write_text(f"{summary['run_info']}; {summary['seconds']} s\n{table}\n")
+    return {**summary, "cached": False, "profile": str(out_dir / "profile.txt")}
+
+
 def _jsonable(value: Any) -> Any:
     try:
         json.dumps(value)
