@@ -125,3 +125,16 @@ def test_channels_last_fit_computes_the_same_fit():
                           clean=target, log_every=10, channels_last=cl) for cl in (False, True)]
     assert np.allclose(runs[0].loss, runs[1].loss, rtol=1e-4)
     assert torch.allclose(runs[0].final_image, runs[1].final_image, atol=1e-4)
+
+
+def test_late_loss_is_robust_to_one_spike():
+    from convbias.denoise import FitResult
+
+    r = FitResult(step=np.arange(0, 50, 10), loss=np.array([5.0, 4.0, 1.0, 9.0, 2.0]))
+    assert r.late_loss() == 2.0  # median of 1, 9 (a spike), 2
+    assert r.late_loss(1) == 2.0 and r.late_loss(5) == 4.0
+    with pytest.raises(ValueError, match="records"):
+        r.late_loss(0)
+    r.psnr = np.array([10.0, 20.0, 25.0, 12.0, 24.0])  # a spike down at the 4th record
+    assert r.late_psnr() == 24.0 and r.late_psnr(1) == 24.0
+    assert np.isnan(FitResult(step=np.arange(2), loss=np.ones(2)).late_psnr())  # no clean image, no PSNR

@@ -130,7 +130,7 @@ def test_compressive_sensing_resumes_by_measurements(results, monkeypatch):
     assert len(calls) == 1
     monkeypatch.undo()
     fresh = denoise.compressive_sensing_sweep(image, [40, 120], make, **{**kw, "cache": None})
-    for key in ("net_final", "net_best", "baseline"):
+    for key in ("net_final", "net_best", "net_late", "baseline"):
         assert np.allclose(resumed[key], fresh[key], atol=1e-4)
 
 

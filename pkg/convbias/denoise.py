@@ -134,6 +134,18 @@ class FitResult:
     def final_psnr(self) -> float:
         return float(self.psnr[-1]) if len(self.psnr) else float("nan")
 
+    def late_loss(self, records: int = 3) -> float:
+        """Median of the last ``records`` logged losses: the loss reached, robust to one Adam spike."""
+        if records < 1:
+            raise ValueError(f"records must be >= 1, got {records}")
+        return float(np.median(self.loss[-records:]))
+
+    def late_psnr(self, records: int = 3) -> float:
+        """Median PSNR of the last ``records`` logged iterates: where the fit ended, robust to one Adam spike."""
+        if records < 1:
+            raise ValueError(f"records must be >= 1, got {records}")
+        return float(np.median(self.psnr[-records:])) if len(self.psnr) else float("nan")
+
     def loss_at(self, step: int) -> float:
         """The recorded loss at the logged step closest to ``step``."""
         return float(self.loss[int(np.argmin(np.abs(self.step - step)))])
@@ -285,7 +297,8 @@ def compressive_sensing_sweep(image: Tensor, measurements: list[int], make_net: 
     ``mode="mask"`` keeps ``m`` random pixels on average (inpainting). The generator
     is fitted to the measurements for ``steps`` iterations (no early stopping: the
     final iterate is reported). Returns ``m``, the generator's final and best PSNR,
-    and the baseline's PSNR, as arrays over ``measurements``. ``cache`` names the
+    and the baseline's PSNR, as arrays over ``measurements``, and ``net_late``, the median
+    PSNR of the last three logged iterates (robust to a single Adam spike at the end). ``cache`` names the
     sweep in the results cache (:mod:`convbias.cache`): each ``m`` is stored once
     done, so an interrupted sweep resumes at the next ``m``.
     """
@@ -294,7 +307,7 @@ def compressive_sensing_sweep(image: Tensor, measurements: list[int], make_net: 
     if mode not in ("gaussian", "mask"):
         raise ValueError(f"mode must be 'gaussian' or 'mask', got {mode!r}")
     h, w = image.shape[-2:]
-    rows: dict[str, list] = {"m": [], "net_final": [], "net_best": [], "baseline": []}
+    rows: dict[str, list] = {"m": [], "net_final": [], "net_best": [], "net_late": [], "baseline": []}
     ms = measurements
     if progress:
         from tqdm.auto import tqdm
@@ -303,7 +316,7 @@ def compressive_sensing_sweep(image: Tensor, measurements: list[int], make_net: 
     for m in ms:
         net = make_net()
 
-        def recover(m=m, net=net) -> tuple[float, float, float]:
+        def recover(m=m, net=net) -> tuple[float, float, float, float]:
             op = (GaussianMeasurements(h * w, m, seed=seed) if mode == "gaussian"
                   else RandomMask((h, w), keep=m / (h * w), seed=seed))
             dev = next(net.parameters()).device
@@ -311,13 +324,14 @@ def compressive_sensing_sweep(image: Tensor, measurements: list[int], make_net: 
             y = op(image.to(dev))
             res = fit_generator(net, y, steps, lr=lr, clean=image, operator=op, log_every=max(steps // 20, 1))
             base = dct_recover(y, op, (h, w), lam=lam, iters=baseline_iters)
-            return res.final_psnr, res.best_psnr, psnr(base.cpu(), image.cpu())
+            return res.final_psnr, res.best_psnr, res.late_psnr(), psnr(base.cpu(), image.cpu())
 
         config = dict(m=m, mode=mode, seed=seed, net=net, image=image, steps=steps, lr=lr, lam=lam,
                       baseline_iters=baseline_iters, device=str(next(net.parameters()).device))
-        final, best, baseline = resumable(cache and f"{cache}-m{m}", config, recover)
+        final, best, late, baseline = resumable(cache and f"{cache}-m{m}", config, recover)
         rows["m"].append(m)
         rows["net_final"].append(final)
         rows["net_best"].append(best)
+        rows["net_late"].append(late)
         rows["baseline"].append(baseline)
     return {k: np.asarray(v) for k, v in rows.items()}
