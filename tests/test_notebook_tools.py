@@ -1,5 +1,6 @@
 import json
 import os
+import time
 from pathlib import Path
 
 import nbformat
@@ -183,9 +184,38 @@ def test_run_chapter_without_cache_recomputes_the_sweeps_inside(tmp_path, monkey
     assert os.environ["CONVBIAS_RESULTS_CACHE"] == "on"  # switched back on afterwards
 
 
-def test_run_profiled_writes_the_costliest_operators(tmp_path):
-    cells = [nbformat.v4.new_code_cell("import torch\nx = torch.randn(64, 64)\nfor _ in range(20):\n    x = torch.tanh(x @ x)")]
+def test_run_profiled_times_every_cell(tmp_path):
+    cells = [nbformat.v4.new_code_cell("import time, torch\nx = torch.randn(128, 128)"),
+             nbformat.v4.new_code_cell("t = time.perf_counter()\nwhile time.perf_counter() - t < 1.0:\n"
+                                       "    y = torch.tanh(x @ x)"),
+             nbformat.v4.new_code_cell("z = 1")]
     nb = write_nb(tmp_path / "ch.ipynb", cells)
     summary = nbt.run_profiled(nb, tmp_path / "out", progress=False)
     text = (tmp_path / "out" / "profile.txt").read_text()
-    assert summary["checks_passed"] and "aten::mm" in text and "aten::tanh" in text
+    assert summary["checks_passed"] and len(summary["cell_seconds"]) == 3
+    assert summary["cell_seconds"][1] >= 1.0 > summary["cell_seconds"][2]
+    assert text.splitlines()[2].split() == ["2", f"{summary['cell_seconds'][1]:.2f}"]  # slowest cell first
+    assert "sampled windows" in text
+
+
+def test_sampled_profiler_sums_its_windows_and_restores_the_timer():
+    import signal
+
+    import torch
+
+    from convbias.profiling import SampledProfiler
+
+    before = signal.getsignal(signal.SIGALRM)
+    x = torch.randn(32, 32)
+    with SampledProfiler(tick=3600, every=3) as sampler:  # the timer never fires: steps by hand
+        for window in range(6):  # ticks: wait, warm-up, record (x2)
+            for _ in range(5 if window % 3 == 2 else 1):
+                x = torch.tanh(x @ x)
+            sampler._step()
+    assert sampler.windows == 2
+    assert sampler.calls["aten::mm"] == 10 and sampler.calls["aten::tanh"] == 10  # recorded ticks only
+    assert signal.getsignal(signal.SIGALRM) is before and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    shares = [float(line.split()[-3].rstrip("%")) for line in sampler.table().splitlines()[2:]]
+    assert abs(sum(shares) - 100) < 1 and shares == sorted(shares, reverse=True)
+    with pytest.raises(ValueError):
+        SampledProfiler(every=1)

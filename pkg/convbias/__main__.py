@@ -3,8 +3,8 @@
 - ``run CHAPTER [--profile quick|full] [--out results] [--no-cache] [--trace]``: execute a
   chapter headless (no Jupyter), saving its figures and glued numbers to ``results/<chapter>/``;
   an unchanged chapter (same notebook, profile and code) is restored from the results cache.
-  ``--trace`` runs it under ``torch.profiler`` and writes the costliest operators to
-  ``profile.txt``.
+  ``--trace`` recomputes and writes each code cell's wall time and the costliest operators
+  (sampled with ``torch.profiler``) to ``profile.txt``.
 - ``student OUT_DIR``: write every notebook without solutions or outputs.
 - ``colab-cell [--check]``: put (or check) the Colab set-up cell in every chapter.
 - ``screenshots [--out DIR]``: render the built book's intro and chapters in headless Chromium.
@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--out", type=Path, default=Path("results"))
     run.add_argument("--no-cache", action="store_true", help="recompute even if stored results exist")
     run.add_argument("--trace", action="store_true",
-                     help="run under torch.profiler (no cache) and write the costliest operators to profile.txt")
+                     help="no cache; write each code cell's wall time and the costliest operators "
+                          "(sampled with torch.profiler) to profile.txt")
     student = sub.add_parser("student", help="write notebooks without solutions")
     student.add_argument("out_dir", type=Path)
     colab = sub.add_parser("colab-cell", help="sync the Colab set-up cell of every chapter")

@@ -162,6 +162,7 @@ def run_headless(notebook: Path, out_dir: Path, progress: bool = True) -> dict:
 
     Cells tagged ``colab-setup`` and IPython magics (``%``/``!`` lines) are skipped.
     Stops at the first failing cell (a failed check included) and records it.
+    ``results.json`` holds each code cell's wall time (``cell_seconds``).
     """
     import matplotlib
 
@@ -179,6 +180,7 @@ def run_headless(notebook: Path, out_dir: Path, progress: bool = True) -> dict:
     plt.close("all")  # figures open before this run are not the chapter's
     report.GLUED.clear()
     figures: list[str] = []
+    cell_seconds: list[float] = []
     summary: dict[str, Any] = {"notebook": notebook.name, "checks_passed": True, "failed_cell": None}
     start = time.perf_counter()
     code_cells = [c for c in nb.cells if c.cell_type == "code" and COLAB_TAG not in c.metadata.get("tags", [])]
@@ -186,12 +188,14 @@ def run_headless(notebook: Path, out_dir: Path, progress: bool = True) -> dict:
         lines = [ln for ln in cell.source.splitlines() if not ln.lstrip().startswith(("%", "!"))]
         if progress:
             print(f"[{notebook.stem}] cell {index + 1}/{len(code_cells)}", flush=True)
+        started = time.perf_counter()
         try:
             exec(compile("\n".join(lines), f"{notebook.name}[cell {index + 1}]", "exec"), namespace)
         except Exception as exc:  # record and stop: later cells depend on this one
             summary.update(checks_passed=False, failed_cell=index + 1, error=f"{type(exc).__name__}: {exc}")
             break
         finally:
+            cell_seconds.append(round(time.perf_counter() - started, 2))
             for number in plt.get_fignums():
                 name = f"fig-{index + 1:02d}-{number}.png"
                 plt.figure(number).savefig(out_dir / name, bbox_inches="tight")
@@ -199,7 +203,8 @@ def run_headless(notebook: Path, out_dir: Path, progress: bool = True) -> dict:
             plt.close("all")
     from .config import run_info
 
-    summary.update(seconds=round(time.perf_counter() - start, 1), run_info=run_info(), figures=figures,
+    summary.update(seconds=round(time.perf_counter() - start, 1), cell_seconds=cell_seconds, run_info=run_info(),
+                   figures=figures,
                    values={k: _jsonable(v) for k, v in report.GLUED.items()})
     (out_dir / "results.json").write_text(json.dumps(summary, indent=2))
     return summary
@@ -239,24 +244,26 @@ def run_chapter(notebook: Path, out_dir: Path, use_cache: bool = True, progress:
     return {**summary, "cached": False}
 
 
-def run_profiled(notebook: Path, out_dir: Path, rows: int = 25, progress: bool = True) -> dict:
-    """:func:`run_headless` under ``torch.profiler`` (CPU, and CUDA when present), no cache.
+def run_profiled(notebook: Path, out_dir: Path, rows: int = 25, progress: bool = True, tick: float = 0.5,
+                 every: int = 20) -> dict:
+    """:func:`run_headless` without the cache, timing every code cell and sampling operators.
 
-    Writes ``profile.txt`` to ``out_dir``: the operators that took the most time
-    (self time on the GPU when there is one, else on the CPU), to show where a
-    slow chapter spends it.
+    Writes ``profile.txt`` to ``out_dir``: the wall time of each code cell, slowest
+    first, then the operators with the most self time (on the GPU when there is one)
+    estimated by :class:`convbias.profiling.SampledProfiler`, whose memory stays
+    bounded however long the chapter runs (``tick`` and ``every`` set its windows:
+    by default half a second in every ten). Starting and stopping each window costs
+    time, so the wall times under a trace run longer than without; compare shares.
     """
-    import torch
-    from torch.profiler import ProfilerActivity, profile
-
     from .cache import switched_off
+    from .profiling import SampledProfiler
 
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
-    with switched_off(), profile(activities=activities) as prof:
+    with switched_off(), SampledProfiler(tick, every) as sampler:
         summary = run_headless(notebook, out_dir, progress=progress)
-    key = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
-    table = prof.key_averages().table(sort_by=key, row_limit=rows)
-    (out_dir / "profile.txt").write_text(f"{summary['run_info']}; {summary['seconds']} s\n{table}\n")
+    order = sorted(range(len(summary["cell_seconds"])), key=lambda i: -summary["cell_seconds"][i])
+    lines = [f"{summary['run_info']}; {summary['seconds']} s", "code cell   seconds"]
+    lines += [f"{i + 1:>9}  {summary['cell_seconds'][i]:>8.2f}" for i in order]
+    (out_dir / "profile.txt").write_text("\n".join(lines + ["", sampler.table(rows)]) + "\n")
     return {**summary, "cached": False, "profile": str(out_dir / "profile.txt")}
 
 
