@@ -244,7 +244,7 @@ def run_chapter(notebook: Path, out_dir: Path, use_cache: bool = True, progress:
     return {**summary, "cached": False}
 
 
-def run_profiled(notebook: Path, out_dir: Path, rows: int = 25, progress: bool = True, tick: float = 0.5,
+def run_profiled(notebook: Path, out_dir: Path, rows: int = 25, progress: bool = True, tick: float = 0.1,
                  every: int = 20) -> dict:
     """:func:`run_headless` without the cache, timing every code cell and sampling operators.
 
@@ -252,8 +252,10 @@ def run_profiled(notebook: Path, out_dir: Path, rows: int = 25, progress: bool =
     first, then the operators with the most self time (on the GPU when there is one)
     estimated by :class:`convbias.profiling.SampledProfiler`, whose memory stays
     bounded however long the chapter runs (``tick`` and ``every`` set its windows:
-    by default half a second in every ten). Starting and stopping each window costs
-    time, so the wall times under a trace run longer than without; compare shares.
+    by default a tenth of a second in every two, fewer after slow windows). Summing
+    the windows and watching for them costs time, so a traced run takes longer than a
+    plain one (chapter 3, of many small operators, twice as long on a CPU): read its
+    cell times as a ranking, its shares as where the time goes.
     """
     from .cache import switched_off
     from .profiling import SampledProfiler
