@@ -49,7 +49,7 @@ def test_interrupted_sweep_resumes(store):
     results = rc.cached_sweep("sq", configs, lambda c: ran.append(c["i"]) or c["i"] ** 2, cache=store, progress=False)
     assert results == [0, 1, 4, 9]
     assert ran == [2, 3]  # items 0 and 1 came from the cache
-    assert not list(store.root.glob("*.tmp"))
+    assert not list(store.root.rglob("*.tmp"))
 
 
 def test_corrupted_entry_is_recomputed(store):
@@ -65,3 +65,24 @@ def test_switch_off(monkeypatch, tmp_path):
     monkeypatch.setenv(rc.SWITCH_ENV, "maybe")
     with pytest.raises(ValueError, match="on' or 'off"):
         rc.enabled()
+
+
+def test_results_of_older_code_are_pruned(store, monkeypatch, capsys):
+    from convbias.__main__ import main
+
+    monkeypatch.setattr(rc, "code_fingerprint", lambda: "old")
+    store.save("e", {"a": 1}, torch.zeros(1000))
+    monkeypatch.setattr(rc, "code_fingerprint", lambda: "new")
+    store.save("e", {"a": 1}, torch.zeros(10))
+    assert store.load("e", {"a": 1}).numel() == 10  # the new code does not see the old result
+    usage = store.usage()
+    assert set(usage) == {"old", "new"} and usage["old"][0] == usage["new"][0] == 1
+    assert usage["old"][1] > usage["new"][1]
+    (store.root / "stored-before-folders.pt").write_bytes(b"x" * 10)
+    assert store.usage()[rc.LOOSE] == (1, 10)
+    freed = store.prune()
+    assert freed == usage["old"][1] + 10 and set(store.usage()) == {"new"}
+    monkeypatch.setenv(rc.RESULTS_ENV, str(store.root))
+    assert main(["cache"]) == 0 and "(this code)" in capsys.readouterr().out
+    assert main(["cache", "--clear"]) == 0 and store.usage() == {}
+    assert "no stored results" in capsys.readouterr().out

@@ -72,7 +72,7 @@ def test_lowrank_sweep_resumes_by_batch_size(results, monkeypatch):
     calls = interrupt_on_call(monkeypatch, sweep, "fit_ensemble", 3)
     with pytest.raises(Interrupt):
         sweep.run_sweep(make, data.X_train, data.y_train, **kw)
-    assert len(list(results.glob("t-sweep-B*.pt"))) == 2 and not list(results.glob("*.tmp"))
+    assert len(list(results.rglob("t-sweep-B*.pt"))) == 2 and not list(results.rglob("*.tmp"))
     calls.clear()
     resumed = sweep.run_sweep(make, data.X_train, data.y_train, **kw)
     assert len(calls) == 1  # only B = 32 trained again

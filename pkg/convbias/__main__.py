@@ -5,6 +5,8 @@
   an unchanged chapter (same notebook, profile and code) is restored from the results cache.
   ``--trace`` recomputes and writes each code cell's wall time and the costliest operators
   (sampled with ``torch.profiler``) to ``profile.txt``.
+- ``cache [--prune | --clear]``: where the results cache is and how large; ``--prune`` deletes
+  the results of older versions of the code, ``--clear`` all of them.
 - ``student OUT_DIR``: write every notebook without solutions or outputs.
 - ``colab-cell [--check]``: put (or check) the Colab set-up cell in every chapter.
 - ``screenshots [--out DIR]``: render the built book's intro and chapters in headless Chromium.
@@ -28,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--trace", action="store_true",
                      help="no cache; write each code cell's wall time and the costliest operators "
                           "(sampled with torch.profiler) to profile.txt")
+    store = sub.add_parser("cache", help="show (or prune) the results cache")
+    store.add_argument("--prune", action="store_true", help="delete the results of older versions of the code")
+    store.add_argument("--clear", action="store_true", help="delete every stored result")
     student = sub.add_parser("student", help="write notebooks without solutions")
     student.add_argument("out_dir", type=Path)
     colab = sub.add_parser("colab-cell", help="sync the Colab set-up cell of every chapter")
@@ -35,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     shots = sub.add_parser("screenshots", help="screenshots of the built book (headless Chromium)")
     shots.add_argument("--out", type=Path, default=Path("_build/screenshots"))
     args = parser.parse_args(argv)
+
+    if args.command == "cache":
+        return _cache_command(args.prune, args.clear)
 
     from . import notebooks
 
@@ -78,6 +86,23 @@ def main(argv: list[str] | None = None) -> int:
     verb = "differ" if args.check else "updated"
     print(f"{len(changed)} notebook(s) {verb}: {', '.join(p.name for p in changed) or 'none'}")
     return 1 if (args.check and changed) else 0
+
+
+def _cache_command(prune: bool, clear: bool) -> int:
+    from .cache import LOOSE, ResultCache, code_fingerprint
+
+    cache = ResultCache(active=True)
+    if prune or clear:
+        freed = cache.prune(keep_current=not clear)
+        print(f"deleted {freed / 2**20:.1f} MB of stored results from {cache.root}")
+    usage = cache.usage()
+    if not usage:
+        print(f"no stored results in {cache.root}")
+    for fingerprint, (entries, size) in usage.items():
+        note = " (this code)" if fingerprint == code_fingerprint() else " (older code: --prune deletes it)"
+        where = cache.root if fingerprint == LOOSE else cache.root / fingerprint
+        print(f"{where}: {entries} results, {size / 2**20:.1f} MB{note}")
+    return 0
 
 
 if __name__ == "__main__":

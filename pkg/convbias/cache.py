@@ -9,9 +9,10 @@ renamed into place (atomic): an interrupted run never leaves a truncated file.
 interrupted midway resumes where it stopped; the package's sweep functions
 take a ``cache=`` name and do the same through :func:`resumable`.
 
-The cache lives in ``$CONVBIAS_RESULTS`` (default ``<data cache>/results``) and is
-switched off with ``CONVBIAS_RESULTS_CACHE=off`` (the test suite does this, so
-tests always recompute).
+The cache lives in ``$CONVBIAS_RESULTS`` (default ``<data cache>/results``), one
+folder per version of the code (``python -m convbias cache --prune`` deletes the
+folders of older versions), and is switched off with ``CONVBIAS_RESULTS_CACHE=off``
+(the test suite does this, so tests always recompute).
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from tqdm.auto import tqdm
 
 RESULTS_ENV = "CONVBIAS_RESULTS"
 SWITCH_ENV = "CONVBIAS_RESULTS_CACHE"
+LOOSE = "(no code folder)"  # in usage(): results stored by versions that kept no per-code folders
 
 
 @lru_cache(maxsize=1)
@@ -133,8 +135,36 @@ class ResultCache:
         self.active = enabled() if active is None else active
 
     def path(self, name: str, config: Mapping[str, Any]) -> Path:
+        """``<root>/<code fingerprint>/<name>-<key>.pt``: results of older code sit in other folders."""
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
-        return self.root / f"{safe}-{cache_key(name, config)}.pt"
+        return self.root / code_fingerprint() / f"{safe}-{cache_key(name, config)}.pt"
+
+    def usage(self) -> dict[str, tuple[int, int]]:
+        """``{code fingerprint: (entries, bytes)}`` of what is stored."""
+        out = {}
+        for folder in sorted(p for p in self.root.glob("*") if p.is_dir()):
+            files = [f for f in folder.glob("*.pt") if f.is_file()]
+            out[folder.name] = (len(files), sum(f.stat().st_size for f in files))
+        loose = [f for f in self.root.glob("*.pt") if f.is_file()]  # stored before results had folders
+        if loose:
+            out[LOOSE] = (len(loose), sum(f.stat().st_size for f in loose))
+        return out
+
+    def prune(self, keep_current: bool = True) -> int:
+        """Delete the results of other versions of the code (all results if not ``keep_current``); returns bytes freed."""
+        import shutil
+
+        freed = 0
+        for fingerprint, (_, size) in self.usage().items():
+            if keep_current and fingerprint == code_fingerprint():
+                continue
+            if fingerprint == LOOSE:
+                for f in self.root.glob("*.pt"):
+                    f.unlink()
+            else:
+                shutil.rmtree(self.root / fingerprint)
+            freed += size
+        return freed
 
     def load(self, name: str, config: Mapping[str, Any]) -> Any | None:
         """The stored result, or None when absent, unreadable or the cache is off."""
