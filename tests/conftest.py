@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 os.environ["CONVBIAS_PROFILE"] = "quick"  # tests always use the quick profile
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -26,3 +28,13 @@ def pytest_configure(config):
 
         config.args.extend(str(p.relative_to(Path.cwd())) if p.is_relative_to(Path.cwd()) else str(p)
                            for p in toc_notebooks(ROOT))
+
+
+@pytest.fixture()
+def results_cache(tmp_path, monkeypatch) -> Path:
+    """The results cache switched on, in a fresh folder (returned); off again after the test."""
+    root = tmp_path / "results-cache"
+    root.mkdir()
+    monkeypatch.setenv("CONVBIAS_RESULTS", str(root))
+    monkeypatch.setenv("CONVBIAS_RESULTS_CACHE", "on")
+    return root

@@ -151,12 +151,16 @@ def test_reproducibility_page_glue_keys_exist_in_the_chapters():
         assert expected in source, f"{notebook} does not glue {key}"
 
 
-def test_run_chapter_reuses_cached_results(tmp_path, monkeypatch):
-    monkeypatch.setenv("CONVBIAS_RESULTS_CACHE", "on")
-    monkeypatch.setenv("CONVBIAS_RESULTS", str(tmp_path / "cache"))
+def count_into(counter: Path) -> str:
+    """Source of a function ``count()`` that appends an ``x`` to the file ``counter`` each time it runs."""
+    return (f"from pathlib import Path\ndef count():\n    p = Path({str(counter)!r})\n"
+            "    p.write_text(p.read_text() + 'x' if p.exists() else 'x')\n")
+
+
+def test_run_chapter_reuses_cached_results(tmp_path, results_cache):
     counter = tmp_path / "runs.txt"
     cells = [nbformat.v4.new_code_cell(
-        f"from pathlib import Path\np = Path({str(counter)!r})\np.write_text(p.read_text() + 'x' if p.exists() else 'x')\n"
+        count_into(counter) + "count()\n"
         "import matplotlib.pyplot as plt\nplt.plot([0, 1])\nfrom convbias.report import glue\nglue('v', 7)")]
     nb = write_nb(tmp_path / "ch.ipynb", cells)
     first = nbt.run_chapter(nb, tmp_path / "out1", progress=False)
@@ -168,19 +172,15 @@ def test_run_chapter_reuses_cached_results(tmp_path, monkeypatch):
     assert counter.read_text() == "xx"
 
 
-def test_run_chapter_without_cache_recomputes_the_sweeps_inside(tmp_path, monkeypatch):
-    monkeypatch.setenv("CONVBIAS_RESULTS_CACHE", "on")
-    monkeypatch.setenv("CONVBIAS_RESULTS", str(tmp_path / "cache"))
+def test_run_chapter_without_cache_recomputes_the_sweeps_inside(tmp_path, results_cache):
     counter = tmp_path / "items.txt"
     cells = [nbformat.v4.new_code_cell(
-        f"from pathlib import Path\nfrom convbias.cache import resumable\np = Path({str(counter)!r})\n"
-        "def item():\n    p.write_text(p.read_text() + 'x' if p.exists() else 'x')\n    return 1\n"
-        "resumable('item', {'a': 1}, item)")]
+        count_into(counter) + "from convbias.cache import resumable\nresumable('item', {'a': 1}, lambda: count() or 1)")]
     nb = write_nb(tmp_path / "ch.ipynb", cells)
     nbt.run_chapter(nb, tmp_path / "out1", use_cache=False, progress=False)
     nbt.run_chapter(nb, tmp_path / "out2", use_cache=False, progress=False)
     assert counter.read_text() == "xx"  # the item was computed both times, never stored
-    assert not (tmp_path / "cache").exists()
+    assert not any(results_cache.iterdir())
     assert os.environ["CONVBIAS_RESULTS_CACHE"] == "on"  # switched back on afterwards
 
 

@@ -15,14 +15,6 @@ from convbias.models.canvas_cnn import canvas_cnn
 from convbias.models.mlp import MLP
 
 
-@pytest.fixture()
-def results(tmp_path, monkeypatch):
-    """The results cache switched on, in a fresh folder."""
-    monkeypatch.setenv(rc.RESULTS_ENV, str(tmp_path))
-    monkeypatch.setenv(rc.SWITCH_ENV, "on")
-    return tmp_path
-
-
 class Interrupt(Exception):
     pass
 
@@ -57,12 +49,12 @@ def test_fingerprint_and_key_of_data_and_modules():
         rc.fingerprint([1, 2])
 
 
-def test_resumable_without_name_just_computes(results):
+def test_resumable_without_name_just_computes(results_cache):
     assert rc.resumable(None, {"a": 1}, lambda: 5) == 5
-    assert not list(results.iterdir())
+    assert not list(results_cache.iterdir())
 
 
-def test_lowrank_sweep_resumes_by_batch_size(results, monkeypatch):
+def test_lowrank_sweep_resumes_by_batch_size(results_cache, monkeypatch):
     from convbias import sweep
 
     data = gaussian_mixture(n_train=64, n_test=32, d=8, n_classes=3, seed=0)
@@ -72,7 +64,7 @@ def test_lowrank_sweep_resumes_by_batch_size(results, monkeypatch):
     calls = interrupt_on_call(monkeypatch, sweep, "fit_ensemble", 3)
     with pytest.raises(Interrupt):
         sweep.run_sweep(make, data.X_train, data.y_train, **kw)
-    assert len(list(results.rglob("t-sweep-B*.pt"))) == 2 and not list(results.rglob("*.tmp"))
+    assert len(list(results_cache.rglob("t-sweep-B*.pt"))) == 2 and not list(results_cache.rglob("*.tmp"))
     calls.clear()
     resumed = sweep.run_sweep(make, data.X_train, data.y_train, **kw)
     assert len(calls) == 1  # only B = 32 trained again
@@ -82,7 +74,7 @@ def test_lowrank_sweep_resumes_by_batch_size(results, monkeypatch):
     assert np.allclose(resumed.final[cols].to_numpy(float), fresh.final[cols].to_numpy(float), atol=1e-5)
 
 
-def test_noise_sweep_resumes_by_noise_level(results, monkeypatch):
+def test_noise_sweep_resumes_by_noise_level(results_cache, monkeypatch):
     from convbias.data.background import add_background_noise
     from convbias.models import small_cnn
 
@@ -102,7 +94,7 @@ def test_noise_sweep_resumes_by_noise_level(results, monkeypatch):
     assert np.allclose(resumed.test_acc, fresh.test_acc)
 
 
-def test_sigma_sweep_restored_whole(results, monkeypatch):
+def test_sigma_sweep_restored_whole(results_cache, monkeypatch):
     from convbias.models import patch_cnn
 
     model = PatchDataModel(d=20, P=3, K=2)
@@ -115,7 +107,7 @@ def test_sigma_sweep_restored_whole(results, monkeypatch):
         patch_cnn.run_sigma_sweep(model, [0.0, 1.0], [0], **{**kw, "steps": 30})
 
 
-def test_compressive_sensing_resumes_by_measurements(results, monkeypatch):
+def test_compressive_sensing_resumes_by_measurements(results_cache, monkeypatch):
     from convbias import denoise
     from convbias.models.deep_decoder import DeepDecoder
 
@@ -134,7 +126,7 @@ def test_compressive_sensing_resumes_by_measurements(results, monkeypatch):
         assert np.allclose(resumed[key], fresh[key], atol=1e-4)
 
 
-def test_fit_targets_restores_each_target(results, monkeypatch):
+def test_fit_targets_restores_each_target(results_cache, monkeypatch):
     from convbias import denoise
     from convbias.models.deep_decoder import DeepDecoder
 
@@ -150,7 +142,7 @@ def test_fit_targets_restores_each_target(results, monkeypatch):
         denoise.fit_targets(other, targets, steps=4, log_every=2, cache="t-fit")
 
 
-def test_relax_protocol_restores_a_seed(results, monkeypatch):
+def test_relax_protocol_restores_a_seed(results_cache, monkeypatch):
     from convbias import relax
 
     data = standardize(load_canvas("digits", 10, 100, 60))
@@ -165,7 +157,7 @@ def test_relax_protocol_restores_a_seed(results, monkeypatch):
         relax.relax_protocol(make, data, seed=1, **kw)
 
 
-def test_fit_one_example_restores_history_and_weights(results, monkeypatch):
+def test_fit_one_example_restores_history_and_weights(results_cache, monkeypatch):
     from convbias import one_example
     from convbias.data.signals import random_input, step_signal
     from convbias.models.conv1d import DeepConv1d

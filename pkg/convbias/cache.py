@@ -155,14 +155,14 @@ class ResultCache:
         import shutil
 
         freed = 0
-        for fingerprint, (_, size) in self.usage().items():
-            if keep_current and fingerprint == code_fingerprint():
+        for code, (_, size) in self.usage().items():
+            if keep_current and code == code_fingerprint():
                 continue
-            if fingerprint == LOOSE:
+            if code == LOOSE:
                 for f in self.root.glob("*.pt"):
                     f.unlink()
             else:
-                shutil.rmtree(self.root / fingerprint)
+                shutil.rmtree(self.root / code)
             freed += size
         return freed
 

@@ -136,15 +136,11 @@ class FitResult:
 
     def late_loss(self, records: int = 3) -> float:
         """Median of the last ``records`` logged losses: the loss reached, robust to one Adam spike."""
-        if records < 1:
-            raise ValueError(f"records must be >= 1, got {records}")
-        return float(np.median(self.loss[-records:]))
+        return _median_of_last(self.loss, records)
 
     def late_psnr(self, records: int = 3) -> float:
         """Median PSNR of the last ``records`` logged iterates: where the fit ended, robust to one Adam spike."""
-        if records < 1:
-            raise ValueError(f"records must be >= 1, got {records}")
-        return float(np.median(self.psnr[-records:])) if len(self.psnr) else float("nan")
+        return _median_of_last(self.psnr, records)
 
     def loss_at(self, step: int) -> float:
         """The recorded loss at the logged step closest to ``step``."""
@@ -153,6 +149,13 @@ class FitResult:
     def psnr_at(self, step: int) -> float:
         """The recorded PSNR at the logged step closest to ``step``."""
         return float(self.psnr[int(np.argmin(np.abs(self.step - step)))])
+
+
+def _median_of_last(values: np.ndarray, records: int) -> float:
+    """Median of the last ``records`` entries (NaN when there are none)."""
+    if records < 1:
+        raise ValueError(f"records must be >= 1, got {records}")
+    return float(np.median(values[-records:])) if len(values) else float("nan")
 
 
 def fit_generator(net: nn.Module, target: Tensor, steps: int, lr: float = 0.01, clean: Tensor | None = None,

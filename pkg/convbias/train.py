@@ -120,39 +120,14 @@ def _n_steps(n: int, batch_size: int | None, steps: int | None, epochs: int | No
     return total, per_epoch
 
 
-class BatchSampler:
-    """Seeded mini-batch indices: a fresh permutation every epoch, batches of ``batch_size``.
-
-    The last partial batch of an epoch is dropped when ``n`` is not a multiple of
-    ``batch_size`` (so every step sees the same batch size); full batch when
-    ``batch_size`` is None.
-    """
-
-    def __init__(self, n: int, batch_size: int | None, seed: int, device: torch.device):
-        self.n, self.bs = n, (n if batch_size is None else batch_size)
-        self.per_epoch = n // self.bs
-        self.gen = torch.Generator().manual_seed(int(seed))
-        self.device = device
-        self._perm: Tensor | None = None
-        self._pos = self.per_epoch
-
-    def next(self) -> Tensor:
-        if self.bs == self.n:
-            return torch.arange(self.n, device=self.device)
-        if self._pos >= self.per_epoch:
-            self._perm = torch.randperm(self.n, generator=self.gen).to(self.device)
-            self._pos = 0
-        idx = self._perm[self._pos * self.bs : (self._pos + 1) * self.bs]
-        self._pos += 1
-        return idx
-
-
 class EnsembleBatches:
-    """Mini-batch indices of E members at once: ``(E, batch_size)`` per step, ``None`` for full batch.
+    """Seeded mini-batch indices of E members at once: ``(E, batch_size)`` per step, ``None`` for full batch.
 
-    Member ``e`` draws exactly the batches of ``BatchSampler(n, batch_size, seeds[e])``;
-    the E permutations of an epoch are made together and moved to the device once,
-    so a step costs one slice instead of E index tensors and a stack.
+    Each member draws a fresh permutation of the ``n`` examples every epoch (from its
+    own seed) and takes consecutive batches of it; the last partial batch of an epoch
+    is dropped when ``n`` is not a multiple of ``batch_size`` (so every step sees the
+    same batch size). The E permutations of an epoch are made together and moved to
+    the device once, so a step costs one slice.
     """
 
     def __init__(self, n: int, batch_size: int | None, seeds: Sequence[int], device: torch.device):
@@ -172,6 +147,17 @@ class EnsembleBatches:
         idx = self._perms[:, self._pos * self.bs : (self._pos + 1) * self.bs]
         self._pos += 1
         return idx
+
+
+class BatchSampler:
+    """One member's :class:`EnsembleBatches`: ``(batch_size,)`` indices per step, every index for full batch."""
+
+    def __init__(self, n: int, batch_size: int | None, seed: int, device: torch.device):
+        self._batches = EnsembleBatches(n, batch_size, [seed], device)
+
+    def next(self) -> Tensor:
+        idx = self._batches.next()
+        return torch.arange(self._batches.n, device=self._batches.device) if idx is None else idx[0]
 
 
 def _lr_factor(epoch: int, milestones: Sequence[int] | None, gamma: float) -> float:
