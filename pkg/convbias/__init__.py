@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 
 __version__ = "0.1.0"
-__all__ = ["cache", "config", "data", "efcn", "models", "plotting", "rank", "report", "train"]
+__all__ = ["cache", "checks", "config", "data", "efcn", "models", "plotting", "rank", "report", "train"]
 
 
 def __getattr__(name: str):
