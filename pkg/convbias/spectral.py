@@ -117,7 +117,8 @@ def solve_spectral_program(problem: SpectralProblem, lam: float, regularizer: st
 
 def train_linear(problem: SpectralProblem, lam: float, kind: str, steps: int, lr: float, momentum: float = 0.9,
                  init_scale: float = 0.1, weight_decay: bool = True, seed: int = 0) -> dict:
-    """Full-batch GD (float64, heavy ball, cosine-decayed step) on a two-layer linear network.
+    """Full-batch GD (float64, heavy ball, cosine-decayed step ``lr / ||X||_2^2``) on a
+    two-layer linear network.
 
     ``kind="circular"``: ``f(x) = <w2, w1 (*) x>`` (``2d`` weights); ``kind="dense"``:
     ``f(x) = a^T W x`` (``d^2 + d`` weights). Objective
@@ -128,6 +129,7 @@ def train_linear(problem: SpectralProblem, lam: float, kind: str, steps: int, lr
     X = torch.as_tensor(problem.X, dtype=torch.float64)
     y = torch.as_tensor(problem.y, dtype=torch.float64)
     n, d = X.shape
+    lr = lr / float(torch.linalg.matrix_norm(X, 2)) ** 2      # in units of 1 / ||X||_2^2
     gen = torch.Generator().manual_seed(seed)
     if kind == "circular":
         params = [init_scale * torch.randn(d, generator=gen, dtype=torch.float64) / math.sqrt(d) for _ in range(2)]
@@ -198,7 +200,7 @@ class SpectralResult:
 
 
 def spectral_experiment(n: int = 20, d: int = 32, freqs: tuple[int, ...] = (1, 3), noise: float = 0.05,
-                        lam: float = 0.5, steps: int = 1500, lr: float = 0.02, threshold: float = 0.05,
+                        lam: float = 0.5, steps: int = 1500, lr: float = 1.0, threshold: float = 0.05,
                         regularizer: str = "spectral_l1", weight_decay: bool = True, seed: int = 0
                         ) -> SpectralResult:
     """The chapter's second experiment: circular CNN and dense network trained by GD with weight
