@@ -106,18 +106,20 @@ class CapacityResult:
 
 def capacity_experiment(data, channels: int = 8, depth: int = 3, epochs: int = 8, lr: float = 0.05,
                         weight_decay: float = 5e-4, batch_size: int = 64, padding_mode: str = "circular",
-                        seed: int = 0, progress: bool = True) -> CapacityResult:
-    """Train a circular CNN on ``data`` (a :class:`convbias.data.Split`) and count its capacity."""
+                        seed: int = 0, progress: bool = True, embed=to_fcn) -> CapacityResult:
+    """Train a circular CNN on ``data`` (a :class:`convbias.data.Split`) and count its capacity.
+
+    ``embed(model, shape)`` builds the network compared with the CNN (the eFCN; tests pass others)."""
     from .train import evaluate, fit
 
     shape = tuple(data.X_train.shape[1:])
     torch.manual_seed(seed)
     model = circular_cnn(shape, channels, depth, int(data.y_train.max()) + 1, padding_mode=padding_mode)
-    hist = fit(model, data.X_train, data.y_train, loss="ce", lr=lr, momentum=0.9, weight_decay=weight_decay,
+    hist = None if epochs == 0 else fit(model, data.X_train, data.y_train, loss="ce", lr=lr, momentum=0.9, weight_decay=weight_decay,
                epochs=epochs, batch_size=batch_size, seed=seed, log_every=10 ** 9, progress=progress,
                desc="CNN for the capacity count")
     model.eval()
-    efcn = to_fcn(model, shape)
+    efcn = embed(model, shape)
     with torch.no_grad():
         ref = model(data.X_test)
         err = float((efcn(data.X_test) - ref).norm() / ref.norm())

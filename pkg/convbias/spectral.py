@@ -201,13 +201,14 @@ class SpectralResult:
 
 def spectral_experiment(n: int = 20, d: int = 32, freqs: tuple[int, ...] = (1, 3), noise: float = 0.05,
                         lam: float = 0.5, steps: int = 1500, lr: float = 1.0, threshold: float = 0.05,
-                        regularizer: str = "spectral_l1", weight_decay: bool = True, seed: int = 0
-                        ) -> SpectralResult:
+                        regularizer: str = "spectral_l1", weight_decay: bool = True, seed: int = 0,
+                        contrast: str = "dense") -> SpectralResult:
     """The chapter's second experiment: circular CNN and dense network trained by GD with weight
-    decay ``lam``, against their convex programs (spectral l1, and l2 norm)."""
+    decay ``lam``, against their convex programs (spectral l1, and l2 norm). ``contrast`` names
+    the architecture of the contrast network (``"circular"`` only for tests)."""
     problem = frequency_sparse_problem(n, d, freqs, noise, seed)
     cnn = train_linear(problem, lam, "circular", steps, lr, weight_decay=weight_decay, seed=seed + 1)
-    dense = train_linear(problem, lam, "dense", steps, lr, weight_decay=weight_decay, seed=seed + 2)
+    dense = train_linear(problem, lam, contrast, steps, lr, weight_decay=weight_decay, seed=seed + 2)
     t0 = time.perf_counter()
     h_c, obj_c = solve_spectral_program(problem, lam, regularizer)
     h_d, obj_d = solve_spectral_program(problem, lam, "l2_norm")
