@@ -116,6 +116,10 @@ def test_active_filters_merges_parallel_copies():
     alpha = np.array([1.0, 0.5, -1.0, 1e-9])
     assert cc.active_filters(U, alpha) == 2
     assert cc.active_filters(U, -np.array([1.0, -0.5, 1.0, 0.0])) == 3   # same direction, other sign
+    # copies each below the threshold still make one neuron when their sizes add up
+    U2 = np.array([[1.0, 0.0]] + [[0.0, 1.0]] * 3)
+    assert cc.active_filters(U2, np.array([1.0, 0.006, 0.006, 0.006])) == 2
+    assert cc.active_filters(U2, np.array([1.0, 0.003, 0.003, 0.003])) == 1
 
 
 # ----------------------------------------------------------------------------- spectral l1

@@ -224,20 +224,29 @@ def recover_cnn(sol: ConvexSolution, rel_tol: float = 1e-6) -> tuple[np.ndarray,
 
 
 def active_filters(U: np.ndarray, alpha: np.ndarray, rel_tol: float = 1e-2, cos_tol: float = 1e-3) -> int:
-    """Distinct active neurons: filters with ``|alpha| ||u||`` above ``rel_tol`` of the largest,
-    counted once per direction and output sign (parallel copies are one neuron split in two)."""
+    """Distinct active neurons of a CNN with filters ``U`` and output weights ``alpha``.
+
+    Parallel copies (same direction within ``cos_tol``, same output sign) are one neuron split
+    in two, so they are merged first, adding their sizes ``|alpha| ||u||``; a merged neuron is
+    active when its size is at least ``rel_tol`` times the largest.
+    """
     U, alpha = np.asarray(U, float), np.asarray(alpha, float)
     size = np.abs(alpha) * np.linalg.norm(U, axis=1)
     if size.size == 0 or size.max() == 0:
         return 0
-    idx = np.flatnonzero(size > rel_tol * size.max())
+    idx = np.flatnonzero(size > 1e-9 * size.max())
+    idx = idx[np.argsort(-size[idx])]
     dirs = U[idx] / np.linalg.norm(U[idx], axis=1, keepdims=True)
-    sgn = np.sign(alpha[idx])
-    reps: list[tuple[np.ndarray, float]] = []
-    for d, s in zip(dirs, sgn):
-        if not any(s == rs and d @ rd > 1 - cos_tol for rd, rs in reps):
-            reps.append((d, s))
-    return len(reps)
+    reps: list[list] = []                      # [direction, sign, merged size]
+    for i, d in zip(idx, dirs):
+        for rep in reps:
+            if np.sign(alpha[i]) == rep[1] and d @ rep[0] > 1 - cos_tol:
+                rep[2] += size[i]
+                break
+        else:
+            reps.append([d, np.sign(alpha[i]), size[i]])
+    merged = np.array([rep[2] for rep in reps])
+    return int(np.sum(merged >= rel_tol * merged.max()))
 
 
 # ----------------------------------------------------------------------------- gradient descent
