@@ -68,7 +68,7 @@ def test_patches_1d_shapes_and_values():
 # ----------------------------------------------------------------------------- convex program
 @pytest.fixture(scope="module")
 def tiny():
-    problem = cc.teacher_problem(n=5, d=6, h=2, stride=2, seed=3)
+    problem = cc.teacher_problem(n=6, d=8, h=2, stride=2, noise=0.0, seed=0)
     pats = cc.enumerate_patterns(problem.stacked)
     return problem, pats
 
@@ -84,14 +84,14 @@ def test_recovered_cnn_attains_the_convex_objective(tiny):
 
 def test_convex_optimum_lower_bounds_random_and_trained_cnns(tiny):
     problem, pats = tiny
-    beta = 0.3
+    beta = 1.0
     sol = cc.solve_convex(problem, beta, pats)
     rng = np.random.default_rng(0)
     for _ in range(200):   # any CNN, any width, is feasible for the convex program after regrouping
         m = int(rng.integers(1, 6))
         U, a = rng.standard_normal((m, 2)), rng.standard_normal(m)
         assert cc.cnn_objective(problem.X, problem.y, U, a, beta) >= sol.objective - 1e-7
-    gd = cc.train_gd(problem, beta, m=8, runs=16, steps=3000, lr=0.004, progress=False)
+    gd = cc.train_gd(problem, beta, m=8, runs=8, steps=1500, lr=0.004, seed=1000, progress=False)
     assert gd.objectives.min() >= sol.objective * (1 - 1e-6)
     assert gd.objectives.min() <= sol.objective * (1 + 1e-3)
 
@@ -173,7 +173,7 @@ def test_spectral_support_of_a_cosine():
 
 
 def test_gd_on_the_circular_cnn_solves_the_spectral_l1_program():
-    r = sp.spectral_experiment(n=12, d=16, freqs=(2,), lam=0.5, steps=1200, lr=0.02, seed=0)
+    r = sp.spectral_experiment(n=12, d=16, freqs=(2,), lam=0.5, steps=1200, lr=1.0, seed=0)
     assert abs(r.cnn_gap) < 1e-5
     assert abs(r.dense_gap) < 1e-5
     np.testing.assert_allclose(sp.spectrum(r.cnn["h"]), sp.spectrum(r.convex_h), atol=1e-3)
