@@ -115,9 +115,11 @@ def capacity_experiment(data, channels: int = 8, depth: int = 3, epochs: int = 8
     shape = tuple(data.X_train.shape[1:])
     torch.manual_seed(seed)
     model = circular_cnn(shape, channels, depth, int(data.y_train.max()) + 1, padding_mode=padding_mode)
-    hist = None if epochs == 0 else fit(model, data.X_train, data.y_train, loss="ce", lr=lr, momentum=0.9, weight_decay=weight_decay,
-               epochs=epochs, batch_size=batch_size, seed=seed, log_every=10 ** 9, progress=progress,
-               desc="CNN for the capacity count")
+    hist = None
+    if epochs > 0:
+        hist = fit(model, data.X_train, data.y_train, loss="ce", lr=lr, momentum=0.9,
+                   weight_decay=weight_decay, epochs=epochs, batch_size=batch_size, seed=seed,
+                   log_every=10 ** 9, progress=progress, desc="CNN for the capacity count")
     model.eval()
     efcn = embed(model, shape)
     with torch.no_grad():
