@@ -79,10 +79,13 @@ class Capacity:
         return self.bound(self.rho_dense)
 
 
-def capacity(model: nn.Sequential, input_shape: Sequence[int], X: torch.Tensor) -> Capacity:
-    """Kernel norms of ``model``'s conv/linear layers and the dense norms of its eFCN's layers."""
+def capacity(model: nn.Sequential, input_shape: Sequence[int], X: torch.Tensor,
+             efcn: nn.Sequential | None = None) -> Capacity:
+    """Kernel norms of ``model``'s conv/linear layers and the dense norms of its eFCN's layers
+    (``efcn``: the eFCN if already built, else ``to_fcn(model, input_shape)``)."""
     weighted = [m for m in model if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]
-    efcn = to_fcn(model, input_shape)
+    if efcn is None:
+        efcn = to_fcn(model, input_shape)
     dense = [m for m in efcn if isinstance(m, nn.Linear)]
     if len(dense) != len(weighted):
         raise ValueError(f"eFCN has {len(dense)} dense layers for {len(weighted)} conv/linear layers")
@@ -110,11 +113,14 @@ def capacity_experiment(data, channels: int = 8, depth: int = 3, epochs: int = 8
     """Train a circular CNN on ``data`` (a :class:`convbias.data.Split`) and count its capacity.
 
     ``embed(model, shape)`` builds the network compared with the CNN (the eFCN; tests pass others)."""
+    from .config import device
     from .train import evaluate, fit
 
     shape = tuple(data.X_train.shape[1:])
     torch.manual_seed(seed)
     model = circular_cnn(shape, channels, depth, int(data.y_train.max()) + 1, padding_mode=padding_mode)
+    dev = device()
+    model.to(dev)
     hist = None
     if epochs > 0:
         hist = fit(model, data.X_train, data.y_train, loss="ce", lr=lr, momentum=0.9,
@@ -122,12 +128,14 @@ def capacity_experiment(data, channels: int = 8, depth: int = 3, epochs: int = 8
                    log_every=10 ** 9, progress=progress, desc="CNN for the capacity count")
     model.eval()
     efcn = embed(model, shape)
+    X_test, y_test = data.X_test.to(dev), data.y_test.to(dev)
     with torch.no_grad():
-        ref = model(data.X_test)
-        err = float((efcn(data.X_test) - ref).norm() / ref.norm())
-    cap = capacity(model, shape, data.X_train)
-    train_acc = evaluate(model, data.X_train, data.y_train)["acc"]
-    test_acc = evaluate(model, data.X_test, data.y_test)["acc"]
+        ref = model(X_test)
+        err = float((efcn(X_test) - ref).norm() / ref.norm())
+    cap = capacity(model, shape, data.X_train, efcn if embed is to_fcn else None)
+    del efcn
+    train_acc = evaluate(model, data.X_train.to(dev), data.y_train.to(dev))["acc"]
+    test_acc = evaluate(model, X_test, y_test)["acc"]
     return CapacityResult(cap, model, err, train_acc, test_acc, hist)
 
 
