@@ -56,6 +56,7 @@ def test_unmutated_spectral_experiment_passes_at_tiny_size(spectral_base):
 
 @pytest.mark.parametrize("mutation,check", [
     (dict(regularizer="spectral_l1_unitary_scale"), "spectral_objective_gap"),
+    (dict(regularizer="spectral_l1_unitary_scale"), "spectrum_mismatch"),
     (dict(weight_decay=False, n=20, d=32, freqs=(1, 3), steps=1500), "cnn_spectral_support"),
     (dict(weight_decay=False), "dense_objective_gap"),
     (dict(steps=40), "spectral_objective_gap"),

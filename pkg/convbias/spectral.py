@@ -217,15 +217,19 @@ def spectral_experiment(n: int = 20, d: int = 32, freqs: tuple[int, ...] = (1, 3
 
 
 def spectral_checks(r: SpectralResult, gap_tol: float = 1e-4, max_support: int | None = None,
-                    dense_min_fraction: float = 0.8) -> list[Check]:
+                    dense_min_fraction: float = 0.8, spectrum_tol: float = 1e-2) -> list[Check]:
     """GD on the circular CNN reaches the spectral-l1 optimum and its filter's DFT is as sparse
     as the program's; the dense network's is not."""
     d = r.problem.X.shape[1]
     cvx_support = r.support(r.convex_h)
     limit = cvx_support if max_support is None else max_support
+    ref = spectrum(r.convex_h)
+    mismatch = float(np.abs(spectrum(r.cnn["h"]) - ref).max() / ref.max())
     return [
         at_most("spectral_objective_gap", abs(r.cnn_gap), gap_tol,
                 "GD on the circular CNN attains the spectral-l1 program's optimum (relative)"),
+        at_most("spectrum_mismatch", mismatch, spectrum_tol,
+                "max_f | |h^_GD| - |h^_program| | / max |h^_program|: the same spectrum"),
         at_most("cnn_spectral_support", r.support(r.cnn["h"]), limit,
                 f"frequencies above {r.threshold:g} x max in the CNN's end-to-end filter"),
         at_least("dense_spectral_fraction", r.support(r.dense["h"]) / d, dense_min_fraction,
