@@ -167,6 +167,17 @@ def test_run_headless_in_a_kernel_writes_what_the_in_process_runner_wrote(tmp_pa
     assert ours.shape == theirs.shape and np.array_equal(ours, theirs)
 
 
+def test_a_dying_kernel_is_a_failed_run_not_a_crash(tmp_path):
+    cells = [nbformat.v4.new_code_cell("from convbias.report import glue\nglue('v', 1)"),
+             nbformat.v4.new_code_cell("import os\nos._exit(3)"),
+             nbformat.v4.new_code_cell("glue('never', 2)")]
+    nb = write_nb(tmp_path / "nb.ipynb", cells)
+    summary = runner.run_headless(nb, tmp_path / "out", progress=False)
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved == summary and not saved["checks_passed"] and saved["failed_cell"] == 2
+    assert saved["error"].startswith("the kernel died")
+
+
 def test_checks_failing_in_report_mode_are_recorded_and_python_O_cannot_strip_asserts(tmp_path):
     cells = [nbformat.v4.new_code_cell("from convbias.checks import require, at_least\n"
                                        "require('chx', [at_least('big', 0, 1)])"),

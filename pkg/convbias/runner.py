@@ -203,7 +203,7 @@ def run_headless(notebook: Path, out_dir: Path, progress: bool = True, trace: bo
     """
     import nbformat
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
+    from nbclient.exceptions import CellExecutionError, DeadKernelError
     from traitlets.config import Config
 
     from .checks import from_outputs, judged
@@ -221,6 +221,7 @@ def run_headless(notebook: Path, out_dir: Path, progress: bool = True, trace: bo
                             resources={"metadata": {"path": str(notebook.parent)}})
     summary: dict[str, Any] = {"notebook": notebook.name, "checks_passed": True, "failed_cell": None}
     cell_seconds: list[float] = []
+    dead = False
     start = time.perf_counter()
     with client.setup_kernel(env=kernel_environment()):
         tools = repr(str(tools_dir())) if trace else "None"
@@ -236,11 +237,21 @@ def run_headless(notebook: Path, out_dir: Path, progress: bool = True, trace: bo
             except CellExecutionError as exc:  # record and stop: later cells depend on this one
                 summary.update(checks_passed=False, failed_cell=number, error=f"{exc.ename}: {exc.evalue}")
                 break
+            except DeadKernelError as exc:  # out of memory, os._exit, a crash in native code
+                summary.update(checks_passed=False, failed_cell=number, error=f"the kernel died: {exc}")
+                dead = True
+                break
             finally:
                 cell_seconds.append(round(time.perf_counter() - started, 2))
-        outputs = _control(client, nb, f"__convbias_run__.collect({rows!r})")
+        if not dead:
+            outputs = _control(client, nb, f"__convbias_run__.collect({rows!r})")
+            payload = next(o["data"][RUN_MIME] for o in outputs if RUN_MIME in o.get("data", {}))
+        else:  # what the dead kernel had saved; its glued values died with it
+            from .config import run_info
+
+            payload = {"run_info": run_info(), "values": {},
+                       "figures": [p.name for p in run_files(out_dir, notebook.stem) if FIGURE_NAME.fullmatch(p.name)]}
     sockets.cleanup()
-    payload = next(o["data"][RUN_MIME] for o in outputs if RUN_MIME in o.get("data", {}))
     checks = [check for i in cells for check in from_outputs(nb.cells[i].get("outputs", []))]
     failed = [c["name"] for c in checks if not c["passed"]]
     if failed and judged():
