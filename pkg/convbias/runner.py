@@ -287,18 +287,21 @@ def chapter_key(notebook: Path) -> dict:
 
 
 def data_source() -> list[str]:
-    """Names and sizes of the downloaded data sets (the results cache's own folder excluded)."""
+    """Names and sizes of the downloaded data sets (results caches and partial downloads left out)."""
     try:
         from .data.download import cache_dir
 
-        root = Path(cache_dir())
+        root = Path(cache_dir()).resolve()
     except Exception:  # no data cache folder to be had: nothing downloaded
         return []
-    results = Path(os.environ.get("CONVBIAS_RESULTS") or root / "results").resolve()
+    skip = {root / "results", Path(os.environ.get("CONVBIAS_RESULTS") or root / "results").resolve()}
     found = []
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and results not in path.resolve().parents and not path.name.endswith((".part", ".tmp")):
-            found.append(f"{path.relative_to(root)}:{path.stat().st_size}")
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if Path(folder, d) not in skip)
+        for name in sorted(files):
+            if not name.endswith((".part", ".tmp")):
+                path = Path(folder, name)
+                found.append(f"{path.relative_to(root)}:{path.stat().st_size}")
     return found
 
 
