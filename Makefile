@@ -42,13 +42,18 @@ test: $(TEST_STAMP)
 
 # The published site (GitHub Pages, .github/workflows/book.yml): the book, whose pages'
 # .ipynb downloads are replaced by the executed notebooks, and the student edition
-# (notebooks without solutions) beside it under student/.
+# (the book without solutions) beside it under student/.
 site: book
 	$(BIN)/python tools/publish.py downloads _build
 	$(MAKE) student
 
-student: $(TEST_STAMP)
-	$(BIN)/python tools/publish.py student _build/html/student
+# The student edition: the book built again with sphinx-exercise's hide_solutions (its
+# notebooks come from the main build's cache), its downloads without solutions, and the
+# notebooks without solutions or outputs in student/notebooks/ (one by one and zipped).
+student: $(BOOK_STAMP)
+	$(BIN)/python tools/publish.py student-config _build/student/_config.yml
+	$(BIN)/jupyter-book build . --config _build/student/_config.yml --path-output _build/student --keep-going
+	$(BIN)/python tools/publish.py student _build/html/student --html _build/student/_build/html
 
 # Every external link of the book, checked without executing a notebook (weekly in CI):
 # Sphinx runs on a conf.py generated from _config.yml, removed afterwards.

@@ -142,19 +142,36 @@ def test_site_downloads_are_the_executed_notebooks(tmp_path):
 def test_student_edition_beside_the_site(tmp_path):
     (tmp_path / "book").mkdir()
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: book/01_a\n")
+    (tmp_path / "_config.yml").write_text("title: T\nsphinx:\n  config:\n    x: 1\n")
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_markdown_cell("Q\n\n:::{solution} ex\nA\n:::\n"),
         nbformat.v4.new_code_cell("1", outputs=[nbformat.v4.new_output("stream", text="1")])])
     nbformat.write(nb, tmp_path / "book" / "01_a.ipynb")
+    config = yaml.safe_load(publish.student_config(tmp_path, tmp_path / "_build" / "student" / "_config.yml").read_text())
+    assert config["sphinx"]["config"] == {"x": 1, "hide_solutions": True}
+    assert config["execute"]["cache"] == str(tmp_path / "_build" / ".jupyter_cache")  # nothing executes twice
+    # the student build's HTML, whose page sources still hold the solutions
+    html_dir = tmp_path / "_build" / "student" / "_build" / "html"
+    (html_dir / "_sources" / "book").mkdir(parents=True)
+    (html_dir / "index.html").write_text("<html>student</html>")
+    nbformat.write(nb, html_dir / "_sources" / "book" / "01_a.ipynb")
+    (html_dir / "_sources" / "book" / "page.md").write_text("Q\n\n:::{solution} ex\nHIDDEN\n:::\n")
     out = tmp_path / "_build" / "html" / "student"
-    assert publish.student_edition(tmp_path, out) == (1, 1)
-    assert publish.student_edition(tmp_path, out) == (1, 1)  # a rebuild replaces its own folder
-    assert sorted(p.name for p in out.iterdir()) == ["01_a.ipynb", "convbias-student.zip", "index.html"]
-    assert zipfile.ZipFile(out / "convbias-student.zip").namelist() == ["01_a.ipynb"]
-    student = nbformat.read(out / "01_a.ipynb", as_version=4)
+    for _ in range(2):  # a rebuild replaces its own folder
+        assert publish.student_edition(tmp_path, out, html_dir) == (1, 1)
+    assert sorted(p.name for p in out.iterdir()) == [".student-edition", "_sources", "index.html", "notebooks"]
+    assert "HIDDEN" not in (out / "_sources" / "book" / "page.md").read_text()
+    served = nbformat.read(out / "_sources" / "book" / "01_a.ipynb", as_version=4)
+    assert "{solution}" not in served.cells[0].source and served.cells[1].outputs == []
+    notes = out / "notebooks"
+    assert sorted(p.name for p in notes.iterdir()) == ["01_a.ipynb", "convbias-student.zip", "index.html"]
+    assert zipfile.ZipFile(notes / "convbias-student.zip").namelist() == ["01_a.ipynb"]
+    student = nbformat.read(notes / "01_a.ipynb", as_version=4)
     assert "{solution}" not in student.cells[0].source and student.cells[1].outputs == []
-    assert 'href="01_a.ipynb"' in (out / "index.html").read_text()
-    (out / "mine.txt").write_text("not ours")
-    with pytest.raises(FileExistsError):
-        publish.student_edition(tmp_path, out)
-    assert (out / "mine.txt").exists()
+    assert 'href="01_a.ipynb"' in (notes / "index.html").read_text()
+    foreign = tmp_path / "elsewhere"
+    foreign.mkdir()
+    (foreign / "mine.txt").write_text("not ours")
+    with pytest.raises(FileExistsError):  # a folder this script did not write is never replaced
+        publish.student_edition(tmp_path, foreign)
+    assert (foreign / "mine.txt").exists()
