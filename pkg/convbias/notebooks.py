@@ -6,7 +6,7 @@
   alone, and offers in one line to keep the results cache on Google Drive.
 - :func:`student_version` removes the hidden solutions (``{solution}`` blocks) and
   all outputs, for handing notebooks to students.
-- :func:`run_headless` / :func:`run_chapter` (in :mod:`convbias.runner`) execute a
+- :func:`~convbias.runner.run_headless` / :func:`~convbias.runner.run_chapter` execute a
   chapter in a Jupyter kernel, saving its figures, glued values and checks.
 """
 from __future__ import annotations

@@ -9,7 +9,7 @@ to its output folder:
   ``savefig(bbox_inches="tight")`` when it is shown or when its cell ends;
 - ``<chapter>.ipynb``: the executed notebook, outputs included;
 - ``results.json``: the glued values, the chapter's checks (from the check cells'
-  outputs, :func:`convbias.checks.from_outputs`), each code cell's wall time and
+  outputs, ``convbias.checks.from_outputs``), each code cell's wall time and
   whether the run passed. It is written last, atomically: a run that failed says
   ``"checks_passed": false`` and a run that was killed leaves none.
 
@@ -271,7 +271,7 @@ def chapter_key(notebook: Path) -> dict:
     """What a chapter's stored results depend on, besides the package's code (hashed by the cache).
 
     The notebook's content, the profile, the device, the downloaded data sets that
-    ``source="auto"`` loaders would pick up, and the variables in :data:`KEY_ENV`.
+    ``source="auto"`` loaders would pick up, and the variables in ``KEY_ENV``.
     """
     from .config import device, profile
 
