@@ -8,7 +8,7 @@ PIP    := $(BIN)/pip install --quiet --disable-pip-version-check
 TEST_STAMP := $(VENV)/.installed-test
 BOOK_STAMP := $(VENV)/.installed-book
 
-.PHONY: book test env clean benchmarks
+.PHONY: book test env clean benchmarks site student linkcheck
 
 env: $(BOOK_STAMP)
 
@@ -39,6 +39,28 @@ test: $(TEST_STAMP)
 	@CONVBIAS_PROFILE=quick OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests -n 2 --dist loadfile \
 	  --nbval-cell-timeout=900; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+# The published site (GitHub Pages, .github/workflows/book.yml): the book, whose pages'
+# .ipynb downloads are replaced by the executed notebooks, and the student edition
+# (the book without solutions) beside it under student/.
+site: book
+	$(BIN)/python tools/publish.py downloads _build
+	$(MAKE) student
+
+# The student edition: the book built again with sphinx-exercise's hide_solutions (its
+# notebooks come from the main build's cache), its downloads without solutions, and the
+# notebooks without solutions or outputs in student/notebooks/ (one by one and zipped).
+student: $(BOOK_STAMP)
+	$(BIN)/python tools/publish.py student-config _build/student/_config.yml
+	$(BIN)/jupyter-book build . --config _build/student/_config.yml --path-output _build/student --keep-going
+	$(BIN)/python tools/publish.py student _build/html/student --html _build/student/_build/html
+
+# Every external link of the book, checked without executing a notebook (weekly in CI):
+# Sphinx runs on a conf.py generated from _config.yml, removed afterwards.
+linkcheck: $(BOOK_STAMP)
+	@$(BIN)/jupyter-book config sphinx . >/dev/null; \
+	$(BIN)/sphinx-build -b linkcheck -q -D nb_execution_mode=off -D linkcheck_timeout=30 . _build/linkcheck; \
+	rc=$$?; rm -f conf.py; echo "report: _build/linkcheck/output.txt"; exit $$rc
 
 benchmarks: $(TEST_STAMP)
 	for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done

@@ -1,13 +1,21 @@
 import json
 import os
-import time
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 
 from convbias import notebooks as nbt
+from convbias import runner
 from convbias.__main__ import main as cli
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))  # maintainers' tooling, outside the wheel
+
+import colab_cell  # noqa: E402
 
 MARKDOWN = """Intro.
 
@@ -68,15 +76,28 @@ def test_colab_cell_sync_is_first_code_cell_and_idempotent(book):
     assert nbt.sync_colab_cells(book, check=True) == []
     nb = nbformat.read(book / "book" / "01_first.ipynb", as_version=4)
     first = next(c for c in nb.cells if c.cell_type == "code")
-    assert "git+https://example.org/me/book" in first.source and "google.colab" in first.source
-    assert nbt.COLAB_TAG in first.metadata["tags"]
+    assert "git+https://example.org/me/book@v" in first.source and "google.colab" in first.source
+    assert first.metadata["tags"] == ["colab-setup", "remove-cell"]  # remove-cell: not on the page
     assert sum(nbt.COLAB_TAG in c.metadata.get("tags", []) for c in nb.cells) == 1
     assert nbt.sync_colab_cells(book) == []  # nothing to do twice
 
 
-def test_colab_cell_is_harmless_off_colab():
+def test_colab_cell_installs_the_tagged_release_with_pip_magic_and_is_harmless_off_colab():
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    from convbias import __version__
+
+    source = nbt.colab_cell_source("https://example.org/x/")
+    assert 'RELEASE = "git+https://example.org/x@v' + __version__ + '"' in source
+    assert "    %pip install -q {RELEASE}" in source.splitlines()  # %pip: into the running kernel
+    assert 'os.environ["CONVBIAS_RESULTS"] = "/content/drive/' in source and "drive.mount(" in source
+    assert "KEEP_RESULTS_ON_DRIVE = False" in source  # the one line a reader changes
+    assert max(len(line) for line in source.splitlines()) <= 88
+    python = TransformerManager().transform_cell(source)  # as IPython runs it
+    assert "get_ipython().run_line_magic('pip', 'install -q {RELEASE}')" in python
     namespace = {}
-    exec(nbt.colab_cell_source("https://example.org/x"), namespace)  # must not install anything here
+    exec(compile(python, "colab-cell", "exec"), namespace)  # off Colab: installs nothing, mounts nothing
+    assert "RELEASE" not in namespace
 
 
 def test_chapter_lookup(book):
@@ -93,27 +114,88 @@ def test_book_root_search(book, monkeypatch):
         nbt.book_root(Path("/"))
 
 
-def test_run_headless_writes_figures_values_and_failures(tmp_path):
+FIGURE = ("import numpy as np\nfrom convbias.plotting import set_style\nset_style()\n"
+          "fig, ax = plt.subplots(figsize=(4, 2))\nax.plot(np.sin(np.linspace(0, 6, 50)))\n"
+          "ax.set_title('$\\\\sigma_p$')\n")
+
+
+def test_run_headless_in_a_kernel_writes_what_the_in_process_runner_wrote(tmp_path):
+    """Figures (pixel for pixel), glued values, checks and cell times of a small notebook."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
     cells = [
+        nbformat.v4.new_markdown_cell("# a chapter"),
+        nbformat.v4.new_code_cell("print('colab only')", metadata={"tags": ["colab-setup"]}),
         nbformat.v4.new_code_cell("%matplotlib inline\nimport matplotlib.pyplot as plt\n"
-                                  "from convbias.report import glue\nx = 21"),
-        nbformat.v4.new_code_cell("plt.plot([1, 2]); plt.show()\nglue('answer', 2 * x)"),
+                                  "from convbias.report import glue\nx = 21\n!true"),
+        nbformat.v4.new_code_cell(FIGURE + "plt.show()\nplt.figure(); plt.plot([3, 1])\n"
+                                  "import numpy as np\nglue('answer', 2 * x); glue('arr', np.arange(3))"),
+        nbformat.v4.new_code_cell("from convbias.checks import require, at_least, at_most\n"
+                                  "require('chx', [at_least('big', 2, 1, 'two beats one'), at_most('small', 1, 3)])"),
         nbformat.v4.new_code_cell("assert x == 22, 'x is not 22'"),
         nbformat.v4.new_code_cell("glue('never', 1)"),
     ]
     nb = write_nb(tmp_path / "nb.ipynb", cells)
-    summary = nbt.run_headless(nb, tmp_path / "out", progress=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    for stale in ("results.json", "fig-09-1.png", "nb.ipynb"):  # what an earlier run left
+        (out / stale).write_text("old")
+    (out / "notes.txt").write_text("mine")
+    summary = runner.run_headless(nb, out, progress=False)
+    saved = json.loads((out / "results.json").read_text())
+    assert saved == {k: v for k, v in summary.items() if k != "profile"}
+    assert saved["values"] == {"answer": 42, "arr": [0, 1, 2]}
+    assert saved["failed_cell"] == 4 and not saved["checks_passed"] and saved["error"] == "AssertionError: x is not 22"
+    assert len(saved["cell_seconds"]) == 4  # the Colab cell is not run; the run stops at the failure
+    assert [(c["name"], c["passed"], c["bound"]) for c in saved["checks"]] == [("big", True, 1.0), ("small", True, 3.0)]
+    assert saved["figures"] == ["fig-02-1.png", "fig-02-2.png"]  # code cell 2 (Colab cell not counted)
+    assert sorted(p.name for p in out.iterdir()) == ["fig-02-1.png", "fig-02-2.png", "nb.ipynb", "notes.txt",
+                                                     "results.json"]  # stale files gone, the user's kept
+    assert (out / "notes.txt").read_text() == "mine"
+    executed = nbformat.read(out / "nb.ipynb", as_version=4)
+    assert any("image/png" in o.get("data", {}) for o in executed.cells[3].outputs)  # figures in the download
+    # the same figure drawn here and saved as the in-process runner saved it
+    namespace = {"plt": plt}
+    exec(FIGURE, namespace)
+    plt.savefig(tmp_path / "here.png", bbox_inches="tight")
+    plt.close("all")
+    ours, theirs = (np.asarray(Image.open(p).convert("RGB")) for p in (out / "fig-02-1.png", tmp_path / "here.png"))
+    assert ours.shape == theirs.shape and np.array_equal(ours, theirs)
+
+
+def test_a_dying_kernel_is_a_failed_run_not_a_crash(tmp_path):
+    cells = [nbformat.v4.new_code_cell("from convbias.report import glue\nglue('v', 1)"),
+             nbformat.v4.new_code_cell("import os\nos._exit(3)"),
+             nbformat.v4.new_code_cell("glue('never', 2)")]
+    nb = write_nb(tmp_path / "nb.ipynb", cells)
+    summary = runner.run_headless(nb, tmp_path / "out", progress=False)
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert saved["values"] == {"answer": 42}
-    assert saved["failed_cell"] == 3 and not saved["checks_passed"] and "x is not 22" in saved["error"]
-    assert summary["figures"] == ["fig-02-1.png"] and (tmp_path / "out" / "fig-02-1.png").stat().st_size > 0
+    assert saved == summary and not saved["checks_passed"] and saved["failed_cell"] == 2
+    assert saved["error"].startswith("the kernel died")
+
+
+def test_python_O_cannot_strip_the_kernels_asserts_and_report_mode_records_failed_checks(tmp_path):
+    cells = [nbformat.v4.new_code_cell("from convbias.checks import require, at_least\n"
+                                       "require('chx', [at_least('big', 0, 1)])\nassert 1 == 2, 'stripped?'")]
+    nb = write_nb(tmp_path / "nb.ipynb", cells)
+    code = ("from pathlib import Path; from convbias.runner import run_headless; "
+            f"run_headless(Path({str(nb)!r}), Path({str(tmp_path / 'out')!r}), progress=False)")
+    subprocess.run([sys.executable, "-O", "-c", code], check=True, env={**os.environ, "CONVBIAS_CHECKS": "report"},
+                   timeout=300)
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved["failed_cell"] == 1 and saved["error"] == "AssertionError: stripped?"
+    assert saved["checks_failed"] == ["big"] and not saved["checks_passed"]
 
 
 def test_cli_student_and_colab_check(book, monkeypatch, capsys):
     monkeypatch.chdir(book)
-    assert cli(["colab-cell", "--check"]) == 1
-    assert cli(["colab-cell"]) == 0
-    assert cli(["colab-cell", "--check"]) == 0
+    assert colab_cell.main(["--check"]) == 1
+    assert colab_cell.main([]) == 0
+    assert colab_cell.main(["--check"]) == 0
     assert cli(["student", str(book / "student")]) == 0
     assert "without 4 solutions" in capsys.readouterr().out
     assert sorted(p.name for p in (book / "student").iterdir()) == ["01_first.ipynb", "02_second.ipynb"]
@@ -123,7 +205,7 @@ def test_every_chapter_has_the_same_colab_cell_matching_config():
     root = Path(__file__).resolve().parents[1]
     url = nbt.repository_url(root)
     assert url.startswith("https://")
-    assert nbt.sync_colab_cells(root, check=True) == [], "run: python -m convbias colab-cell"
+    assert nbt.sync_colab_cells(root, check=True) == [], "run: python tools/colab_cell.py"
     sources = set()
     for path in nbt.toc_notebooks(root):
         first = nbformat.read(path, as_version=4)
@@ -157,31 +239,49 @@ def count_into(counter: Path) -> str:
             "    p.write_text(p.read_text() + 'x' if p.exists() else 'x')\n")
 
 
-def test_run_chapter_reuses_cached_results(tmp_path, results_cache):
+def test_run_chapter_reuses_cached_results_and_without_cache_recomputes_everything(tmp_path, results_cache,
+                                                                                   monkeypatch):
+    monkeypatch.setenv("CONVBIAS_CACHE", str(tmp_path / "data"))  # downloads elsewhere would change the key
     counter = tmp_path / "runs.txt"
     cells = [nbformat.v4.new_code_cell(
-        count_into(counter) + "count()\n"
+        count_into(counter) + "count()\nfrom convbias.cache import resumable\nresumable('item', {'a': 1}, lambda: count() or 1)\n"
         "import matplotlib.pyplot as plt\nplt.plot([0, 1])\nfrom convbias.report import glue\nglue('v', 7)")]
     nb = write_nb(tmp_path / "ch.ipynb", cells)
     first = nbt.run_chapter(nb, tmp_path / "out1", progress=False)
+    assert counter.read_text() == "xx"  # the chapter and its item
+    (tmp_path / "out2").mkdir()
+    (tmp_path / "out2" / "fig-07-1.png").write_text("stale")
     second = nbt.run_chapter(nb, tmp_path / "out2", progress=False)
-    assert counter.read_text() == "x"  # executed once
+    assert counter.read_text() == "xx"  # restored, not executed
     assert not first["cached"] and second["cached"] and second["values"] == {"v": 7}
-    assert (tmp_path / "out2" / "results.json").exists() and (tmp_path / "out2" / first["figures"][0]).exists()
+    assert sorted(p.name for p in (tmp_path / "out2").iterdir()) == ["ch.ipynb", "fig-01-1.png", "results.json"]
+    assert (tmp_path / "out2" / "results.json").read_bytes() == (tmp_path / "out1" / "results.json").read_bytes()
+    stored = sorted(results_cache.rglob("*"))
     nbt.run_chapter(nb, tmp_path / "out3", use_cache=False, progress=False)
-    assert counter.read_text() == "xx"
-
-
-def test_run_chapter_without_cache_recomputes_the_sweeps_inside(tmp_path, results_cache):
-    counter = tmp_path / "items.txt"
-    cells = [nbformat.v4.new_code_cell(
-        count_into(counter) + "from convbias.cache import resumable\nresumable('item', {'a': 1}, lambda: count() or 1)")]
-    nb = write_nb(tmp_path / "ch.ipynb", cells)
-    nbt.run_chapter(nb, tmp_path / "out1", use_cache=False, progress=False)
-    nbt.run_chapter(nb, tmp_path / "out2", use_cache=False, progress=False)
-    assert counter.read_text() == "xx"  # the item was computed both times, never stored
-    assert not any(results_cache.iterdir())
+    assert counter.read_text() == "xxxx"  # chapter and item computed again, though both are stored
+    assert sorted(results_cache.rglob("*")) == stored  # and nothing more stored
     assert os.environ["CONVBIAS_RESULTS_CACHE"] == "on"  # switched back on afterwards
+
+
+def test_chapter_key_names_device_data_and_environment(tmp_path, monkeypatch):
+    nb = write_nb(tmp_path / "ch.ipynb", [nbformat.v4.new_code_cell("1")])
+    data = tmp_path / "data"
+    monkeypatch.setenv("CONVBIAS_CACHE", str(data))
+    monkeypatch.setenv("CONVBIAS_RESULTS", str(data / "results"))
+    monkeypatch.delenv("CONVBIAS_SMOKE", raising=False)
+    key = runner.chapter_key(nb)
+    assert key["device"] == "cpu" and key["profile"] == "quick" and key["env"]["CONVBIAS_SMOKE"] is None
+    (data / "results").mkdir(parents=True, exist_ok=True)
+    (data / "results" / "x.pt").write_bytes(b"1")  # the results cache is not data
+    (data / "mnist.part").write_bytes(b"1")  # nor is a download under way
+    assert runner.chapter_key(nb) == key
+    (data / "mnist").mkdir()
+    (data / "mnist" / "train-images-idx3-ubyte.gz").write_bytes(b"12345")  # full MNIST downloaded
+    assert runner.chapter_key(nb)["data"] == ["mnist/train-images-idx3-ubyte.gz:5"]
+    monkeypatch.setenv("CONVBIAS_SMOKE", "1")
+    assert runner.chapter_key(nb)["env"]["CONVBIAS_SMOKE"] == "1"
+    monkeypatch.setenv("CONVBIAS_SEED", "7")  # another seed is another result
+    assert runner.chapter_key(nb)["env"]["CONVBIAS_SEED"] == "7"
 
 
 def test_run_profiled_times_every_cell(tmp_path):
@@ -190,12 +290,12 @@ def test_run_profiled_times_every_cell(tmp_path):
                                        "    y = torch.tanh(x @ x)"),
              nbformat.v4.new_code_cell("z = 1")]
     nb = write_nb(tmp_path / "ch.ipynb", cells)
-    summary = nbt.run_profiled(nb, tmp_path / "out", progress=False)
+    summary = nbt.run_profiled(nb, tmp_path / "out", progress=False, tick=0.05, every=2)
     text = (tmp_path / "out" / "profile.txt").read_text()
     assert summary["checks_passed"] and len(summary["cell_seconds"]) == 3
     assert summary["cell_seconds"][1] >= 1.0 > summary["cell_seconds"][2]
     assert text.splitlines()[2].split() == ["2", f"{summary['cell_seconds'][1]:.2f}"]  # slowest cell first
-    assert "sampled windows" in text
+    assert "sampled windows" in text and "aten::mm" in text  # sampled in the kernel, where the cells ran
 
 
 def test_sampled_profiler_sums_its_windows_and_restores_the_timer():
@@ -203,7 +303,7 @@ def test_sampled_profiler_sums_its_windows_and_restores_the_timer():
 
     import torch
 
-    from convbias.profiling import SampledProfiler
+    from profiling import SampledProfiler  # tools/
 
     before = signal.getsignal(signal.SIGALRM)
     x = torch.randn(32, 32)

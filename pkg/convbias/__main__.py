@@ -1,15 +1,16 @@
-"""Command line: ``python -m convbias {run,student,colab-cell} ...`` (run from a checkout of the book).
+"""Command line: ``python -m convbias {run,cache,student} ...`` (or ``convbias ...``), from a checkout of the book.
 
 - ``run CHAPTER [--profile quick|full] [--out results] [--no-cache] [--trace]``: execute a
-  chapter headless (no Jupyter), saving its figures and glued numbers to ``results/<chapter>/``;
-  an unchanged chapter (same notebook, profile and code) is restored from the results cache.
-  ``--trace`` recomputes and writes each code cell's wall time and the costliest operators
-  (sampled with ``torch.profiler``) to ``profile.txt``.
+  chapter headless (in a Jupyter kernel, without a notebook server), saving its figures, the
+  executed notebook and ``results.json`` (glued numbers, checks, cell times) to ``results/<chapter>/``;
+  an unchanged chapter (same notebook, profile, device, data and code) is restored from the
+  results cache. ``--trace`` (from a checkout: it uses ``tools/profiling.py``) recomputes and
+  writes each code cell's wall time and the costliest operators to ``profile.txt``.
 - ``cache [--prune | --clear]``: where the results cache is and how large; ``--prune`` deletes
   the results of older versions of the code, ``--clear`` all of them.
 - ``student OUT_DIR``: write every notebook without solutions or outputs.
-- ``colab-cell [--check]``: put (or check) the Colab set-up cell in every chapter.
-- ``screenshots [--out DIR]``: render the built book's intro and chapters in headless Chromium.
+
+Maintainers' commands (the Colab cell, screenshots) live in the checkout's ``tools/`` folder.
 """
 from __future__ import annotations
 
@@ -29,16 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--no-cache", action="store_true", help="recompute even if stored results exist")
     run.add_argument("--trace", action="store_true",
                      help="no cache; write each code cell's wall time and the costliest operators "
-                          "(sampled with torch.profiler) to profile.txt")
+                          "(sampled with torch.profiler by tools/profiling.py of a checkout) to profile.txt")
     store = sub.add_parser("cache", help="show (or prune) the results cache")
     store.add_argument("--prune", action="store_true", help="delete the results of older versions of the code")
     store.add_argument("--clear", action="store_true", help="delete every stored result")
     student = sub.add_parser("student", help="write notebooks without solutions")
     student.add_argument("out_dir", type=Path)
-    colab = sub.add_parser("colab-cell", help="sync the Colab set-up cell of every chapter")
-    colab.add_argument("--check", action="store_true", help="only report notebooks that differ")
-    shots = sub.add_parser("screenshots", help="screenshots of the built book (headless Chromium)")
-    shots.add_argument("--out", type=Path, default=Path("_build/screenshots"))
     args = parser.parse_args(argv)
 
     if args.command == "cache":
@@ -57,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             summary = notebooks.run_chapter(nb, args.out / nb.stem, use_cache=not args.no_cache)
         if summary["cached"]:
-            print(f"{nb.stem}: unchanged since its last run with this profile and code: results restored from the cache")
+            print(f"{nb.stem}: unchanged since its last run (same profile, device, data and code): results restored from the cache")
         status = "all checks passed" if summary["checks_passed"] else f"FAILED at cell {summary['failed_cell']}: {summary.get('error')}"
         print(f"{nb.stem}: {status}; {summary['seconds']} s; {len(summary['figures'])} figures, "
               f"{len(summary['values'])} values -> {args.out / nb.stem}")
@@ -68,24 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             total += notebooks.student_version(nb, args.out_dir / nb.name)
         print(f"wrote {len(notebooks.toc_notebooks(root))} notebooks without {total} solutions to {args.out_dir}")
         return 0
-    if args.command == "screenshots":
-        from . import browser
-
-        html = root / "_build" / "html"
-        pages = [html / "book" / "intro.html"] + [html / "book" / f"{nb.stem}.html" for nb in notebooks.toc_notebooks(root)]
-        bad = []
-        for page in pages:
-            shot = browser.screenshot(page, args.out / f"{page.stem}.png")
-            wide = browser.overflows(page)
-            print(f"{page.stem:<32} contrast {shot['contrast']:5.1f}  overflow {'YES' if wide else 'no'}  -> {shot['png']}")
-            if shot["contrast"] < 5 or wide:
-                bad.append(page.stem)
-        print("layout problems: " + (", ".join(bad) if bad else "none"))
-        return 1 if bad else 0
-    changed = notebooks.sync_colab_cells(root, check=args.check)
-    verb = "differ" if args.check else "updated"
-    print(f"{len(changed)} notebook(s) {verb}: {', '.join(p.name for p in changed) or 'none'}")
-    return 1 if (args.check and changed) else 0
+    return 2  # argparse allows no other command
 
 
 def _cache_command(prune: bool, clear: bool) -> int:

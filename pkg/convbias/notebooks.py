@@ -1,25 +1,22 @@
 """Operations on the book's notebooks: the Colab set-up cell, student versions, headless runs.
 
 - :func:`sync_colab_cells` puts the same first code cell in every chapter: on Colab
-  only, it installs this package from the repository named in ``_config.yml``
-  (the one place the URL lives), leaving Colab's own torch alone.
+  only, it installs the book's tagged release (the repository named in
+  ``_config.yml`` at the tag ``v<convbias.__version__>``), leaving Colab's own torch
+  alone, and offers in one line to keep the results cache on Google Drive.
 - :func:`student_version` removes the hidden solutions (``{solution}`` blocks) and
   all outputs, for handing notebooks to students.
-- :func:`run_headless` executes a chapter's code cells in this Python process,
-  without Jupyter, saving every figure as PNG and every glued value to
-  ``results.json``: how a chapter's full profile is run on a bare GPU machine.
+- :func:`~convbias.runner.run_headless` / :func:`~convbias.runner.run_chapter` execute a
+  chapter in a Jupyter kernel, saving its figures, glued values and checks.
 """
 from __future__ import annotations
 
-import json
 import re
-import sys
-import time
-import types
 from pathlib import Path
 from typing import Any
 
 COLAB_TAG = "colab-setup"
+COLAB_TAGS = [COLAB_TAG, "remove-cell"]  # remove-cell: not on the HTML page
 SOLUTION_BLOCK = re.compile(r"^(:{3,}|`{3,})\{solution\}.*?^\1[ \t]*$\n?", re.S | re.M)
 
 
@@ -74,14 +71,34 @@ def repository_url(root: Path) -> str:
 
 
 # ----------------------------------------------------------------------------- Colab cell
-def colab_cell_source(repo_url: str) -> str:
-    """Source of the set-up cell: a no-op except on Colab, where it pip-installs the package."""
+DRIVE_RESULTS = "/content/drive/MyDrive/convbias-results"
+
+
+def release_spec(repo_url: str, version: str | None = None) -> str:
+    """What pip installs for the book's tagged release: ``git+<repository>@v<version>``."""
+    if version is None:
+        from . import __version__ as version
+    return f"git+{repo_url.rstrip('/')}@v{version}"
+
+
+def colab_cell_source(repo_url: str, version: str | None = None) -> str:
+    """Source of the set-up cell: a no-op except on Colab, where it installs the tagged release.
+
+    ``%pip`` installs into the running kernel; one line switches the results cache to
+    Google Drive, so that a disconnected runtime resumes where it stopped.
+    """
     return (
-        "# Set-up on Google Colab only: install the book's package, keeping Colab's own torch.\n"
+        "# On Google Colab only: install this book's release (Colab's own torch is kept).\n"
         "import sys\n"
         "if \"google.colab\" in sys.modules:\n"
-        "    import subprocess\n"
-        f"    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\", \"git+{repo_url}\"], check=True)"
+        f"    RELEASE = \"{release_spec(repo_url, version)}\"\n"
+        "    %pip install -q {RELEASE}\n"
+        "    KEEP_RESULTS_ON_DRIVE = False  # True: results on Google Drive survive a disconnect\n"
+        "    if KEEP_RESULTS_ON_DRIVE:\n"
+        "        import os\n"
+        "        from google.colab import drive\n"
+        "        drive.mount(\"/content/drive\")\n"
+        f"        os.environ[\"CONVBIAS_RESULTS\"] = \"{DRIVE_RESULTS}\""
     )
 
 
@@ -97,13 +114,14 @@ def sync_colab_cells(root: Path, check: bool = False) -> list[Path]:
     for path in toc_notebooks(root):
         nb = nbformat.read(path, as_version=4)
         tagged = [c for c in nb.cells if COLAB_TAG in c.get("metadata", {}).get("tags", [])]
-        if len(tagged) == 1 and tagged[0].source == source and _first_code(nb) is tagged[0]:
+        if (len(tagged) == 1 and tagged[0].source == source and _first_code(nb) is tagged[0]
+                and tagged[0].metadata.get("tags") == COLAB_TAGS):
             continue
         changed.append(path)
         if check:
             continue
         nb.cells = [c for c in nb.cells if c not in tagged]
-        cell = nbformat.v4.new_code_cell(source, metadata={"tags": [COLAB_TAG]})
+        cell = nbformat.v4.new_code_cell(source, metadata={"tags": list(COLAB_TAGS)})
         cell.id = COLAB_TAG  # a fixed id keeps the file stable across syncs
         first = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code"), len(nb.cells))
         nb.cells.insert(first, cell)
@@ -140,140 +158,4 @@ def student_version(src: Path, dst: Path) -> int:
 
 
 # ----------------------------------------------------------------------------- headless runs
-def _stub_widgets() -> None:
-    """Make ``import ipywidgets`` harmless where it is not installed (interactive cells do nothing)."""
-    try:
-        import ipywidgets  # noqa: F401
-    except ImportError:
-        stub = types.ModuleType("ipywidgets")
-        stub.interact = stub.interact_manual = lambda *a, **k: None
-        stub.__getattr__ = lambda name: (lambda *a, **k: None)
-        sys.modules["ipywidgets"] = stub
-
-
-def _display(*objects: Any, **_: Any) -> None:
-    for obj in objects:
-        data = getattr(obj, "data", None)  # a pandas Styler
-        print(data.to_string() if hasattr(data, "to_string") else obj)
-
-
-def run_headless(notebook: Path, out_dir: Path, progress: bool = True) -> dict:
-    """Execute ``notebook``'s code cells here; write figures and ``results.json`` to ``out_dir``.
-
-    Cells tagged ``colab-setup`` and IPython magics (``%``/``!`` lines) are skipped.
-    Stops at the first failing cell (a failed check included) and records it.
-    ``results.json`` holds each code cell's wall time (``cell_seconds``).
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import nbformat
-
-    from . import report
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _stub_widgets()
-    nb = nbformat.read(notebook, as_version=4)
-    namespace: dict[str, Any] = {"__name__": "__main__", "display": _display}
-    plt.show = lambda *a, **k: None
-    plt.close("all")  # figures open before this run are not the chapter's
-    report.GLUED.clear()
-    figures: list[str] = []
-    cell_seconds: list[float] = []
-    summary: dict[str, Any] = {"notebook": notebook.name, "checks_passed": True, "failed_cell": None}
-    start = time.perf_counter()
-    code_cells = [c for c in nb.cells if c.cell_type == "code" and COLAB_TAG not in c.metadata.get("tags", [])]
-    for index, cell in enumerate(code_cells):
-        lines = [ln for ln in cell.source.splitlines() if not ln.lstrip().startswith(("%", "!"))]
-        if progress:
-            print(f"[{notebook.stem}] cell {index + 1}/{len(code_cells)}", flush=True)
-        started = time.perf_counter()
-        try:
-            exec(compile("\n".join(lines), f"{notebook.name}[cell {index + 1}]", "exec"), namespace)
-        except Exception as exc:  # record and stop: later cells depend on this one
-            summary.update(checks_passed=False, failed_cell=index + 1, error=f"{type(exc).__name__}: {exc}")
-            break
-        finally:
-            cell_seconds.append(round(time.perf_counter() - started, 2))
-            for number in plt.get_fignums():
-                name = f"fig-{index + 1:02d}-{number}.png"
-                plt.figure(number).savefig(out_dir / name, bbox_inches="tight")
-                figures.append(name)
-            plt.close("all")
-    from .config import run_info
-
-    summary.update(seconds=round(time.perf_counter() - start, 1), cell_seconds=cell_seconds, run_info=run_info(),
-                   figures=figures,
-                   values={k: _jsonable(v) for k, v in report.GLUED.items()})
-    (out_dir / "results.json").write_text(json.dumps(summary, indent=2))
-    return summary
-
-
-def run_chapter(notebook: Path, out_dir: Path, use_cache: bool = True, progress: bool = True) -> dict:
-    """:func:`run_headless` through the results cache.
-
-    The key is the notebook's content, the profile and the package's code
-    fingerprint: rerunning an unchanged chapter restores its stored figures and
-    ``results.json`` instead of recomputing. Only runs whose checks passed are stored.
-    Inside the run the chapter's sweeps store each finished item (:mod:`convbias.cache`),
-    so a run interrupted midway resumes where it stopped. ``use_cache=False``
-    switches both levels off: everything is recomputed.
-    """
-    import hashlib
-
-    from .cache import ResultCache, switched_off
-    from .config import profile
-
-    if not use_cache:
-        with switched_off():
-            return {**run_headless(notebook, out_dir, progress=progress), "cached": False}
-    cache = ResultCache()  # on unless switched off by the environment
-    name = f"chapter-{notebook.stem}"
-    config = {"notebook": hashlib.sha256(notebook.read_bytes()).hexdigest(), "profile": profile()}
-    stored = cache.load(name, config)
-    if stored is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for file, data in stored["files"].items():
-            (out_dir / file).write_bytes(data)
-        return {**stored["summary"], "cached": True}
-    summary = run_headless(notebook, out_dir, progress=progress)
-    if summary["checks_passed"]:
-        files = {f: (out_dir / f).read_bytes() for f in [*summary["figures"], "results.json"]}
-        cache.save(name, config, {"summary": summary, "files": files})
-    return {**summary, "cached": False}
-
-
-def run_profiled(notebook: Path, out_dir: Path, rows: int = 25, progress: bool = True, tick: float = 0.1,
-                 every: int = 20) -> dict:
-    """:func:`run_headless` without the cache, timing every code cell and sampling operators.
-
-    Writes ``profile.txt`` to ``out_dir``: the wall time of each code cell, slowest
-    first, then the operators with the most self time (on the GPU when there is one)
-    estimated by :class:`convbias.profiling.SampledProfiler`, whose memory stays
-    bounded however long the chapter runs (``tick`` and ``every`` set its windows:
-    by default a tenth of a second in every two, fewer after slow windows). Summing
-    the windows and watching for them costs time, so a traced run takes longer than a
-    plain one (chapter 3, of many small operators, twice as long on a CPU): read its
-    cell times as a ranking, its shares as where the time goes.
-    """
-    from .cache import switched_off
-    from .profiling import SampledProfiler
-
-    with switched_off(), SampledProfiler(tick, every) as sampler:
-        summary = run_headless(notebook, out_dir, progress=progress)
-    order = sorted(range(len(summary["cell_seconds"])), key=lambda i: -summary["cell_seconds"][i])
-    lines = [f"{summary['run_info']}; {summary['seconds']} s", "code cell   seconds"]
-    lines += [f"{i + 1:>9}  {summary['cell_seconds'][i]:>8.2f}" for i in order]
-    (out_dir / "profile.txt").write_text("\n".join(lines + ["", sampler.table(rows)]) + "\n")
-    return {**summary, "cached": False, "profile": str(out_dir / "profile.txt")}
-
-
-def _jsonable(value: Any) -> Any:
-    try:
-        json.dumps(value)
-        return value
-    except TypeError:
-        if hasattr(value, "tolist"):
-            return value.tolist()
-        return repr(value)
+from .runner import run_chapter, run_headless, run_profiled  # noqa: E402,F401  (their home is runner)

@@ -1,6 +1,6 @@
 """Screenshots of the built book in headless Chromium, to check pages as a reader sees them.
 
-``python -m convbias screenshots`` renders the intro and the chapter pages of
+``python tools/screenshots.py`` renders the intro and the chapter pages of
 ``_build/html`` to PNG files and fails when a page renders blank or when its
 content overflows the window horizontally (a broken layout).
 """
