@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 from convbias import cache as rc
-from convbias import safe_store
 from convbias.__main__ import main
 from convbias.train import History, fit_ensemble
 
@@ -98,6 +97,8 @@ def test_crafted_cache_file_runs_no_code(store, tmp_path):
         pickle.dump({"x": Payload()}, f)
     torch.save({"x": Payload()}, path)
     assert store.load("e", {}) is None and not marker.exists()
+    from convbias import safe_store
+
     # a file in the right format naming a class outside the package is refused, too
     tree = '{"t": "obj", "i": 0, "v": {"kind": "dataclass", "cls": "subprocess:Popen", "state": {"t": "dict", "v": []}}}'
     torch.save({"format": safe_store.FORMAT, "tree": tree, "tensors": []}, path)

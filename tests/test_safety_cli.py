@@ -54,7 +54,7 @@ def test_outside_a_checkout_is_one_line(tmp_path, monkeypatch, capsys):
 
 
 def test_no_traceback_from_the_real_command(tmp_path):
-    env = {"PYTHONPATH": str(ROOT / "pkg"), "PATH": "/usr/bin:/bin"}
+    env = {"PYTHONPATH": str(Path(convbias.__file__).resolve().parents[1]), "PATH": "/usr/bin:/bin"}
     done = subprocess.run([sys.executable, "-m", "convbias", "run", "9"], cwd=tmp_path, env=env,
                           capture_output=True, text=True)
     assert done.returncode == 2 and "Traceback" not in done.stderr and done.stderr.count("\n") == 1
