@@ -7,8 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from convbias import efcn
-from convbias.efcn import (EmbeddingTooLarge, SparseLinear, UnsupportedModule, embedding_bytes,
-                           identity_basis_matrix, parameter_bytes, to_fcn, to_lcn)
+from convbias.efcn import SparseLinear, UnsupportedModule, identity_basis_matrix, parameter_bytes, to_fcn, to_lcn
 
 D = torch.float64
 
@@ -88,6 +87,7 @@ def test_shared_modules_keep_every_use():
 
 
 def test_size_is_estimated_and_refused_before_allocating():
+    EmbeddingTooLarge, embedding_bytes = efcn.EmbeddingTooLarge, efcn.embedding_bytes
     big = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.ReLU())
     need = embedding_bytes(big, (3, 256, 256))
     assert need > 3 * 2**40  # 64 * 256^2 outputs by 3 * 256^2 inputs, 4 bytes each
