@@ -1,6 +1,6 @@
 """A results cache: rerunning an experiment with the same configuration and code reuses its result.
 
-Results are stored in a format that loads nothing executable (:mod:`convbias.safe_store`:
+Results are stored in a format that loads nothing executable (``convbias.safe_store``:
 tensors and plain containers read by ``torch.load(weights_only=True)``, and only the
 package's own dataclasses and ``torch.nn``/``convbias`` modules rebuilt by name) under
 a key that hashes the experiment's
@@ -250,7 +250,7 @@ class ResultCache:
 
         The key is taken before ``compute`` runs, so a configuration holding objects
         that the computation changes (a network it trains) is keyed by their initial state.
-        A result that cannot be stored is returned after a :class:`CacheWriteWarning`.
+        A result that cannot be stored is returned after a ``CacheWriteWarning``.
         """
         if not self.active:
             return compute()
