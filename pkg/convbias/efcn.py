@@ -715,8 +715,11 @@ def embedding_bytes(model: nn.Module, input_shape: Sequence[int], sparse: bool =
         for name, m in modules:
             y = m(x)
             if isinstance(m, CONVS):
-                cols, _ = conv_index_map(m, tuple(x.shape[1:]))
-                run.append(("conv", int((cols >= 0).sum()) * m.out_channels // m.groups))
+                nnz = 0
+                if sparse:  # the support's size: only a sparse layer stores it
+                    cols, _ = conv_index_map(m, tuple(x.shape[1:]))
+                    nnz = int((cols >= 0).sum()) * m.out_channels // m.groups
+                run.append(("conv", nnz))
             elif isinstance(m, nn.Linear):
                 run.append(("linear", m.out_features * m.in_features))
             elif isinstance(m, ELEMENTWISE) or isinstance(m, MAXPOOLS):
