@@ -50,15 +50,10 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _version() -> str:
-    """The installed distribution's version, else the package's ``__version__`` (a checkout on PYTHONPATH)."""
-    from importlib import metadata
-
+    """The running package's version (``convbias.__version__``, the one place it is written)."""
     from . import __version__
 
-    try:
-        return metadata.version("convbias")
-    except metadata.PackageNotFoundError:
-        return __version__
+    return __version__
 
 
 def _main(argv: list[str] | None = None) -> int:
