@@ -27,10 +27,13 @@ class UserError(Exception):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command line; a user's mistake is answered in one line on stderr with a non-zero exit."""
+    """The command line; a user's mistake is answered in one line on stderr with exit status 2
+    (``CONVBIAS_DEBUG=1`` shows the traceback instead)."""
     try:
         return _main(argv)
     except _user_errors() as exc:
+        if os.environ.get("CONVBIAS_DEBUG"):
+            raise
         print(f"python -m convbias: error: {_one_line(exc)}", file=sys.stderr)
         return 2
 

@@ -4,7 +4,8 @@
   only, it installs this package from the repository named in ``_config.yml``
   (the one place the URL lives), leaving Colab's own torch alone.
 - :func:`student_version` removes the hidden solutions (``{solution}`` blocks) and
-  all outputs, for handing notebooks to students.
+  all outputs, for handing notebooks to students; ``student_edition`` does it for every
+  chapter, never into the book's own folders nor over existing files unless forced.
 - :func:`run_headless` executes a chapter's code cells in this Python process,
   without Jupyter, saving every figure as PNG and every glued value to
   ``results.json``: how a chapter's full profile is run on a bare GPU machine.
