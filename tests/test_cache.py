@@ -70,18 +70,19 @@ def test_switch_off(monkeypatch, tmp_path):
 def test_results_of_older_code_are_pruned(store, monkeypatch, capsys):
     from convbias.__main__ import main
 
-    monkeypatch.setattr(rc, "code_fingerprint", lambda: "old")
+    old, new = "01d0" * 4, "4e40" * 4  # code fingerprints are 16 hex digits
+    monkeypatch.setattr(rc, "code_fingerprint", lambda: old)
     store.save("e", {"a": 1}, torch.zeros(1000))
-    monkeypatch.setattr(rc, "code_fingerprint", lambda: "new")
+    monkeypatch.setattr(rc, "code_fingerprint", lambda: new)
     store.save("e", {"a": 1}, torch.zeros(10))
     assert store.load("e", {"a": 1}).numel() == 10  # the new code does not see the old result
     usage = store.usage()
-    assert set(usage) == {"old", "new"} and usage["old"][0] == usage["new"][0] == 1
-    assert usage["old"][1] > usage["new"][1]
-    (store.root / "stored-before-folders.pt").write_bytes(b"x" * 10)
+    assert set(usage) == {old, new} and usage[old][0] == usage[new][0] == 1
+    assert usage[old][1] > usage[new][1]
+    (store.root / ("stored-before-folders-" + "0" * 24 + ".pt")).write_bytes(b"x" * 10)
     assert store.usage()[rc.LOOSE] == (1, 10)
     freed = store.prune()
-    assert freed == usage["old"][1] + 10 and set(store.usage()) == {"new"}
+    assert freed == usage[old][1] + 10 and set(store.usage()) == {new}
     monkeypatch.setenv(rc.RESULTS_ENV, str(store.root))
     assert main(["cache"]) == 0 and "(this code)" in capsys.readouterr().out
     assert main(["cache", "--clear"]) == 0 and store.usage() == {}

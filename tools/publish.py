@@ -61,7 +61,9 @@ def strip_sources(sources: Path) -> int:
     changed = 0
     for path in sorted(sources.rglob("*")):
         if path.suffix == ".ipynb":
-            notebooks.student_version(path, path)
+            stripped = path.with_name(path.stem + ".student.ipynb")  # a copy in the built site
+            notebooks.student_version(path, stripped, force=True)
+            stripped.replace(path)
             changed += 1
         elif path.suffix == ".md":
             text = path.read_text(encoding="utf-8")

@@ -1,6 +1,9 @@
 """A results cache: rerunning an experiment with the same configuration and code reuses its result.
 
-Results are stored with ``torch.save`` under a key that hashes the experiment's
+Results are stored in a format that loads nothing executable (``convbias.safe_store``:
+tensors and plain containers read by ``torch.load(weights_only=True)``, and only the
+package's own dataclasses and ``torch.nn``/``convbias`` modules rebuilt by name) under
+a key that hashes the experiment's
 name, its configuration (JSON; tensors and modules by their :func:`fingerprint`),
 the package version with a fingerprint of its source code, and the torch version,
 so any change to either recomputes. Files are written to a temporary name and
@@ -12,14 +15,24 @@ take a ``cache=`` name and do the same through :func:`resumable`.
 The cache lives in ``$CONVBIAS_RESULTS`` (default ``<data cache>/results``), one
 folder per version of the code (``python -m convbias cache --prune`` deletes the
 folders of older versions), and is switched off with ``CONVBIAS_RESULTS_CACHE=off``
-(the test suite does this, so tests always recompute).
+(the test suite does this, so tests always recompute). A result that cannot be
+written (a full disk, a read-only folder, an object the format cannot hold) is
+returned all the same, after a warning.
+
+``prune``/``clear`` delete only what this module writes: folders named by a code
+fingerprint (16 hex digits) holding nothing but result files ``<name>-<key>.pt`` and
+interrupted saves ``<name>-<key>.pt*.tmp``, and such files at the top level. They
+refuse to run on ``/``, the home folder or a checkout (a folder with ``.git``, or a
+book with ``_toc.yml``), and list what they delete.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import tempfile
+import warnings
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -31,6 +44,45 @@ from tqdm.auto import tqdm
 RESULTS_ENV = "CONVBIAS_RESULTS"
 SWITCH_ENV = "CONVBIAS_RESULTS_CACHE"
 LOOSE = "(no code folder)"  # in usage(): results stored by versions that kept no per-code folders
+CODE_FOLDER = re.compile(r"[0-9a-f]{16}")
+RESULT_FILE = re.compile(r"[\w-]+-[0-9a-f]{24}\.pt")
+TMP_FILE = re.compile(r"[\w-]+-[0-9a-f]{24}\.pt[A-Za-z0-9_]*\.tmp")
+
+
+class CacheWriteWarning(UserWarning):
+    """A computed result could not be stored (it is returned all the same)."""
+
+
+class UnsafeCacheRoot(ValueError):
+    """The results folder is one that prune/clear must not touch (/, the home folder, a checkout)."""
+
+
+def is_own_file(path: Path) -> bool:
+    """True for a file this module writes: a result ``<name>-<key>.pt`` or an interrupted save of one."""
+    return path.is_file() and not path.is_symlink() and bool(
+        RESULT_FILE.fullmatch(path.name) or TMP_FILE.fullmatch(path.name))
+
+
+def is_own_folder(path: Path) -> bool:
+    """True for a code folder this module writes: 16 hex digits, holding only its own files."""
+    return (path.is_dir() and not path.is_symlink() and bool(CODE_FOLDER.fullmatch(path.name))
+            and all(is_own_file(f) for f in path.iterdir()))
+
+
+def check_safe_root(root: Path) -> Path:
+    """``root`` resolved; raises :class:`UnsafeCacheRoot` for ``/``, the home folder or a checkout."""
+    resolved = Path(root).expanduser().resolve()
+    if resolved == Path(resolved.anchor):
+        raise UnsafeCacheRoot(f"the results folder {resolved} is the file system root: refusing to delete there. "
+                              f"Point {RESULTS_ENV} at a folder of its own.")
+    if resolved == Path.home().resolve():
+        raise UnsafeCacheRoot(f"the results folder {resolved} is the home folder: refusing to delete there. "
+                              f"Point {RESULTS_ENV} at a folder of its own.")
+    for marker in (".git", "_toc.yml", "pyproject.toml"):
+        if (resolved / marker).exists():
+            raise UnsafeCacheRoot(f"the results folder {resolved} is a checkout (it holds {marker}): refusing to "
+                                  f"delete there. Point {RESULTS_ENV} at a folder of its own.")
+    return resolved
 
 
 @lru_cache(maxsize=1)
@@ -130,7 +182,7 @@ class ResultCache:
         if root is None:
             from .data.download import cache_dir
 
-            root = os.environ.get(RESULTS_ENV) or cache_dir() / "results"
+            root = os.environ.get(RESULTS_ENV) or cache_dir(create=False) / "results"
         self.root = Path(root)
         self.active = enabled() if active is None else active
 
@@ -139,30 +191,49 @@ class ResultCache:
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
         return self.root / code_fingerprint() / f"{safe}-{cache_key(name, config)}.pt"
 
-    def usage(self) -> dict[str, tuple[int, int]]:
-        """``{code fingerprint: (entries, bytes)}`` of what is stored."""
-        out = {}
-        for folder in sorted(p for p in self.root.glob("*") if p.is_dir()):
-            files = [f for f in folder.glob("*.pt") if f.is_file()]
-            out[folder.name] = (len(files), sum(f.stat().st_size for f in files))
-        loose = [f for f in self.root.glob("*.pt") if f.is_file()]  # stored before results had folders
+    def _entries(self) -> dict[str, list[Path]]:
+        """``{code fingerprint or LOOSE: [files]}`` of everything this module wrote under the root."""
+        out: dict[str, list[Path]] = {}
+        if not self.root.is_dir():
+            return out
+        for folder in sorted(p for p in self.root.iterdir() if is_own_folder(p)):
+            out[folder.name] = sorted(folder.iterdir())
+        loose = sorted(f for f in self.root.iterdir() if is_own_file(f))  # stored before results had folders
         if loose:
-            out[LOOSE] = (len(loose), sum(f.stat().st_size for f in loose))
+            out[LOOSE] = loose
         return out
 
-    def prune(self, keep_current: bool = True) -> int:
-        """Delete the results of other versions of the code (all results if not ``keep_current``); returns bytes freed."""
+    def usage(self) -> dict[str, tuple[int, int]]:
+        """``{code fingerprint: (entries, bytes)}`` of what is stored (interrupted saves, ``.tmp``, included)."""
+        return {code: (len(files), sum(f.stat().st_size for f in files)) for code, files in self._entries().items()}
+
+    def prune(self, keep_current: bool = True, dry_run: bool = False,
+              report: Callable[[str], None] | None = None) -> int:
+        """Delete the results of other versions of the code (all results if not ``keep_current``); returns bytes freed.
+
+        Only this module's own folders and files are touched (see the module's notes);
+        every folder or file is named to ``report`` before it goes. ``dry_run`` only reports.
+        """
         import shutil
 
+        if self.root.exists():
+            check_safe_root(self.root)
+        entries = self._entries()
         freed = 0
-        for code, (_, size) in self.usage().items():
+        for code, files in entries.items():
             if keep_current and code == code_fingerprint():
                 continue
-            if code == LOOSE:
-                for f in self.root.glob("*.pt"):
-                    f.unlink()
-            else:
-                shutil.rmtree(self.root / code)
+            size = sum(f.stat().st_size for f in files)
+            target = self.root if code == LOOSE else self.root / code
+            if report:
+                what = f"{len(files)} file(s) stored without a code folder in" if code == LOOSE else "folder"
+                report(f"{'would delete' if dry_run else 'deleting'} {what} {target} ({size / 2**20:.1f} MB)")
+            if not dry_run:
+                if code == LOOSE:
+                    for f in files:
+                        f.unlink(missing_ok=True)
+                else:
+                    shutil.rmtree(target)
             freed += size
         return freed
 
@@ -179,6 +250,7 @@ class ResultCache:
 
         The key is taken before ``compute`` runs, so a configuration holding objects
         that the computation changes (a network it trains) is keyed by their initial state.
+        A result that cannot be stored is returned after a ``CacheWriteWarning``.
         """
         if not self.active:
             return compute()
@@ -194,21 +266,33 @@ class ResultCache:
         if not path.exists():
             return None
         try:  # tensors come back on the device they were saved from (the key names it), else on the CPU
+            from . import safe_store
+
             location = None if torch.cuda.is_available() else "cpu"
-            return torch.load(path, map_location=location, weights_only=False)
-        except Exception:  # a corrupted entry is recomputed, not trusted
+            return safe_store.load(path, map_location=location)
+        except Exception:  # a corrupted, foreign or unsafe entry is recomputed, not trusted
             return None
 
     @staticmethod
-    def _write(path: Path, value: Any) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    def _write(path: Path, value: Any) -> Path | None:
+        from . import safe_store
+
+        tmp = None
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
             with os.fdopen(fd, "wb") as f:
-                torch.save(value, f)
+                safe_store.save(value, f)
             os.replace(tmp, path)
+        except (OSError, safe_store.Unstorable, RuntimeError) as exc:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+            warnings.warn(f"the result was computed but not stored in the results cache ({path.parent}): "
+                          f"{type(exc).__name__}: {exc}", CacheWriteWarning, stacklevel=3)
+            return None
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
             raise
         return path
 

@@ -24,15 +24,28 @@ call per chunk of output channels into a dense weight allocated once.
 * Elementwise activations are kept as they are.
 * Max pooling is not linear, so it cannot be folded: it is kept as a fixed
   operator :class:`FlatMaxPool` acting on the flat vector (no parameters).
-* Anything else raises :class:`UnsupportedModule` naming it.
+* A module instance used in several places (``nn.ReLU()`` reused, a shared conv)
+  is embedded once per use, as the model applies it.
+* Anything else raises :class:`UnsupportedModule` naming it, and so do what the
+  walk cannot read: a Sequential subclass or a supported layer with its own
+  ``forward`` (a residual block, a functional call), forward hooks. As a last guard the eFCN is
+  compared with the model on random inputs and refused if they differ: an embedding
+  is exact or it is not returned.
+
+Before building, the size of the eFCN's weights is estimated
+(:func:`embedding_bytes`); past ``max_bytes`` (default 4 GiB, ``None`` for no limit)
+:class:`EmbeddingTooLarge` is raised with the number, before anything is allocated.
 
 :func:`to_lcn` gives the locally connected embedding: the same matrices with
 their support frozen (:class:`MaskedLinear`): untied weights, same sparsity.
 With ``sparse=True`` the conv layers are stored as sparse matrices on their
-support (:class:`SparseLinear`), which is an eLCN in sparse storage.
+support (:class:`SparseLinear`), which is an eLCN in sparse storage; they are built
+from the support directly, never through the dense matrix (a conv composed with a
+neighbouring affine map, such as average pooling, is dense and stored densely).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -61,8 +74,16 @@ CONVS = (nn.Conv1d, nn.Conv2d)
 CHUNK_ENTRIES = 1 << 21
 
 
+#: Default limit on the estimated size of an eFCN's weights (bytes): 4 GiB.
+MAX_BYTES = 4 << 30
+
+
 class UnsupportedModule(TypeError):
     """A module that the embedding cannot represent exactly."""
+
+
+class EmbeddingTooLarge(MemoryError):
+    """The eFCN would need more memory than the caller allowed (``max_bytes``)."""
 
 
 # ----------------------------------------------------------------------------- index maps
@@ -385,19 +406,72 @@ class FlatAffine(nn.Module):
 
 
 # ----------------------------------------------------------------------------- walking the model
-def _flat_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+SUPPORTED = CONVS + (nn.Linear,) + BATCHNORMS + PARAMETER_FREE_LINEAR + ELEMENTWISE + MAXPOOLS
+
+
+def _own_forward(module: nn.Module, base: type) -> bool:
+    """True if ``module``'s class overrides the ``forward`` of the supported class ``base`` it derives from."""
+    return type(module).forward is not base.forward
+
+
+def _check_visible(name: str, module: nn.Module) -> None:
+    if module._forward_hooks or module._forward_pre_hooks:
+        raise UnsupportedModule(
+            f"module {name} ({type(module).__name__}) has forward hooks, which change what it computes in a way "
+            "to_fcn cannot read: remove them before embedding."
+        )
+
+
+def _flat_modules(model: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
+    """The leaf modules of a (nested) ``nn.Sequential`` in the order its forward applies them.
+
+    A module instance used in several places appears once per use (each use is
+    embedded as its own layer, as the model applies it). Raises :class:`UnsupportedModule`
+    where the order of the layers is not the computation: a container that is not an
+    ``nn.Sequential``, a subclass with its own ``forward``, a layer with hooks.
+    """
+    where = f"module {prefix}" if prefix else "the model"
     if not isinstance(model, nn.Sequential):
         raise UnsupportedModule(
             f"to_fcn follows the order of an nn.Sequential, got {type(model).__name__} whose forward() cannot be "
             "read: write the model as an nn.Sequential (nested ones are fine)."
         )
+    if _own_forward(model, nn.Sequential):
+        raise UnsupportedModule(
+            f"{where} ({type(model).__name__}) is an nn.Sequential subclass with its own forward() (a skip "
+            "connection, a functional call, ...), which to_fcn cannot read: its layers in sequence would compute "
+            "something else. Write it as a plain nn.Sequential."
+        )
+    _check_visible(where, model)
     out = []
-    for name, child in model.named_children():
+    for key, child in model._modules.items():  # not named_children(): it skips a module's second use
+        if child is None:
+            continue
+        name = f"{prefix}.{key}" if prefix else key
         if isinstance(child, nn.Sequential):
-            out += [(f"{name}.{n}", m) for n, m in _flat_modules(child)]
-        else:
-            out.append((name, child))
+            out += _flat_modules(child, name)
+            continue
+        _check_visible(name, child)
+        base = next((c for c in SUPPORTED if isinstance(child, c)), None)
+        if base is not None and _own_forward(child, base):
+            raise UnsupportedModule(
+                f"module {name} ({type(child).__name__}) subclasses {base.__name__} but defines its own forward(), "
+                "which to_fcn cannot read: use the plain layer."
+            )
+        out.append((name, child))
     return out
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module):
+    """``model`` in eval mode inside the block; every submodule's training flag restored afterwards."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, flag in flags:
+            m.training = flag
 
 
 def _feature_shape(module: nn.Module, in_shape: tuple[int, ...], dtype, device) -> tuple[int, ...]:
@@ -423,6 +497,33 @@ def _bn_scale_shift(bn: nn.Module) -> tuple[Tensor, Tensor]:
     return scale.detach(), shift.detach()
 
 
+@dataclass
+class _LazyConv:
+    """A conv layer not yet turned into a matrix: built densely only if something must be composed with it."""
+
+    conv: nn.Module
+    in_shape: tuple[int, ...]
+    weight: Tensor
+    bias: Tensor | None
+
+    def dense(self) -> tuple[Tensor, Tensor | None]:
+        W, b, _ = conv_to_dense(self.conv, self.in_shape, self.weight, self.bias)
+        return W, b
+
+    def sparse(self) -> SparseLinear:
+        """The conv as a :class:`SparseLinear` on its support, without forming the dense matrix."""
+        support, out_shape = conv_support(conv_geometry(self.conv), self.in_shape)
+        dev = self.weight.device
+        values = self.weight.detach().reshape(-1)[support.tap.to(dev)]
+        n_out, n_in = support.shape
+        flat = support.flat.to(dev)
+        coo = torch.sparse_coo_tensor(torch.stack([flat // n_in, flat % n_in]), values, (n_out, n_in),
+                                      check_invariants=False).coalesce()
+        P = n_out // self.conv.out_channels
+        bias = None if self.bias is None else self.bias.detach().repeat_interleave(P)
+        return SparseLinear(coo.indices(), coo.values().clone(), (n_out, n_in), bias)
+
+
 class _Builder:
     """Accumulates affine maps between nonlinearities and emits one dense layer per run."""
 
@@ -433,11 +534,26 @@ class _Builder:
         self.layers: list[nn.Module] = [nn.Flatten()]
         self.pending: list[nn.Module] = []  # parameter-free affine ops before any dense layer
         self.pending_in: tuple[int, ...] = in_shape
-        self.current: tuple[Tensor, Tensor | None] | None = None  # dense (W, b) since the last nonlinearity
+        self.current: tuple[Tensor, Tensor | None] | _LazyConv | None = None  # (W, b) since the last nonlinearity
         self.origin: tuple[nn.Module, tuple[int, ...]] | None = None
 
+    def _materialize(self) -> None:
+        if isinstance(self.current, _LazyConv):
+            self.current = self.current.dense()
+
     # -- affine pieces
+    def conv(self, conv: nn.Module, weight: Tensor, bias: Tensor | None) -> None:
+        out_shape = conv_output_shape(conv, self.shape)
+        origin = (conv_geometry(conv), self.shape)
+        if self.current is None and not self.pending:
+            _check_conv_input(conv, self.shape)
+            self.current, self.origin, self.shape = _LazyConv(conv, self.shape, weight, bias), origin, out_shape
+            return
+        W, b, _ = conv_to_dense(conv, self.shape, weight, bias)
+        self.dense(W, b, out_shape, origin)
+
     def dense(self, W: Tensor, b: Tensor | None, out_shape, origin) -> None:
+        self._materialize()
         if self.current is None and self.pending:
             W, b = self._compose_pending(W, b)
             origin = None  # a composite of a conv and a pooling/padding map is no longer a conv
@@ -471,6 +587,7 @@ class _Builder:
                 self.pending.append(module)
             self.shape = out_shape
             return
+        self._materialize()
         if self.current is None:
             if not self.pending:
                 self.pending_in = self.shape
@@ -488,7 +605,10 @@ class _Builder:
 
     # -- boundaries
     def flush(self) -> None:
-        if self.current is not None:
+        if isinstance(self.current, _LazyConv) and self.sparse:
+            self.layers.append(self.current.sparse())
+        elif self.current is not None:
+            self._materialize()
             W, b = self.current
             self.layers.append(self._make_layer(W, b))
         elif self.pending:
@@ -524,14 +644,135 @@ def _reshapes_only(module: nn.Module) -> bool:
     return isinstance(module, (nn.Flatten, nn.Unflatten, nn.Identity)) or _is_dropout(module)
 
 
-def _embed(model: nn.Module, input_shape: Sequence[int], mode: str, sparse: bool) -> nn.Sequential:
+def _refuse(name: str, m: nn.Module) -> None:
+    raise UnsupportedModule(
+        f"module {name} ({type(m).__name__}) cannot be embedded exactly: supported are Conv1d/Conv2d, "
+        "Linear, BatchNorm1d/2d (eval), average pooling, padding layers, Flatten/Unflatten, Dropout, "
+        "Identity, max pooling (kept as a fixed operator) and elementwise activations."
+    )
+
+
+def _check_supported(modules: list[tuple[str, nn.Module]]) -> None:
+    """Name the first module of an unsupported kind, before anything runs."""
+    for name, m in modules:
+        if not isinstance(m, SUPPORTED):
+            _refuse(name, m)
+
+
+def _check_input_shape(model: nn.Module, input_shape: tuple[int, ...], dtype, device) -> None:
+    """One forward pass of a zero input: a clear error when the model does not take inputs of this shape."""
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape, dtype=dtype, device=device))
+    except (RuntimeError, ValueError, IndexError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(
+            f"the model does not accept inputs of shape {input_shape} (input_shape is one input without the "
+            f"batch dimension, e.g. (channels, height, width)): {first}"
+        ) from exc
+
+
+def _format_bytes(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def embedding_bytes(model: nn.Module, input_shape: Sequence[int], sparse: bool = False, mode: str = "fcn") -> int:
+    """Estimated memory of the weights of ``to_fcn(model, input_shape, sparse)`` (``mode="lcn"``: :func:`to_lcn`).
+
+    One dense ``n_out x n_in`` matrix per run of affine layers between nonlinearities
+    (plus a boolean mask per conv layer of an eLCN); with ``sparse`` a run that is a
+    single conv is its support (16 bytes of indices and one value per entry). Found
+    from the layer shapes (one forward pass of a zero input), without building anything.
+    """
+    input_shape = tuple(int(s) for s in input_shape)
+    modules = _flat_modules(model)
+    param = next(model.parameters(), None)
+    itemsize = param.element_size() if param is not None else torch.tensor([], dtype=torch.get_default_dtype()).element_size()
+    dtype = param.dtype if param is not None else torch.get_default_dtype()
+    device = param.device if param is not None else torch.device("cpu")
+    total = 0
+    x = torch.zeros(1, *input_shape, dtype=dtype, device=device)
+    run_in, run = x[0].numel(), []  # kinds of the affine layers since the last nonlinearity
+
+    def close(out_numel: int) -> None:
+        nonlocal total
+        dense = [k for k in run if k[0] in ("conv", "linear")]
+        if not dense:
+            return
+        affine_mixers = [k for k in run if k[0] == "affine"]
+        if sparse and len(dense) == 1 and dense[0][0] == "conv" and not affine_mixers and run[0][0] == "conv":
+            total += dense[0][1] * (16 + itemsize) + out_numel * itemsize
+        else:
+            total += out_numel * run_in * itemsize + out_numel * itemsize
+            if mode == "lcn" and len(dense) == 1 and dense[0][0] == "conv" and not affine_mixers:
+                total += out_numel * run_in  # the boolean mask
+
+    with torch.no_grad(), _eval_mode(model):
+        for name, m in modules:
+            y = m(x)
+            if isinstance(m, CONVS):
+                nnz = 0
+                if sparse:  # the support's size: only a sparse layer stores it
+                    cols, _ = conv_index_map(m, tuple(x.shape[1:]))
+                    nnz = int((cols >= 0).sum()) * m.out_channels // m.groups
+                run.append(("conv", nnz))
+            elif isinstance(m, nn.Linear):
+                run.append(("linear", m.out_features * m.in_features))
+            elif isinstance(m, ELEMENTWISE) or isinstance(m, MAXPOOLS):
+                close(x[0].numel())
+                run_in, run = y[0].numel(), []
+            elif not _reshapes_only(m) and not (isinstance(m, BATCHNORMS) and run and run[-1][0] == "conv"):
+                run.append(("affine", 0))
+            x = y
+        close(x[0].numel())
+    return int(total)
+
+
+def _verify(model: nn.Module, net: nn.Module, input_shape: tuple[int, ...], dtype, device) -> None:
+    """Raise :class:`UnsupportedModule` unless ``net`` computes ``model.eval()``'s outputs on random inputs."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, *input_shape, generator=g, dtype=torch.float64).to(dtype=dtype, device=device)
+    with torch.no_grad(), _eval_mode(model), _eval_mode(net):
+        ref = model(x).reshape(len(x), -1)
+        got = net(x).reshape(len(x), -1)
+    if ref.shape != got.shape:
+        raise UnsupportedModule(f"the embedding gives {got.shape[1]} outputs where the model gives {ref.shape[1]}: "
+                                "the model computes something its layers in sequence do not")
+    scale = ref.abs().max().clamp_min(torch.finfo(dtype).tiny)
+    err = ((got - ref).abs().max() / scale).item()
+    tol = 1e-9 if dtype == torch.float64 else 1e-3
+    if not err <= tol:
+        raise UnsupportedModule(
+            f"the embedding differs from the model by {err:.2g} (relative) on random inputs: the model computes "
+            "something its layers in sequence do not (a functional call, a custom forward, a hook): not returned"
+        )
+
+
+def _embed(model: nn.Module, input_shape: Sequence[int], mode: str, sparse: bool,
+           max_bytes: int | None = MAX_BYTES) -> nn.Sequential:
     input_shape = tuple(int(s) for s in input_shape)
     if not input_shape or min(input_shape) < 1:
         raise ValueError(f"input_shape must be the shape of one input without the batch dimension, got {input_shape}")
     modules = _flat_modules(model)
+    _check_supported(modules)
     param = next(model.parameters(), None)
     dtype = param.dtype if param is not None else torch.get_default_dtype()
     device = param.device if param is not None else torch.device("cpu")
+    with _eval_mode(model):
+        _check_input_shape(model, input_shape, dtype, device)
+    if max_bytes is not None:
+        need = embedding_bytes(model, input_shape, sparse=sparse, mode=mode)
+        if need > max_bytes:
+            raise EmbeddingTooLarge(
+                f"the {'eLCN' if mode == 'lcn' else 'eFCN'} of this model on inputs {input_shape} needs about "
+                f"{_format_bytes(need)} for its weights, above the limit of {_format_bytes(max_bytes)}: "
+                f"pass max_bytes={need} (or None) to build it anyway"
+                + ("" if sparse else ", or sparse=True to store the conv layers on their support") + "."
+            )
     builder = _Builder(input_shape, dtype, device, mode, sparse)
     i = 0
     with torch.no_grad():
@@ -546,11 +787,15 @@ def _embed(model: nn.Module, input_shape: Sequence[int], mode: str, sparse: bool
                     weight = weight * scale.view(-1, *([1] * (weight.ndim - 1)))
                     bias = shift + (scale * bias if bias is not None else 0)
                     i += 1
-                origin = (conv_geometry(m), builder.shape)
-                W, b, out_shape = conv_to_dense(m, builder.shape, weight, bias)
-                builder.dense(W, b, out_shape, origin)
+                builder.conv(m, weight.detach(), None if bias is None else bias.detach())
             elif isinstance(m, nn.Linear):
-                if len(builder.shape) != 1 or builder.shape[0] != m.in_features:
+                n = int(torch.tensor(builder.shape).prod())
+                if len(builder.shape) == 1 and n != m.in_features:
+                    raise ValueError(
+                        f"module {name} (Linear with in_features={m.in_features}) receives {n} features "
+                        f"on inputs of shape {input_shape}: check input_shape."
+                    )
+                if len(builder.shape) != 1:
                     raise ValueError(
                         f"module {name} (Linear with in_features={m.in_features}) receives features of shape "
                         f"{builder.shape}: put an nn.Flatten before it so it acts on flat vectors."
@@ -567,33 +812,36 @@ def _embed(model: nn.Module, input_shape: Sequence[int], mode: str, sparse: bool
                     raise UnsupportedModule(f"module {name} (MaxPool with return_indices=True) returns a tuple.")
                 builder.nonlinear(m)
             else:
-                raise UnsupportedModule(
-                    f"module {name} ({type(m).__name__}) cannot be embedded exactly: supported are Conv1d/Conv2d, "
-                    "Linear, BatchNorm1d/2d (eval), average pooling, padding layers, Flatten/Unflatten, Dropout, "
-                    "Identity, max pooling (kept as a fixed operator) and elementwise activations."
-                )
+                _refuse(name, m)
             i += 1
         builder.flush()
-    return nn.Sequential(*builder.layers)
+    net = nn.Sequential(*builder.layers)
+    _verify(model, net, input_shape, dtype, device)
+    return net
 
 
-def to_fcn(model: nn.Module, input_shape: Sequence[int], sparse: bool = False) -> nn.Sequential:
+def to_fcn(model: nn.Module, input_shape: Sequence[int], sparse: bool = False,
+           max_bytes: int | None = MAX_BYTES) -> nn.Sequential:
     """The eFCN of ``model`` (an ``nn.Sequential``) on inputs of shape ``input_shape`` (no batch dim).
 
     Returns an ``nn.Sequential`` that starts with ``nn.Flatten`` and computes
-    ``model.eval()``'s function exactly (up to float rounding). Conv layers become
-    dense :class:`EmbeddedLinear` layers carrying their :class:`ConvSupport`;
-    ``sparse=True`` stores them as :class:`SparseLinear` on the conv support.
+    ``model.eval()``'s function exactly (up to float rounding), or raises
+    :class:`UnsupportedModule` naming the module it cannot embed and why. Conv layers
+    become dense :class:`EmbeddedLinear` layers carrying their :class:`ConvSupport`;
+    ``sparse=True`` stores them as :class:`SparseLinear` on the conv support. An eFCN
+    whose weights would exceed ``max_bytes`` (:func:`embedding_bytes`; default 4 GiB,
+    ``None``: no limit) raises :class:`EmbeddingTooLarge` before anything is built.
     """
-    return _embed(model, input_shape, "fcn", sparse)
+    return _embed(model, input_shape, "fcn", sparse, max_bytes)
 
 
-def to_lcn(model: nn.Module, input_shape: Sequence[int], sparse: bool = False) -> nn.Sequential:
+def to_lcn(model: nn.Module, input_shape: Sequence[int], sparse: bool = False,
+           max_bytes: int | None = MAX_BYTES) -> nn.Sequential:
     """The eLCN of ``model``: like :func:`to_fcn`, but each conv layer keeps its support fixed and its weights untied.
 
     Dense storage (:class:`MaskedLinear`) by default, :class:`SparseLinear` with ``sparse=True``.
     """
-    return _embed(model, input_shape, "lcn", sparse)
+    return _embed(model, input_shape, "lcn", sparse, max_bytes)
 
 
 # ----------------------------------------------------------------------------- distance from the CNN subspace
@@ -674,9 +922,9 @@ def embedded_layer_shapes(model: nn.Module, input_shape: Sequence[int]) -> list[
     """
     rows: list[tuple[str, int, int, int]] = []
     x = torch.zeros(1, *input_shape)
-    with torch.no_grad():
+    with torch.no_grad(), _eval_mode(model):
         for name, m in _flat_modules(model):
-            y = m.eval()(x)
+            y = m(x)
             if isinstance(m, CONVS):
                 cols, _ = conv_index_map(m, tuple(x.shape[1:]))
                 nnz = int((cols >= 0).sum()) * m.out_channels // m.groups

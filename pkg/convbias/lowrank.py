@@ -16,7 +16,7 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
-from .rank import singular_values, stable_rank_from_singular_values
+from .rank import _checked, singular_values, stable_rank_from_singular_values
 
 Tensor = torch.Tensor
 
@@ -83,7 +83,7 @@ def spectra(params: Mapping[str, Tensor], names: Sequence[str], member: int | No
     for name in names:
         W = params[name].detach()
         W = _as_matrices(W[member], False) if member is not None else _as_matrices(W, False)
-        s = torch.linalg.svdvals(W.double())
+        s = singular_values(W)
         out[name] = (s / s[0]).float()
     return out
 
@@ -94,6 +94,7 @@ def top_alignment(W_lower: Tensor, W_upper: Tensor) -> Tensor:
     leading dimensions."""
     if W_lower.shape[-2] != W_upper.shape[-1]:
         raise ValueError(f"consecutive layers must chain: {tuple(W_lower.shape)} then {tuple(W_upper.shape)}")
-    U, _, _ = torch.linalg.svd(W_lower.double(), full_matrices=False)
-    _, _, Vh = torch.linalg.svd(W_upper.double(), full_matrices=False)
-    return (U[..., :, 0] * Vh[..., 0, :]).sum(-1).abs().float()
+    wide = lambda W: W.to(torch.complex128) if W.is_complex() else W.double()
+    U, _, _ = torch.linalg.svd(wide(_checked(W_lower)), full_matrices=False)
+    _, _, Vh = torch.linalg.svd(wide(_checked(W_upper)), full_matrices=False)
+    return (U[..., :, 0].conj() * Vh[..., 0, :].conj()).sum(-1).abs().float()

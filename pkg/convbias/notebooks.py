@@ -5,7 +5,8 @@
   ``_config.yml`` at the tag ``v<convbias.__version__>``), leaving Colab's own torch
   alone, and offers in one line to keep the results cache on Google Drive.
 - :func:`student_version` removes the hidden solutions (``{solution}`` blocks) and
-  all outputs, for handing notebooks to students.
+  all outputs, for handing notebooks to students; ``student_edition`` does it for every
+  chapter, never into the book's own folders nor over existing files unless forced.
 - :func:`~convbias.runner.run_headless` / :func:`~convbias.runner.run_chapter` execute a
   chapter in a Jupyter kernel, saving its figures, glued values and checks.
 """
@@ -139,10 +140,19 @@ def strip_solutions(markdown: str) -> str:
     return SOLUTION_BLOCK.sub("", markdown)
 
 
-def student_version(src: Path, dst: Path) -> int:
-    """Write ``src`` without solutions or outputs to ``dst``; returns the number of solutions removed."""
+def student_version(src: Path, dst: Path, force: bool = False) -> int:
+    """Write ``src`` without solutions or outputs to ``dst``; returns the number of solutions removed.
+
+    Refuses (``FileExistsError``) to overwrite an existing ``dst`` unless ``force``,
+    and never writes over ``src`` itself.
+    """
     import nbformat
 
+    src, dst = Path(src), Path(dst)
+    if dst.exists() and dst.resolve() == src.resolve():
+        raise FileExistsError(f"{dst} is the notebook itself: write the student version somewhere else")
+    if dst.exists() and not force:
+        raise FileExistsError(f"{dst} exists: pass --force (force=True) to overwrite it")
     nb = nbformat.read(src, as_version=4)
     removed = 0
     for cell in nb.cells:
@@ -153,8 +163,33 @@ def student_version(src: Path, dst: Path) -> int:
             cell.outputs, cell.execution_count = [], None
     nb.cells = [c for c in nb.cells if c.cell_type != "markdown" or c.source.strip()]
     dst.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, dst)
+    tmp = dst.with_name(dst.name + ".part")
+    nbformat.write(nb, tmp)
+    tmp.replace(dst)  # an interrupted write leaves no half-written notebook under the final name
     return removed
+
+
+def student_edition(root: Path, out_dir: Path, force: bool = False) -> tuple[list[Path], int]:
+    """Every chapter of the book at ``root`` without solutions, in ``out_dir``; returns (files, solutions removed).
+
+    Refuses to write into the book's own folders (``book/`` or any folder holding
+    one of its notebooks) and, unless ``force``, over notebooks already in ``out_dir``;
+    both checks run before anything is written.
+    """
+    sources = toc_notebooks(root)
+    out = Path(out_dir).resolve()
+    book_dirs = {(Path(root) / "book").resolve(), *(nb.parent.resolve() for nb in sources)}
+    for folder in book_dirs:
+        if out == folder or folder in out.parents:
+            raise ValueError(f"{out_dir} is inside the book's own folder {folder}: its notebooks would lose "
+                                  "their solutions. Give a folder outside the book, e.g. handout/")
+    targets = [out / nb.name for nb in sources]
+    existing = [t for t in targets if t.exists()]
+    if existing and not force:
+        raise FileExistsError(f"{out_dir} already holds {len(existing)} of the notebooks ({existing[0].name}, ...): "
+                              "pass --force to overwrite them")
+    total = sum(student_version(nb, t, force=force) for nb, t in zip(sources, targets))
+    return targets, total
 
 
 # ----------------------------------------------------------------------------- headless runs

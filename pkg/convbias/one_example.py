@@ -45,8 +45,14 @@ def fit_one_example(model: nn.Module, y: Tensor, x: Tensor | None = None, *, ste
     (:mod:`convbias.cache`): a rerun with the same initial model, data and settings
     restores the history and the trained weights instead of fitting again.
     """
-    if steps < 1 or log_every < 1:
-        raise ValueError(f"steps and log_every must be positive, got steps={steps}, log_every={log_every}")
+    for value, name in ((steps, "steps"), (log_every, "log_every")):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    for value, name in ((lr, "lr"), (momentum, "momentum")):
+        if not np.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError(f"{type(model).__name__} has no trainable parameters to fit")
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}: use one of {OPTIMIZERS}")
     if cache is None:

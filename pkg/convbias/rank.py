@@ -7,7 +7,11 @@ matrices). Convolution weights ``(out, in, kh, kw)`` are first reshaped with
 from the eigenvalues of the smaller Gram matrix formed in float64, ``s_i =
 sqrt(lambda_i(W W^T))``: a symmetric eigensolver is faster than an SVD, and in
 float64 it resolves singular values down to about ``1e-8 s_1``, below the
-float32 input's own precision. Float64 matrices use ``torch.linalg.svdvals``.
+float32 input's own precision. Float64 and complex matrices use ``torch.linalg.svdvals``
+(complex ones in complex128, so the imaginary part counts). Each matrix is divided
+by its largest absolute entry first (the ranks are scale-free), so float64 weights
+near ``1e-170``, whose squares underflow, get the same ranks as at scale 1. NaN or
+infinite entries are an error; an empty matrix (a zero dimension) has all three ranks 0.
 
 - stable rank  srank(W) = ||W||_F^2 / ||W||_2^2 = sum_i s_i^2 / s_1^2
 - effective rank (Roy & Vetterli 2007)  erank(W) = exp(H(p)), p_i = s_i / sum_j s_j
@@ -31,37 +35,65 @@ def as_matrix(W: Tensor) -> Tensor:
     return W if W.ndim == 2 else W.reshape(W.shape[0], -1)
 
 
+def _checked(W: Tensor) -> Tensor:
+    """``W`` as a tensor of matrices ``(..., m, n)`` with finite entries (else a clear error)."""
+    W = torch.as_tensor(W)
+    if W.ndim < 2:
+        raise ValueError(f"expected a matrix or a batch of matrices (..., m, n), got shape {tuple(W.shape)}")
+    if W.is_floating_point() or W.is_complex():
+        if W.numel() and not bool(torch.isfinite(W).all()):
+            raise ValueError(f"the matrix of shape {tuple(W.shape)} has NaN or infinite entries: its rank is "
+                             "undefined (did training diverge?)")
+    return W
+
+
+def _scaled(W: Tensor) -> tuple[Tensor, Tensor]:
+    """``(W / c, c)`` with ``c`` the largest absolute entry of each matrix (1 for a zero or empty matrix),
+    in float64 (complex128 for complex input)."""
+    W = W.to(torch.complex128) if W.is_complex() else W.double()
+    if W.shape[-1] == 0 or W.shape[-2] == 0:
+        return W, torch.ones(W.shape[:-2], dtype=torch.float64, device=W.device)
+    c = W.abs().amax(dim=(-2, -1))
+    c = torch.where(c > 0, c, torch.ones_like(c))
+    return W / c[..., None, None], c
+
+
 def _gram(W: Tensor) -> Tensor:
-    """The smaller Gram matrix (``W W^T`` or ``W^T W``) in float64."""
-    W = W.double()
-    return W @ W.transpose(-1, -2) if W.shape[-2] <= W.shape[-1] else W.transpose(-1, -2) @ W
+    """The smaller Gram matrix (``W W^H`` or ``W^H W``) in float64 (complex128 for complex input)."""
+    W = W.to(torch.complex128) if W.is_complex() else W.double()
+    Wh = W.transpose(-1, -2).conj() if W.is_complex() else W.transpose(-1, -2)
+    return W @ Wh if W.shape[-2] <= W.shape[-1] else Wh @ W
 
 
 def singular_values(W: Tensor) -> Tensor:
     """Singular values in decreasing order, ``(..., min(m, n))``, in float64.
 
-    Float64 input: ``torch.linalg.svdvals``; any other dtype: square roots of the
-    float64 Gram matrix's eigenvalues (see the module's notes).
+    Float64 and complex input: ``torch.linalg.svdvals``; any other dtype: square
+    roots of the float64 Gram matrix's eigenvalues (see the module's notes).
     """
-    W = torch.as_tensor(W)
-    if W.ndim < 2:
-        raise ValueError(f"expected a matrix or a batch of matrices (..., m, n), got shape {tuple(W.shape)}")
-    if W.dtype == torch.float64:
-        return torch.linalg.svdvals(W)
-    return torch.linalg.eigvalsh(_gram(W)).flip(-1).clamp_min(0).sqrt()
+    W = _checked(W)
+    if min(W.shape[-2:]) == 0:
+        return torch.zeros(*W.shape[:-2], 0, dtype=torch.float64, device=W.device)
+    exact = W.dtype == torch.float64 or W.is_complex()
+    W, c = _scaled(W)
+    if exact:
+        s = torch.linalg.svdvals(W)
+    else:
+        s = torch.linalg.eigvalsh(_gram(W)).flip(-1).clamp_min(0).sqrt()
+    return s * c[..., None]
 
 
 def stable_rank(W: Tensor) -> Tensor:
-    """Stable rank ``||W||_F^2 / ||W||_2^2`` per matrix (0 for a zero matrix).
+    """Stable rank ``||W||_F^2 / ||W||_2^2`` per matrix (0 for a zero or empty matrix).
 
     Computed as ``trace(G) / lambda_max(G)`` from the smaller Gram matrix ``G``
     (``W W^T`` or ``W^T W``) in float64: the same value as from the singular
     values, several times cheaper than an SVD, so it can be tracked along training.
     """
-    W = torch.as_tensor(W)
-    if W.ndim < 2:
-        raise ValueError(f"expected a matrix or a batch of matrices (..., m, n), got shape {tuple(W.shape)}")
-    return stable_rank_from_gram(_gram(W))
+    W = _checked(W)
+    if min(W.shape[-2:]) == 0:
+        return torch.zeros(W.shape[:-2], dtype=torch.float64, device=W.device)
+    return stable_rank_from_gram(_gram(_scaled(W)[0]))
 
 
 def stable_rank_from_gram(G: Tensor) -> Tensor:
@@ -69,9 +101,12 @@ def stable_rank_from_gram(G: Tensor) -> Tensor:
 
     For a ``W`` too large to hold, accumulate ``G`` over row blocks and call this.
     """
+    G = torch.as_tensor(G)
+    if G.shape[-1] == 0:
+        return torch.zeros(G.shape[:-2], dtype=torch.float64, device=G.device)
     top = torch.linalg.eigvalsh(G)[..., -1]
-    fro2 = torch.diagonal(G, dim1=-2, dim2=-1).sum(-1)
-    return torch.where(top > 0, fro2 / top.clamp_min(torch.finfo(G.dtype).tiny), torch.zeros_like(fro2))
+    fro2 = torch.diagonal(G, dim1=-2, dim2=-1).sum(-1).real
+    return torch.where(top > 0, fro2 / top.clamp_min(torch.finfo(top.dtype).tiny), torch.zeros_like(fro2))
 
 
 def effective_rank(W: Tensor) -> Tensor:
@@ -98,7 +133,10 @@ def ranks(W: Tensor, rtol: float = 1e-3) -> dict[str, Tensor]:
 
 
 def stable_rank_from_singular_values(s: Tensor) -> Tensor:
-    """``sum_i s_i^2 / s_1^2`` for decreasing singular values ``s`` (0 when all are 0)."""
+    """``sum_i s_i^2 / s_1^2`` for decreasing singular values ``s`` (0 when all are 0 or there are none)."""
+    if s.shape[-1] == 0:
+        return torch.zeros(s.shape[:-1], dtype=s.dtype, device=s.device)
+    s = s / torch.where(s[..., :1] > 0, s[..., :1], torch.ones_like(s[..., :1]))  # scale-free: no underflow
     top2 = s[..., 0].square()
     return torch.where(top2 > 0, s.square().sum(-1) / top2.clamp_min(torch.finfo(s.dtype).tiny),
                        torch.zeros_like(top2))

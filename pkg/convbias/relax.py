@@ -79,6 +79,17 @@ def relax_protocol(make_cnn: Callable[[], nn.Sequential], data: Split, *, input_
     ``cache`` names the run in the results cache (:mod:`convbias.cache`): a seed's
     run is stored once done, so a loop over seeds resumes after an interruption.
     """
+    for value, name in ((epochs, "epochs"), (relax_train_epochs, "relax_train_epochs"), (batch_size, "batch_size")):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if batch_size > len(data.X_train):
+        raise ValueError(f"batch_size={batch_size} exceeds the {len(data.X_train)} training examples")
+    if log_every is not None and (isinstance(log_every, bool) or not isinstance(log_every, (int, np.integer))
+                                  or log_every < 1):
+        raise ValueError(f"log_every must be a positive integer or None, got {log_every!r}")
+    for value, name in ((lr, "lr"), (momentum, "momentum"), (weight_decay, "weight_decay")):
+        if not np.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
     times = sorted({int(t) for t in relax_epochs})
     if not times or times[0] < 0 or times[-1] > epochs:
         raise ValueError(f"relax_epochs must lie in [0, epochs={epochs}], got {list(relax_epochs)}")

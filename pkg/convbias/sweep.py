@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .cache import resumable
+from .cache import fingerprint, resumable
 from .lowrank import hidden_weight_names, rank_metrics, spectra
 from .train import EnsembleResult, fit_ensemble
 
@@ -119,11 +119,20 @@ def run_sweep(
         raise ValueError(f"milestones are fractions of the training length in (0, 1), got {list(milestones)}")
     if records < 1:
         raise ValueError(f"records must be >= 1, got {records}")
+    for B in batch_sizes:
+        if isinstance(B, bool) or not isinstance(B, (int, np.integer)) or B < 1:
+            raise ValueError(f"batch sizes must be positive integers, got {B!r}")
+    if any(not np.isfinite(v) or v < 0 for v in [*lrs, *weight_decays]):
+        raise ValueError(f"learning rates and weight decays must be finite and >= 0, got lrs={list(lrs)}, "
+                         f"weight_decays={list(weight_decays)}")
+    if len(X) != len(y):
+        raise ValueError(f"X has {len(X)} examples but y has {len(y)}: give one target per example")
     compare = "epochs" if epochs is not None else "steps"
     n = len(X)
     probe = make_model()
     names = list(layers) if layers is not None else hidden_weight_names(probe)
     members = list(itertools.product(lrs, weight_decays, seeds))
+    initial = initial_weights_fingerprint(make_model, [m[2] for m in members]) if cache else None
     finals, curves, ensembles, seconds = [], [], {}, {}
     for B in batch_sizes:
         per_epoch = n // B if B < n else 1
@@ -151,6 +160,7 @@ def run_sweep(
 
         config = dict(batch_size=B, members=members, epochs=epochs, steps=steps, milestones=list(milestones),
                       gamma=gamma, layers=names, tol=tol, loss=loss, log_every=log_every, model=repr(probe),
+                      initial_weights=initial,
                       X=X, y=y, X_test=X_test, y_test=y_test,
                       device=str(torch.device(device) if device is not None else X.device))
         ens, seconds[B] = resumable(cache and f"{cache}-B{B}", config, train)
@@ -168,6 +178,23 @@ def run_sweep(
     return SweepResult(final=pd.DataFrame(finals), curves=pd.DataFrame(curves), layer_names=names,
                        compare=compare, ensembles=ensembles, seconds=seconds)
 
+
+
+def initial_weights_fingerprint(make_model: Callable[[], nn.Module], seeds: Sequence[int]) -> dict[str, str]:
+    """``{seed: fingerprint}`` of the initial weights (and architecture) of each member, built as
+    :func:`convbias.train.fit_ensemble` builds them: the results-cache key of a sweep, so that a
+    changed initialisation (a scale, a distribution) is trained again, never restored.
+
+    The global random state is left as it was."""
+    state = torch.random.get_rng_state()
+    try:
+        out = {}
+        for s in sorted({int(s) for s in seeds}):
+            torch.manual_seed(s)
+            out[str(s)] = fingerprint(make_model())
+        return out
+    finally:
+        torch.random.set_rng_state(state)
 
 
 def stack_members(make_model: Callable[[], nn.Module], seeds: Sequence[int]) -> dict[str, Tensor]:

@@ -105,18 +105,76 @@ def _check_loss_kind(kind: str) -> None:
         raise ValueError(f"unknown loss {kind!r}: use one of {LOSSES}")
 
 
+# ----------------------------------------------------------------------------- checks of the inputs
+def _check_int(value, name: str, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    return int(value)
+
+
+def _check_rate(value: float | Sequence[float], name: str) -> None:
+    v = np.asarray(value, dtype=float)
+    if not np.isfinite(v).all() or (v < 0).any():
+        raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+
+
+def _check_data(X: Tensor, y: Tensor, X_test: Tensor | None, y_test: Tensor | None, loss: str) -> None:
+    """Same number of inputs and targets, test data given as a pair, labels that the loss can read."""
+    if len(X) != len(y):
+        raise ValueError(f"X has {len(X)} examples but y has {len(y)}: give one target per example")
+    if len(X) == 0:
+        raise ValueError("X holds no examples")
+    if (X_test is None) != (y_test is None):
+        raise ValueError("give X_test and y_test together (one was None)")
+    if X_test is not None and len(X_test) != len(y_test):
+        raise ValueError(f"X_test has {len(X_test)} examples but y_test has {len(y_test)}")
+    if loss == "logistic":
+        for labels, which in ((y, "y"), (y_test, "y_test")):
+            if labels is not None and not bool(((labels == 1) | (labels == -1)).all()):
+                seen = torch.unique(labels.detach().cpu())[:5].tolist()
+                hint = " (0/1 labels: pass 2 * y - 1)" if set(seen) <= {0, 1} else ""
+                raise ValueError(f"loss='logistic' needs labels in {{-1, +1}}, but {which} holds {seen}{hint}")
+
+
+def _first_parameter(model: nn.Module) -> nn.Parameter:
+    param = next(model.parameters(), None)
+    if param is None:
+        raise ValueError(f"{type(model).__name__} has no parameters to train")
+    return param
+
+
+def _refuse_random_layers(model: nn.Module) -> None:
+    for name, mod in model.named_modules():
+        if isinstance(mod, (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+                            nn.FeatureAlphaDropout)) and mod.p > 0:
+            raise ValueError(
+                f"module {name or type(mod).__name__} is a {type(mod).__name__}: an ensemble trains its members "
+                "in one vmapped call, where a random mask cannot be drawn per member. Train this model with "
+                "fit(), or remove the dropout (p=0)."
+            )
+
+
 # ----------------------------------------------------------------------------- batching
 def _n_steps(n: int, batch_size: int | None, steps: int | None, epochs: int | None) -> tuple[int, int]:
-    """Return (total steps, steps per epoch)."""
-    bs = n if batch_size is None else batch_size
+    """Return (total steps, steps per epoch).
+
+    One epoch is ``n // batch_size`` steps: the batches of one permutation of the
+    ``n`` examples, the last partial batch dropped (as :class:`EnsembleBatches` draws them),
+    so the learning-rate schedule, the sampler and ``epochs=`` count the same epochs.
+    """
+    bs = n if batch_size is None else _check_int(batch_size, "batch_size")
     if not 1 <= bs <= n:
         raise ValueError(f"batch_size must lie in [1, {n}] (the number of examples), got {batch_size}")
-    per_epoch = math.ceil(n / bs)
+    per_epoch = n // bs
     if (steps is None) == (epochs is None):
         raise ValueError("give exactly one of steps= or epochs=")
+    if steps is not None:
+        _check_int(steps, "steps")
+    else:
+        _check_int(epochs, "epochs")
     total = steps if steps is not None else epochs * per_epoch
-    if total < 1:
-        raise ValueError(f"need at least one step, got steps={steps}, epochs={epochs}")
     return total, per_epoch
 
 
@@ -206,7 +264,11 @@ def fit(
     ``test_acc``/``test_loss`` when test data are given, and each of ``metrics``.
     """
     _check_loss_kind(loss)
-    dev = next(model.parameters()).device
+    log_every = _check_int(log_every, "log_every")
+    if optimizer is None:
+        _check_rate(lr, "lr"), _check_rate(momentum, "momentum"), _check_rate(weight_decay, "weight_decay")
+    _check_data(X, y, X_test, y_test, loss)
+    dev = _first_parameter(model).device
     X, y = X.to(dev), y.to(dev)
     if X_test is not None:
         X_test, y_test = X_test.to(dev), y_test.to(dev)
@@ -344,6 +406,9 @@ def fit_ensemble(
     ``test_acc``/``test_loss``) with one value per member.
     """
     _check_loss_kind(loss)
+    log_every = _check_int(log_every, "log_every")
+    _check_rate(lr, "lr"), _check_rate(momentum, "momentum"), _check_rate(weight_decay, "weight_decay")
+    _check_data(X, y, X_test, y_test, loss)
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("seeds must name at least one member")
@@ -354,7 +419,9 @@ def fit_ensemble(
         torch.manual_seed(s)
         members.append(make_model().to(dev))
     base = members[0]
+    _first_parameter(base)
     _refuse_running_stats(base)
+    _refuse_random_layers(base)
     names = [n for n, _ in base.named_parameters()]
     params = {n: torch.stack([dict(m.named_parameters())[n].detach() for m in members]).clone() for n in names}
     buffers = {n: torch.stack([dict(m.named_buffers())[n] for m in members]).clone() for n, _ in base.named_buffers()}

@@ -1,15 +1,17 @@
-"""Checksum-verified downloads into a cache directory, written atomically.
+"""Checksum-verified downloads into a cache directory, through ``pooch``.
 
-A file is streamed to ``<name>.part`` beside its destination, hashed on the
-way, and renamed into place only when the checksum matches: an interrupted or
-corrupted download never leaves a half-written file under the final name.
+``pooch`` streams a file to a temporary name beside its destination, checks its
+hash, renames it into place only when it matches (removing the temporary file
+otherwise), and retries a failed transfer; this module turns its errors (and those
+of ``requests`` underneath) into one-line :class:`DownloadError` /
+:class:`ChecksumError` messages. The cache folder is ``$CONVBIAS_CACHE``, else the
+platform's user cache folder (``~/.cache/convbias`` on Linux).
 """
 from __future__ import annotations
 
 import hashlib
 import os
-import urllib.error
-import urllib.request
+import tempfile
 from pathlib import Path
 
 CACHE_ENV = "CONVBIAS_CACHE"
@@ -23,11 +25,41 @@ class ChecksumError(DownloadError):
     """A fetched or cached file does not match its expected checksum."""
 
 
-def cache_dir() -> Path:
-    """Directory for downloaded data: ``$CONVBIAS_CACHE`` or ``~/.cache/convbias``."""
-    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "convbias")
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+def _default_dir() -> Path:
+    import pooch
+
+    return Path(pooch.os_cache("convbias"))
+
+
+def _usable(folder: Path) -> bool:
+    """True if ``folder`` exists (or can be made) and a file can be created in it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+        return True
+    except OSError:
+        return False
+
+
+def cache_dir(create: bool = True) -> Path:
+    """Directory for downloaded data: ``$CONVBIAS_CACHE`` or the user cache folder (``~/.cache/convbias``).
+
+    With ``create`` the folder is made and checked to be writable; when
+    ``$CONVBIAS_CACHE`` names a folder that cannot be used (read-only, a file, a
+    path under a file) the default folder is used instead, with one line saying so.
+    """
+    configured = os.environ.get(CACHE_ENV)
+    root = Path(configured).expanduser() if configured else _default_dir()
+    if not create:
+        return root
+    if _usable(root):
+        return root
+    if configured and _usable(_default_dir()):
+        print(f"{CACHE_ENV}={configured} cannot be written to; using {_default_dir()} instead.")
+        return _default_dir()
+    raise DownloadError(f"no writable cache folder: {root} cannot be created or written to. "
+                        f"Set {CACHE_ENV} to a writable folder.")
 
 
 def file_digest(path: Path, algorithm: str = "md5") -> str:
@@ -39,38 +71,51 @@ def file_digest(path: Path, algorithm: str = "md5") -> str:
     return h.hexdigest()
 
 
-def download(url: str, dest: Path, checksum: str, algorithm: str = "md5", timeout: float = 15.0) -> Path:
+def download(url: str, dest: Path, checksum: str, algorithm: str = "md5", timeout: float = 15.0,
+             retries: int = 2, progress: bool = False) -> Path:
     """Fetch ``url`` to ``dest`` unless a file with the right checksum is already there.
 
-    Raises :class:`DownloadError` when the file cannot be fetched and
-    :class:`ChecksumError` when its content is wrong; in both cases nothing is
-    left at ``dest`` or at the temporary ``dest.part``.
+    Raises :class:`DownloadError` when the file cannot be fetched (after ``retries``
+    more tries) and :class:`ChecksumError` when its content is wrong; in both cases
+    nothing is left at ``dest`` or beside it. ``progress`` shows a progress bar.
     """
+    import pooch
+    import requests
+
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.exists():
-        if file_digest(dest, algorithm) == checksum:
-            return dest
-        dest.unlink()  # stale or corrupted cache entry: fetch again
-    part = dest.with_name(dest.name + ".part")
-    h = hashlib.new(algorithm)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as out:
-            for chunk in iter(lambda: response.read(1 << 20), b""):
-                h.update(chunk)
-                out.write(chunk)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        part.unlink(missing_ok=True)
-        reason = getattr(exc, "reason", exc)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DownloadError(f"cannot create the folder {dest.parent} for {dest.name}: {exc.strerror or exc}. "
+                            f"Set {CACHE_ENV} to a writable folder.") from exc
+    if dest.exists() and file_digest(dest, algorithm) != checksum:
+        dest.unlink()  # stale or corrupted cache entry: fetch again
+    transient = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+    try:
+        for attempt in range(retries + 1):
+            try:
+                path = pooch.retrieve(url, known_hash=f"{algorithm}:{checksum}", fname=dest.name, path=dest.parent,
+                                      progressbar=progress, downloader=pooch.HTTPDownloader(timeout=timeout))
+                break
+            except transient:
+                if attempt == retries:
+                    raise
+    except ValueError as exc:  # pooch: the hash does not match (the temporary file is already removed)
+        if "hash" not in str(exc).lower():
+            raise DownloadError(f"could not download {dest.name} from {url}: {exc}") from exc
+        raise ChecksumError(
+            f"{dest.name} downloaded from {url} does not have {algorithm} {checksum} (expected {checksum}): "
+            "the download was corrupted or the file changed upstream. Nothing was kept; try again later."
+        ) from exc
+    except (requests.RequestException, OSError) as exc:
+        if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+            reason = "the transfer was cut short"
+        elif isinstance(exc, requests.HTTPError) and exc.response is not None:
+            reason = f"HTTP {exc.response.status_code} {exc.response.reason}"
+        else:
+            reason = type(exc).__name__
         raise DownloadError(
             f"could not download {dest.name} from {url}: {reason}. Check the network connection, "
             f"or place the file at {dest} by hand."
         ) from exc
-    if h.hexdigest() != checksum:
-        part.unlink(missing_ok=True)
-        raise ChecksumError(
-            f"{dest.name} downloaded from {url} has {algorithm} {h.hexdigest()}, expected {checksum}: "
-            "the download was corrupted or the file changed upstream. Nothing was kept; try again later."
-        )
-    os.replace(part, dest)
-    return dest
+    return Path(path)

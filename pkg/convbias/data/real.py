@@ -58,7 +58,14 @@ def _check_source(source: str) -> None:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
 
 
+def _check_test_fraction(test_fraction: float) -> None:
+    if not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must lie strictly between 0 and 1 (the share of examples held out "
+                         f"for testing), got {test_fraction!r}")
+
+
 def _split_offline(X: np.ndarray, y: np.ndarray, test_fraction: float, seed: int, source: str) -> Split:
+    _check_test_fraction(test_fraction)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(X))
     n_test = int(round(test_fraction * len(X)))
@@ -84,6 +91,7 @@ def load_mnist(source: str = "auto", test_fraction: float = 0.2, seed: int = 0, 
     it can be had, otherwise offline, announced in one line.
     """
     _check_source(source)
+    _check_test_fraction(test_fraction)
     if source != "offline":
         try:
             root = cache_dir() / "mnist"
