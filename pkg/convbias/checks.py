@@ -197,5 +197,5 @@ def from_outputs(outputs: Sequence[dict]) -> list[dict[str, Any]]:
             payload = data[MIME]
             if isinstance(payload, str):
                 payload = json.loads(payload)
-            found.extend(payload.get("checks", []))
+            found.extend(json.loads(json.dumps(payload.get("checks", []))))  # plain dicts, not notebook nodes
     return found

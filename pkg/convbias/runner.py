@@ -249,6 +249,7 @@ def run_headless(notebook: Path, out_dir: Path, progress: bool = True, trace: bo
         if not dead:
             outputs = _control(client, nb, f"__convbias_run__.collect({rows!r})")
             payload = next(o["data"][RUN_MIME] for o in outputs if RUN_MIME in o.get("data", {}))
+            payload = json.loads(json.dumps(payload))  # plain types: the results cache stores no notebook nodes
         else:  # what the dead kernel had saved; its glued values died with it
             from .config import run_info
 
