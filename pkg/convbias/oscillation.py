@@ -171,6 +171,14 @@ class Trajectory:
         """Per layer, the fraction of steps in the window with ``c_l(t) < level``."""
         return (self.cos[self.window(start, stop)] < level).mean(0)
 
+    def onset(self, level: float = -0.5, run: int = 10) -> int | None:
+        """First step from which the whole-network cosine stays below ``level`` for ``run`` steps (None: never)."""
+        below = self.cos_total < level
+        for t in range(len(below) - run + 1):
+            if below[t : t + run].all():
+                return t
+        return None
+
     def sharpness_ratio(self, start: float = 0.5) -> float:
         """Median sharpness over the last ``1 - start`` of the run, divided by ``2 / lr``."""
         late = self.sharp_steps >= start * self.steps
