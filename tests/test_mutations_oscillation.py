@@ -12,7 +12,7 @@ import torch
 from convbias.checks import failed
 from convbias.data import load_digits
 from convbias.models.layered import layered_mlp
-from convbias.oscillation import chapter_checks, run_rates
+from convbias.oscillation import chapter_checks, input_minus_output, reversed_layers, run_rates
 
 LRS = dict(small=0.3, large=1.5)
 KW = dict(steps=300, sharpness_every=50, lanczos_steps=8, progress=False)
@@ -65,3 +65,16 @@ def test_shuffled_layer_labels_are_caught(digits):
 def test_a_small_rate_at_the_edge_is_not_calm(digits, baseline):
     # swapping in the large run as the "small" one: the calm check must notice
     assert "small_rate_calm" in failed(chapter_checks(baseline["large"], baseline["large"]))
+
+
+def test_input_layer_claim_fails_when_input_and_output_labels_swap():
+    # the chapter's own mini-batch SGD run at the small rate (its claim-4 check), then the
+    # same run with its layers listed output first
+    d = load_digits()
+    X, y = d.X_train[:512], d.y_train[:512]
+    sgd = run_rates(lambda: layered_mlp(64, [32, 32], 10), X, y, {"s": 0.3}, steps=1000, seed=0,
+                    batch_size=32, sharpness_every=10**6, lanczos_steps=2, progress=False)["s"]
+    large = sgd  # the other checks are not under test here
+    assert input_minus_output(sgd) < 0
+    assert "input_over_output" not in failed(chapter_checks(large, sgd, claim4=sgd))
+    assert "input_over_output" in failed(chapter_checks(large, sgd, claim4=reversed_layers(sgd)))

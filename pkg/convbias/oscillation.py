@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import torch
@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from .checks import Check, at_least, at_most, between
 from .sharpness import flat_loss, flat_parameters, hvp_operator, lanczos, unflatten
-from .train import LOSSES, accuracy, loss_value
+from .train import LOSSES, accuracy
 
 Tensor = torch.Tensor
 OPTIMIZERS = ("gd", "momentum", "adam")
@@ -238,6 +238,8 @@ def train_recording(model: nn.Module, X: Tensor, y: Tensor, *, lr: float, steps:
         raise ValueError(f"need lr > 0 and at least 2 steps, got lr={lr}, steps={steps}")
     if sharpness_every < 1 or lanczos_steps < 1:
         raise ValueError("sharpness_every and lanczos_steps must be at least 1")
+    if not 0 <= momentum < 1:
+        raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
     if batch_size is not None and not 1 <= batch_size <= len(X):
         raise ValueError(f"batch_size must lie in [1, {len(X)}], got {batch_size}")
     names, index = layer_index(model)
@@ -255,6 +257,7 @@ def train_recording(model: nn.Module, X: Tensor, y: Tensor, *, lr: float, steps:
         flat = flat.detach().requires_grad_(True)
         value = f(flat, **batch)
         return torch.autograd.grad(value, flat)[0], value.detach()
+
     theta = theta.clone()
     buf = torch.zeros_like(theta)
     m2 = torch.zeros_like(theta)
@@ -352,6 +355,24 @@ def layer_table(runs: dict[tuple[str, str], Trajectory], start: float = 0.2, lev
     return pd.DataFrame(rows)
 
 
+def input_minus_output(tr: Trajectory, start: float = 0.2) -> float:
+    """Median ``c_l`` of the input layer minus that of the output layer (< 0: the input layer oscillates more)."""
+    med = tr.median_cos(start)
+    return float(med[0] - med[-1])
+
+
+def reversed_layers(tr: Trajectory) -> Trajectory:
+    """The same run with its layers listed output first (a control: swaps input and output labels)."""
+    from dataclasses import replace
+
+    return replace(tr, names=tr.names[::-1], sq=tr.sq[:, ::-1].copy(), dots=tr.dots[:, ::-1].copy(),
+                   module_sq_last=tr.module_sq_last[::-1].copy())
+
+
+def _batch(tr: Trajectory) -> str:
+    return f", batch {tr.batch_size}" if tr.batch_size else ""
+
+
 # ----------------------------------------------------------------------------- checks
 @dataclass(frozen=True)
 class Margins:
@@ -367,7 +388,7 @@ class Margins:
 
 
 def chapter_checks(large: Trajectory, small: Trajectory, margins: Margins = Margins(), prefix: str = "",
-                   claim4: bool = False) -> list[Check]:
+                   claim4: Trajectory | None = None) -> list[Check]:
     """The chapter's checks on a run at a large and at a small learning rate.
 
     - ``{prefix}osc_every_layer``: at the large rate the least-oscillating layer still has
@@ -379,8 +400,8 @@ def chapter_checks(large: Trajectory, small: Trajectory, margins: Margins = Marg
       of the steps;
     - ``{prefix}layers_are_modules``: the vectorised per-layer squared gradient norms of
       the last step equal the module-by-module sums (relative difference);
-    - ``{prefix}input_over_output`` (only with ``claim4``): at the small rate the input
-      layer has a lower median ``c_l`` than the output layer.
+    - ``{prefix}input_over_output`` (only with ``claim4``, a small-rate run, e.g. mini-batch
+      SGD): its input layer has a lower median ``c_l`` than its output layer.
     """
     m = margins
     frac_large = large.fraction_below(m.osc_level, m.start)
@@ -401,8 +422,8 @@ def chapter_checks(large: Trajectory, small: Trajectory, margins: Margins = Marg
         at_most(f"{prefix}layers_are_modules", layer_err, m.layer_tol,
                 "per-layer numbers are each module's own (vectorised = per-module loop)"),
     ]
-    if claim4:
-        med = small.median_cos(m.start)
-        checks.append(at_most(f"{prefix}input_over_output", float(med[0] - med[-1]), 0.0,
-                              f"at lr={small.lr:g} the input layer's median c_l is below the output layer's"))
+    if claim4 is not None:
+        checks.append(at_most(f"{prefix}input_over_output", input_minus_output(claim4, m.start), 0.0,
+                              f"at lr={claim4.lr:g}{_batch(claim4)} the input layer's median c_l is "
+                              "below the output layer's"))
     return checks
