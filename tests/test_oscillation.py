@@ -149,3 +149,18 @@ def test_train_recording_refuses_bad_input():
         train_recording(model, X, y, lr=0.0, steps=5, progress=False)
     with pytest.raises(FloatingPointError, match="diverged"):
         train_recording(*quadratic([3.0, 3.0, 3.0]), lr=5.0, steps=400, progress=False)
+
+
+def test_layered_models_name_their_layers_input_first_and_refuse_bad_shapes():
+    mlp = layered_mlp(64, [8, 4], 10)
+    assert layer_index(mlp)[0] == ["fc1", "fc2", "out"]
+    assert mlp(torch.zeros(3, 1, 8, 8)).shape == (3, 10)
+    cnn = layered_cnn(1, 8, [2, 3], 10)
+    assert cnn(torch.zeros(3, 1, 8, 8)).shape == (3, 10)
+    # parameters: conv1 1*2*9+2, conv2 2*3*9+3, out 3*4*4*10+10
+    assert layer_sums(torch.ones(sum(p.numel() for p in cnn.parameters())), layer_index(cnn)[1],
+                      3).tolist() == [20.0, 57.0, 490.0]
+    with pytest.raises(ValueError, match="pool"):
+        layered_cnn(1, 7, [2], 10, pool=2)
+    with pytest.raises(ValueError, match="activation"):
+        layered_mlp(4, [3], 2, activation="sigmoid")
