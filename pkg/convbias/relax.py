@@ -47,6 +47,7 @@ class RelaxRun:
     off_support: np.ndarray             # final off-support fraction of each eFCN
     off_tying: np.ndarray               # final off-tying fraction of each eFCN
     histories: dict[str, History] = field(default_factory=dict)
+    embed_error: np.ndarray | None = None  # relative output error of each embedded snapshot vs its trained CNN
 
 
 def _subspace_metrics() -> dict[str, Callable[[nn.Module], float]]:
@@ -65,7 +66,8 @@ def relax_protocol(make_cnn: Callable[[], nn.Sequential], data: Split, *, input_
                    epochs: int, relax_epochs: Sequence[int], relax_train_epochs: int, lr: float,
                    batch_size: int, seed: int, momentum: float = 0.0, weight_decay: float = 0.0,
                    lcn: bool = False, log_every: int | None = None, device: torch.device | None = None,
-                   progress: bool = True, cache: str | None = None) -> RelaxRun:
+                   progress: bool = True, cache: str | None = None,
+                   perturb: Callable[[nn.Module], None] | None = None) -> RelaxRun:
     """Run the protocol for one seed and return a :class:`RelaxRun`.
 
     ``relax_epochs`` must lie in ``[0, epochs]``. Every network is trained by
@@ -78,11 +80,17 @@ def relax_protocol(make_cnn: Callable[[], nn.Sequential], data: Split, *, input_
     eFCN's distance from the CNN subspace is recorded (default: every epoch).
     ``cache`` names the run in the results cache (:mod:`convbias.cache`): a seed's
     run is stored once done, so a loop over seeds resumes after an interruption.
+    ``perturb`` (for experiments on the protocol itself) is applied in place to every
+    embedded network before it trains; a perturbed run is never cached. Each embedded
+    snapshot's relative output error against its trained CNN, on the test inputs, is
+    recorded in ``embed_error`` (after ``perturb``).
     """
     times = sorted({int(t) for t in relax_epochs})
     if not times or times[0] < 0 or times[-1] > epochs:
         raise ValueError(f"relax_epochs must lie in [0, epochs={epochs}], got {list(relax_epochs)}")
     dev = device or default_device()
+    if perturb is not None:
+        cache = None
     torch.manual_seed(seed)
     config = dict(cnn=make_cnn(), X=data.X_train, y=data.y_train, X_test=data.X_test, y_test=data.y_test,
                   input_shape=list(input_shape), epochs=epochs, relax_epochs=times,
@@ -91,13 +99,13 @@ def relax_protocol(make_cnn: Callable[[], nn.Sequential], data: Split, *, input_
     return resumable(cache and f"{cache}-seed{seed}", config, lambda: _relax_protocol(
         make_cnn, data, input_shape=input_shape, epochs=epochs, times=times, relax_train_epochs=relax_train_epochs,
         lr=lr, batch_size=batch_size, seed=seed, momentum=momentum, weight_decay=weight_decay, lcn=lcn,
-        log_every=log_every, dev=dev, progress=progress))
+        log_every=log_every, dev=dev, progress=progress, perturb=perturb))
 
 
 def _relax_protocol(make_cnn: Callable[[], nn.Sequential], data: Split, *, input_shape: Sequence[int], epochs: int,
                     times: list[int], relax_train_epochs: int, lr: float, batch_size: int, seed: int,
                     momentum: float, weight_decay: float, lcn: bool, log_every: int | None, dev: torch.device,
-                    progress: bool) -> RelaxRun:
+                    progress: bool, perturb: Callable[[nn.Module], None] | None = None) -> RelaxRun:
     steps_per_epoch = max(1, len(data.X_train) // batch_size)
     log_every = log_every or steps_per_epoch
     train = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, batch_size=batch_size,
@@ -129,12 +137,17 @@ def _relax_protocol(make_cnn: Callable[[], nn.Sequential], data: Split, *, input
     cnn_acc_long = float(h.last("test_acc"))
     histories["cnn"] = cnn_hist
 
-    efcn_acc, lcn_acc, off_support, off_tying = [], [], [], []
+    efcn_acc, lcn_acc, off_support, off_tying, embed_error = [], [], [], [], []
+    X_check = data.X_test[:256].to(dev)
     kinds = [("efcn", to_fcn)] + ([("lcn", to_lcn)] if lcn else [])
     bar = tqdm(total=len(times) * len(kinds) + 1, desc=f"relax (seed {seed})", disable=not progress, leave=False)
     for t in times:
         for kind, embed in kinds:
             net = embed(snapshots[t], input_shape).to(dev)
+            if kind == "efcn":
+                if perturb is not None:
+                    perturb(net)
+                embed_error.append(relative_output_error(net, snapshots[t].to(dev), X_check))
             h = fit(net, X, y, epochs=relax_train_epochs, seed=seed * 1000 + 500 + t, log_every=log_every,
                     metrics=_subspace_metrics() if kind == "efcn" else None, **train)
             histories[f"{kind}@{t}"] = h
@@ -152,4 +165,15 @@ def _relax_protocol(make_cnn: Callable[[], nn.Sequential], data: Split, *, input
     bar.close()
     return RelaxRun(times, cnn_acc_at[epochs], cnn_acc_long, np.array([cnn_acc_at[t] for t in times]), np.array(efcn_acc),
                     float(h.last("test_acc")), np.array(lcn_acc) if lcn else None, np.array(off_support),
-                    np.array(off_tying), histories)
+                    np.array(off_tying), histories, np.array(embed_error))
+
+
+def relative_output_error(net: nn.Module, reference: nn.Module, x: torch.Tensor) -> float:
+    """``||net(x) - reference(x)|| / ||reference(x)||`` with both networks in eval mode (no gradients)."""
+    modes = net.training, reference.training
+    net.eval(), reference.eval()
+    with torch.no_grad():
+        ref = reference(x)
+        err = float((net(x) - ref).norm() / ref.norm())
+    net.train(modes[0]), reference.train(modes[1])
+    return err
