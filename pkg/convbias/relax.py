@@ -177,3 +177,50 @@ def relative_output_error(net: nn.Module, reference: nn.Module, x: torch.Tensor)
         err = float((net(x) - ref).norm() / ref.norm())
     net.train(modes[0]), reference.train(modes[1])
     return err
+
+
+def late_gains(runs: Sequence[RelaxRun], late_from: int) -> np.ndarray:
+    """Per seed: mean eFCN accuracy over the relax times ``>= late_from`` minus the scratch FCN's accuracy."""
+    out = []
+    for r in runs:
+        late = np.asarray(r.relax_epochs) >= late_from
+        if not late.any():
+            raise ValueError(f"no relax time >= {late_from} in {r.relax_epochs}")
+        out.append(float(np.mean(r.efcn_acc[late]) - r.fcn_acc))
+    return np.array(out)
+
+
+def relax_checks(runs: Sequence[RelaxRun], random_error: float, late_from: int, gain: float = 0.10,
+                 beat_from: int | None = None, beat_by: float = 0.05, exact: float = 1e-5,
+                 off_max: float = 0.1) -> list:
+    """Chapter 5's claims as :class:`convbias.checks.Check` objects.
+
+    ``random_error`` is the relative output error of the eFCN of an untrained CNN on random
+    inputs. Per seed (never only on the mean over seeds): the embedded *trained* snapshots
+    reproduce their CNN; the eFCN relaxed at ``late_from`` or later beats the scratch FCN by
+    ``gain`` on average; from ``beat_from`` on (when given) it beats the scratch FCN by ``beat_by``
+    at every relax time on every seed; its weights stay within ``off_max`` of the CNN subspace.
+    """
+    from .checks import at_least, at_most
+
+    checks = [
+        at_most("exact_random", random_error, exact, "eFCN(x) = CNN(x) on random inputs (float32)", scale="ratio"),
+        at_most("exact_trained", max(float(np.max(r.embed_error)) for r in runs), exact,
+                "every embedded trained snapshot reproduces its CNN on the test inputs", scale="ratio"),
+        at_least("late_gain_min", float(late_gains(runs, late_from).min()), gain,
+                 f"on every seed the eFCN relaxed at t >= {late_from} beats the scratch FCN by {gain:.0%}"),
+    ]
+    if beat_from is not None:
+        worst = min(float(np.min(r.efcn_acc[np.asarray(r.relax_epochs) >= beat_from]) - r.fcn_acc) for r in runs)
+        checks.append(at_least("beats_fcn_from", worst, beat_by,
+                               f"on every seed the eFCN beats the scratch FCN by {beat_by:.0%} at every relax "
+                               f"time >= {beat_from}"))
+    off_support = max(float(np.max(r.off_support)) for r in runs)
+    off_tying = max(float(np.max(r.off_tying)) for r in runs)
+    checks += [
+        at_most("off_support_max", off_support, off_max,
+                f"the eFCN keeps over {1 - off_max:.0%} of its weight norm on the CNN's support", scale="ratio"),
+        at_most("off_tying_max", off_tying, off_max,
+                f"and within {off_max:.0%} of the CNN's weight tying", scale="ratio"),
+    ]
+    return checks
