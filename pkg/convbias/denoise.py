@@ -338,3 +338,124 @@ def compressive_sensing_sweep(image: Tensor, measurements: list[int], make_net: 
         rows["net_late"].append(late)
         rows["baseline"].append(baseline)
     return {k: np.asarray(v) for k, v in rows.items()}
+
+
+# ----------------------------------------------------------------- early stopping: the experiment and its checks
+@dataclass
+class DenoisingRun:
+    """One generator fitted to a noisy image (past its PSNR peak), the clean image and pure noise.
+
+    ``early_stopping`` says which iterate is the denoised image: the best one by PSNR
+    (oracle early stopping, the paper's curves) or the last ones (run to the end).
+    """
+
+    fits: dict[str, FitResult]
+    noisy_psnr: float
+    early_stopping: bool = True
+
+    @property
+    def noisy_fit(self) -> FitResult:
+        return self.fits["noisy image"]
+
+    @property
+    def denoised_psnr(self) -> float:
+        """PSNR of the output kept: the peak with early stopping, else where the fit ended (median of the last 3)."""
+        return self.noisy_fit.best_psnr if self.early_stopping else self.noisy_fit.late_psnr()
+
+    @property
+    def decline(self) -> float:
+        """Peak PSNR minus the PSNR where the fit ended (median of the last 3 logged iterates), in dB.
+
+        0 when the peak is one of those last 3 records: the fit has not passed its peak.
+        """
+        fit = self.noisy_fit
+        if int(np.searchsorted(fit.step, fit.best_step)) >= len(fit.step) - 3:
+            return 0.0
+        return fit.best_psnr - fit.late_psnr()
+
+    @property
+    def noise_image_ratio(self) -> float:
+        """Late loss fitting pure noise over late loss fitting the clean image (same network, same steps)."""
+        return self.fits["pure noise"].late_loss() / self.fits["clean image"].late_loss()
+
+
+def denoising_experiment(make_net: Callable[[], nn.Module], clean: Tensor, noisy: Tensor, noise: Tensor,
+                         steps: int, fit_steps: int, lr: float = 0.01, log_every: int = 25,
+                         early_stopping: bool = True, progress: bool = False,
+                         cache: str | None = None) -> DenoisingRun:
+    """Fit ``make_net()`` to ``noisy`` for ``steps`` (PSNR to ``clean`` along the way), and to ``clean`` and ``noise``
+    for ``fit_steps``; see :class:`DenoisingRun`."""
+    fits = fit_targets(make_net, {"noisy image": noisy}, steps, lr=lr, clean=clean, log_every=log_every,
+                       progress=progress, cache=cache)
+    fits.update(fit_targets(make_net, {"clean image": clean, "pure noise": noise}, fit_steps, lr=lr, clean=clean,
+                            log_every=log_every, progress=progress, cache=cache))
+    return DenoisingRun(fits, psnr(noisy.cpu(), clean.cpu()), early_stopping)
+
+
+def early_stopping_checks(run: DenoisingRun, gain_db: float = 5.0, decline_db: float = 1.0,
+                          ratio: float = 10.0) -> list:
+    """The denoising claims as :class:`convbias.checks.Check` objects (chapter 4)."""
+    from .checks import at_least
+
+    return [
+        at_least("denoise_gain_db", run.denoised_psnr - run.noisy_psnr, gain_db,
+                 f"the early-stopped image is at least {gain_db:g} dB above the noisy input"),
+        at_least("psnr_decline_db", run.decline, decline_db,
+                 f"run past its peak, the fit loses at least {decline_db:g} dB (it fits the noise)"),
+        at_least("noise_image_ratio", run.noise_image_ratio, ratio,
+                 f"the generator fits the image over {ratio:g}x better than noise at a fixed step", scale="ratio"),
+    ]
+
+
+def architecture_checks(ratios: dict[str, float], fixed: float = 10.0, trainable: float = 3.0) -> list:
+    """Noise/image late-loss ratios by architecture: fixed interpolation > ``fixed``, trainable filters < ``trainable``."""
+    from .checks import at_least, at_most
+
+    out = []
+    for name in ("deep_decoder", "fixed_kernel"):
+        if name in ratios:
+            out.append(at_least(f"{name}_ratio", ratios[name], fixed,
+                                f"{name.replace('_', ' ')}: noise fitted over {fixed:g}x worse than the image",
+                                scale="ratio"))
+    for name in ("conv3x3", "transposed"):
+        if name in ratios:
+            out.append(at_most(f"{name}_ratio", ratios[name], trainable,
+                               f"{name}: noise fitted about as well as the image (ratio under {trainable:g})",
+                               scale="ratio"))
+    return out
+
+
+def late_drop(result: FitResult, records: int = 5) -> float:
+    """Peak PSNR minus the mean PSNR of the last ``records`` logged iterates (robust to single Adam spikes)."""
+    return float(result.best_psnr - np.mean(result.psnr[-records:]))
+
+
+def overfitting_checks(over: dict[int, FitResult], drop_db: float = 1.0, gap_db: float = 1.0) -> list:
+    """The widest network loses PSNR after its peak, more than the narrowest one."""
+    from .checks import at_least
+
+    wide, narrow = late_drop(over[max(over)]), late_drop(over[min(over)])
+    return [
+        at_least("overfit_drop_db", wide, drop_db, f"k={max(over)} loses at least {drop_db:g} dB after its peak"),
+        at_least("overfit_gap_db", wide - narrow, gap_db,
+                 f"k={max(over)} over-fits at least {gap_db:g} dB more than k={min(over)}"),
+    ]
+
+
+def compressive_sensing_checks(cs: dict[str, np.ndarray], method: str = "net_late", rise_db: float = 3.0,
+                               over_baseline_db: float = 3.0) -> list:
+    """Compressive-sensing claims for the recovery ``cs[method]`` (the deep decoder's late PSNR by default).
+
+    Both compare with the sparse-DCT baseline, so the baseline itself (``method="baseline"``) fails
+    them: from the fewest to the most measurements the recovery gains ``rise_db`` more than the
+    baseline does, and at the most measurements it is ``over_baseline_db`` above the baseline.
+    """
+    from .checks import at_least
+
+    got, base = np.asarray(cs[method], dtype=float), np.asarray(cs["baseline"], dtype=float)
+    return [
+        at_least("cs_rise_vs_baseline_db", float((got[-1] - got[0]) - (base[-1] - base[0])), rise_db,
+                 f"more measurements help the recovery at least {rise_db:g} dB more than the sparse-DCT baseline"),
+        at_least("cs_over_baseline_db", float(got[-1] - base[-1]), over_baseline_db,
+                 f"at the most measurements the recovery beats the sparse-DCT baseline by {over_baseline_db:g} dB"),
+    ]

@@ -152,3 +152,116 @@ def gradient_norms_vs_depth(depths: Iterable[int], x: Tensor, y: Tensor, *, memb
         net = DeepConv1d(int(depth), members=members, **net_kwargs).to(x.device)
         result[int(depth)] = layer_gradient_norms(net, x, y).cpu().numpy()
     return result
+
+
+# ----------------------------------------------------------------- the chapter's experiments and checks
+#: the two arms of the experiment: arm name -> the ``norm`` of :class:`DeepConv1d` it uses
+ARMS = {"channel": "channel", "bias": "bias"}
+#: a net "escapes" when its final loss is below this (the bias-only control sits at 0.25 or 0.5)
+ESCAPE_LOSS = 0.1
+
+
+def fit_arms(configs: Sequence[tuple], seed: int, arms: dict[str, str] = ARMS, lr: float = 0.1,
+             momentum: float = 0.9, log_every: int = 5, device: torch.device | None = None,
+             cache: str | None = None, progress: bool = True) -> dict[tuple[str, str], "History"]:
+    """Fit every configuration in both arms from the same initial filters; ``{(name, arm): history}``.
+
+    ``configs`` holds ``(name, arch, x, y, members, offset, steps)``: ``DeepConv1d(norm=arms[arm],
+    members=members, **arch)`` drawn under ``torch.manual_seed(seed + offset)`` (the same filters
+    in both arms) is fitted to ``y`` from ``x`` by SGD for ``steps``.
+    """
+    from tqdm.auto import tqdm
+
+    from .models.conv1d import DeepConv1d
+    from .one_example import fit_one_example
+
+    out = {}
+    for name, arch, xin, yt, members, offset, steps in tqdm(configs, desc="configurations", disable=not progress,
+                                                             leave=False):
+        for arm, norm in arms.items():
+            torch.manual_seed(int(seed) + int(offset))
+            net = DeepConv1d(norm=norm, members=members, **arch)
+            if device is not None:
+                net = net.to(device)
+            out[name, arm] = fit_one_example(net, yt, xin, steps=steps, lr=lr, momentum=momentum,
+                                             log_every=log_every, cache=cache and f"{cache}-{name}-{norm}")
+    return out
+
+
+def escaped(losses: np.ndarray, threshold: float = ESCAPE_LOSS) -> int:
+    """How many nets ended below ``threshold`` (off the plateau of the best constant output)."""
+    return int((np.asarray(losses) < threshold).sum())
+
+
+def batch_norm_gap(channels: int = 6, n: int = 100, unbiased: bool = False, seed: int = 0) -> float:
+    """Largest difference between :class:`ChannelNorm1d` and batch norm (train mode) on one example ``(1, C, n)``."""
+    from .models.conv1d import ChannelNorm1d
+
+    gen = torch.Generator().manual_seed(seed)
+    z = 5 * torch.randn(1, channels, n, generator=gen) + 2
+    bn = nn.BatchNorm1d(channels, track_running_stats=False)
+    with torch.no_grad():
+        return float((ChannelNorm1d(channels, unbiased=unbiased)(z) - bn(z)).abs().max())
+
+
+def channel_norm_checks(final: dict[tuple[str, str], np.ndarray], first_layer: dict[str, np.ndarray],
+                        grad_depths: Sequence[int], *, ratio_config: str = "linear, depth 10",
+                        escape_configs: Sequence[str] | None = None, shallow: int | None = None,
+                        deep: int | None = None, bn_gap: float | None = None,
+                        spectrum_peak: float | None = None, dd_final: dict[bool, float] | None = None,
+                        min_escaped: int = 1, ratio: float = 10.0) -> list:
+    """Chapter 3's claims as :class:`convbias.checks.Check` objects.
+
+    ``final[name, arm]`` are the final losses of one configuration's nets, ``first_layer[arm]``
+    the median first-layer gradient norm at init per depth in ``grad_depths``. Optional parts
+    (batch norm gap, end-to-end spectrum peak at the deepest depth, deep decoder final losses
+    with/without normalization) add their checks when given.
+    """
+    from .checks import at_least, at_most, between
+
+    cn, ctrl = final[ratio_config, "channel"], final[ratio_config, "bias"]
+    names = list(escape_configs if escape_configs is not None else
+                 sorted({name for name, _ in final if name.startswith("linear")}))
+    n_cn = sum(escaped(final[name, "channel"]) for name in names)
+    n_ctrl = sum(escaped(final[name, "bias"]) for name in names)
+    total = sum(len(np.atleast_1d(final[name, "channel"])) for name in names)
+    depths = list(grad_depths)
+    shallow = min(depths) if shallow is None else shallow
+    deep = max(depths) if deep is None else deep
+    drop = {arm: float(first_layer[arm][depths.index(shallow)] / first_layer[arm][depths.index(deep)])
+            for arm in ("channel", "bias")}
+    checks = [
+        at_least("depth10_ratio", float(np.median(ctrl) / np.median(cn)), ratio,
+                 f"{ratio_config}: with CN the median final loss is {ratio:g}x lower", scale="ratio"),
+        at_least("escaped_with_cn", n_cn, min_escaped,
+                 f"with CN at least {min_escaped} of {total} linear nets end below {ESCAPE_LOSS:g}"),
+        at_most("escaped_without_cn", n_ctrl, 0, f"without CN none of {total} linear nets ends below {ESCAPE_LOSS:g}"),
+        at_least("grad_drop_without_cn", drop["bias"], 1e3,
+                 f"without CN the first-layer gradient falls 1000x from depth {shallow} to {deep}", scale="ratio"),
+        between("grad_drop_with_cn", drop["channel"], 0.1, 10,
+                f"with CN it stays within 10x from depth {shallow} to {deep}", scale="ratio"),
+    ]
+    if bn_gap is not None:
+        checks.append(at_most("batchnorm_is_cn", bn_gap, 1e-5, "batch norm on one example is CN", scale="ratio"))
+    if spectrum_peak is not None:
+        checks.append(at_most("spectrum_peak_deep", spectrum_peak, 1e-4,
+                              "the deepest unnormalized net's end-to-end filter is tiny at every frequency",
+                              scale="ratio"))
+    if dd_final is not None:
+        checks.append(at_least("deep_decoder_ratio", dd_final[False] / dd_final[True], 10,
+                               "the normalized deep decoder fits 10x better", scale="ratio"))
+    return checks
+
+
+def init_spectra(depth: int, kernel_size: int, n: int, members: int, seed: int, gain: float = 1.0) -> np.ndarray:
+    """``|hat h(omega)|`` at init of ``members`` unnormalized linear nets drawn under ``torch.manual_seed(seed)``.
+
+    Shape ``(members, n // 2 + 1)``. ``gain`` scales every filter (1: PyTorch's default init, whose
+    layers have energy 1/3; ``sqrt(3)`` makes each layer's expected energy 1).
+    """
+    from .models.conv1d import DeepConv1d
+
+    torch.manual_seed(int(seed))
+    net = DeepConv1d(int(depth), kernel_size=kernel_size, norm="none", members=members)
+    w = net.filters()[:, :, 0, 0].detach() * gain  # (L, members, k)
+    return end_to_end_spectrum(w, n).abs().numpy()

@@ -47,6 +47,7 @@ class RelaxRun:
     off_support: np.ndarray             # final off-support fraction of each eFCN
     off_tying: np.ndarray               # final off-tying fraction of each eFCN
     histories: dict[str, History] = field(default_factory=dict)
+    embed_error: np.ndarray | None = None  # relative output error of each embedded snapshot vs its trained CNN
 
 
 def _subspace_metrics() -> dict[str, Callable[[nn.Module], float]]:
@@ -65,7 +66,8 @@ def relax_protocol(make_cnn: Callable[[], nn.Sequential], data: Split, *, input_
                    epochs: int, relax_epochs: Sequence[int], relax_train_epochs: int, lr: float,
                    batch_size: int, seed: int, momentum: float = 0.0, weight_decay: float = 0.0,
                    lcn: bool = False, log_every: int | None = None, device: torch.device | None = None,
-                   progress: bool = True, cache: str | None = None) -> RelaxRun:
+                   progress: bool = True, cache: str | None = None,
+                   perturb: Callable[[nn.Module], None] | None = None) -> RelaxRun:
     """Run the protocol for one seed and return a :class:`RelaxRun`.
 
     ``relax_epochs`` must lie in ``[0, epochs]``. Every network is trained by
@@ -78,6 +80,10 @@ def relax_protocol(make_cnn: Callable[[], nn.Sequential], data: Split, *, input_
     eFCN's distance from the CNN subspace is recorded (default: every epoch).
     ``cache`` names the run in the results cache (:mod:`convbias.cache`): a seed's
     run is stored once done, so a loop over seeds resumes after an interruption.
+    ``perturb`` (for experiments on the protocol itself) is applied in place to every
+    embedded network before it trains; a perturbed run is never cached. Each embedded
+    snapshot's relative output error against its trained CNN, on the test inputs, is
+    recorded in ``embed_error`` (after ``perturb``).
     """
     for value, name in ((epochs, "epochs"), (relax_train_epochs, "relax_train_epochs"), (batch_size, "batch_size")):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -94,6 +100,8 @@ def relax_protocol(make_cnn: Callable[[], nn.Sequential], data: Split, *, input_
     if not times or times[0] < 0 or times[-1] > epochs:
         raise ValueError(f"relax_epochs must lie in [0, epochs={epochs}], got {list(relax_epochs)}")
     dev = device or default_device()
+    if perturb is not None:
+        cache = None
     torch.manual_seed(seed)
     config = dict(cnn=make_cnn(), X=data.X_train, y=data.y_train, X_test=data.X_test, y_test=data.y_test,
                   input_shape=list(input_shape), epochs=epochs, relax_epochs=times,
@@ -102,13 +110,13 @@ def relax_protocol(make_cnn: Callable[[], nn.Sequential], data: Split, *, input_
     return resumable(cache and f"{cache}-seed{seed}", config, lambda: _relax_protocol(
         make_cnn, data, input_shape=input_shape, epochs=epochs, times=times, relax_train_epochs=relax_train_epochs,
         lr=lr, batch_size=batch_size, seed=seed, momentum=momentum, weight_decay=weight_decay, lcn=lcn,
-        log_every=log_every, dev=dev, progress=progress))
+        log_every=log_every, dev=dev, progress=progress, perturb=perturb))
 
 
 def _relax_protocol(make_cnn: Callable[[], nn.Sequential], data: Split, *, input_shape: Sequence[int], epochs: int,
                     times: list[int], relax_train_epochs: int, lr: float, batch_size: int, seed: int,
                     momentum: float, weight_decay: float, lcn: bool, log_every: int | None, dev: torch.device,
-                    progress: bool) -> RelaxRun:
+                    progress: bool, perturb: Callable[[nn.Module], None] | None = None) -> RelaxRun:
     steps_per_epoch = max(1, len(data.X_train) // batch_size)
     log_every = log_every or steps_per_epoch
     train = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, batch_size=batch_size,
@@ -140,12 +148,17 @@ def _relax_protocol(make_cnn: Callable[[], nn.Sequential], data: Split, *, input
     cnn_acc_long = float(h.last("test_acc"))
     histories["cnn"] = cnn_hist
 
-    efcn_acc, lcn_acc, off_support, off_tying = [], [], [], []
+    efcn_acc, lcn_acc, off_support, off_tying, embed_error = [], [], [], [], []
+    X_check = data.X_test[:256].to(dev)
     kinds = [("efcn", to_fcn)] + ([("lcn", to_lcn)] if lcn else [])
     bar = tqdm(total=len(times) * len(kinds) + 1, desc=f"relax (seed {seed})", disable=not progress, leave=False)
     for t in times:
         for kind, embed in kinds:
             net = embed(snapshots[t], input_shape).to(dev)
+            if kind == "efcn":
+                if perturb is not None:
+                    perturb(net)
+                embed_error.append(relative_output_error(net, snapshots[t].to(dev), X_check))
             h = fit(net, X, y, epochs=relax_train_epochs, seed=seed * 1000 + 500 + t, log_every=log_every,
                     metrics=_subspace_metrics() if kind == "efcn" else None, **train)
             histories[f"{kind}@{t}"] = h
@@ -163,4 +176,62 @@ def _relax_protocol(make_cnn: Callable[[], nn.Sequential], data: Split, *, input
     bar.close()
     return RelaxRun(times, cnn_acc_at[epochs], cnn_acc_long, np.array([cnn_acc_at[t] for t in times]), np.array(efcn_acc),
                     float(h.last("test_acc")), np.array(lcn_acc) if lcn else None, np.array(off_support),
-                    np.array(off_tying), histories)
+                    np.array(off_tying), histories, np.array(embed_error))
+
+
+def relative_output_error(net: nn.Module, reference: nn.Module, x: torch.Tensor) -> float:
+    """``||net(x) - reference(x)|| / ||reference(x)||`` with both networks in eval mode (no gradients)."""
+    modes = net.training, reference.training
+    net.eval(), reference.eval()
+    with torch.no_grad():
+        ref = reference(x)
+        err = float((net(x) - ref).norm() / ref.norm())
+    net.train(modes[0]), reference.train(modes[1])
+    return err
+
+
+def late_gains(runs: Sequence[RelaxRun], late_from: int) -> np.ndarray:
+    """Per seed: mean eFCN accuracy over the relax times ``>= late_from`` minus the scratch FCN's accuracy."""
+    out = []
+    for r in runs:
+        late = np.asarray(r.relax_epochs) >= late_from
+        if not late.any():
+            raise ValueError(f"no relax time >= {late_from} in {r.relax_epochs}")
+        out.append(float(np.mean(r.efcn_acc[late]) - r.fcn_acc))
+    return np.array(out)
+
+
+def relax_checks(runs: Sequence[RelaxRun], random_error: float, late_from: int, gain: float = 0.10,
+                 beat_from: int | None = None, beat_by: float = 0.05, exact: float = 1e-5,
+                 off_max: float = 0.1) -> list:
+    """Chapter 5's claims as :class:`convbias.checks.Check` objects.
+
+    ``random_error`` is the relative output error of the eFCN of an untrained CNN on random
+    inputs. Per seed (never only on the mean over seeds): the embedded *trained* snapshots
+    reproduce their CNN; the eFCN relaxed at ``late_from`` or later beats the scratch FCN by
+    ``gain`` on average; from ``beat_from`` on (when given) it beats the scratch FCN by ``beat_by``
+    at every relax time on every seed; its weights stay within ``off_max`` of the CNN subspace.
+    """
+    from .checks import at_least, at_most
+
+    checks = [
+        at_most("exact_random", random_error, exact, "eFCN(x) = CNN(x) on random inputs (float32)", scale="ratio"),
+        at_most("exact_trained", max(float(np.max(r.embed_error)) for r in runs), exact,
+                "every embedded trained snapshot reproduces its CNN on the test inputs", scale="ratio"),
+        at_least("late_gain_min", float(late_gains(runs, late_from).min()), gain,
+                 f"on every seed the eFCN relaxed at t >= {late_from} beats the scratch FCN by {gain:.0%}"),
+    ]
+    if beat_from is not None:
+        worst = min(float(np.min(r.efcn_acc[np.asarray(r.relax_epochs) >= beat_from]) - r.fcn_acc) for r in runs)
+        checks.append(at_least("beats_fcn_from", worst, beat_by,
+                               f"on every seed the eFCN beats the scratch FCN by {beat_by:.0%} at every relax "
+                               f"time >= {beat_from}"))
+    off_support = max(float(np.max(r.off_support)) for r in runs)
+    off_tying = max(float(np.max(r.off_tying)) for r in runs)
+    checks += [
+        at_most("off_support_max", off_support, off_max,
+                f"the eFCN keeps over {1 - off_max:.0%} of its weight norm on the CNN's support", scale="ratio"),
+        at_most("off_tying_max", off_tying, off_max,
+                f"and within {off_max:.0%} of the CNN's weight tying", scale="ratio"),
+    ]
+    return checks
