@@ -162,7 +162,9 @@ def run_headless(notebook: Path, out_dir: Path, progress: bool = True) -> dict:
 
     Cells tagged ``colab-setup`` and IPython magics (``%``/``!`` lines) are skipped.
     Stops at the first failing cell (a failed check included) and records it.
-    ``results.json`` holds each code cell's wall time (``cell_seconds``).
+    ``results.json`` holds each code cell's wall time (``cell_seconds``), the base
+    seed (``seed``, :func:`convbias.config.base_seed`) and every check the chapter
+    showed with :func:`convbias.checks.require` (``checks``: dicts of ``Check.to_dict``).
     """
     import matplotlib
 
@@ -170,7 +172,7 @@ def run_headless(notebook: Path, out_dir: Path, progress: bool = True) -> dict:
     import matplotlib.pyplot as plt
     import nbformat
 
-    from . import report
+    from . import checks, report
 
     out_dir.mkdir(parents=True, exist_ok=True)
     _stub_widgets()
@@ -179,6 +181,7 @@ def run_headless(notebook: Path, out_dir: Path, progress: bool = True) -> dict:
     plt.show = lambda *a, **k: None
     plt.close("all")  # figures open before this run are not the chapter's
     report.GLUED.clear()
+    checks.RECORDED.clear()  # the checks of this run only
     figures: list[str] = []
     cell_seconds: list[float] = []
     summary: dict[str, Any] = {"notebook": notebook.name, "checks_passed": True, "failed_cell": None}
@@ -201,9 +204,10 @@ def run_headless(notebook: Path, out_dir: Path, progress: bool = True) -> dict:
                 plt.figure(number).savefig(out_dir / name, bbox_inches="tight")
                 figures.append(name)
             plt.close("all")
-    from .config import run_info
+    from .config import base_seed, run_info
 
     summary.update(seconds=round(time.perf_counter() - start, 1), cell_seconds=cell_seconds, run_info=run_info(),
+                   seed=base_seed(), checks=[c.to_dict() for cs in checks.RECORDED.values() for c in cs],
                    figures=figures,
                    values={k: _jsonable(v) for k, v in report.GLUED.items()})
     (out_dir / "results.json").write_text(json.dumps(summary, indent=2))
@@ -213,7 +217,7 @@ def run_headless(notebook: Path, out_dir: Path, progress: bool = True) -> dict:
 def run_chapter(notebook: Path, out_dir: Path, use_cache: bool = True, progress: bool = True) -> dict:
     """:func:`run_headless` through the results cache.
 
-    The key is the notebook's content, the profile and the package's code
+    The key is the notebook's content, the profile, the base seed and the package's code
     fingerprint: rerunning an unchanged chapter restores its stored figures and
     ``results.json`` instead of recomputing. Only runs whose checks passed are stored.
     Inside the run the chapter's sweeps store each finished item (:mod:`convbias.cache`),
@@ -223,14 +227,14 @@ def run_chapter(notebook: Path, out_dir: Path, use_cache: bool = True, progress:
     import hashlib
 
     from .cache import ResultCache, switched_off
-    from .config import profile
+    from .config import base_seed, profile
 
     if not use_cache:
         with switched_off():
             return {**run_headless(notebook, out_dir, progress=progress), "cached": False}
     cache = ResultCache()  # on unless switched off by the environment
     name = f"chapter-{notebook.stem}"
-    config = {"notebook": hashlib.sha256(notebook.read_bytes()).hexdigest(), "profile": profile()}
+    config = {"notebook": hashlib.sha256(notebook.read_bytes()).hexdigest(), "profile": profile(), "seed": base_seed()}
     stored = cache.load(name, config)
     if stored is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -238,7 +242,7 @@ def run_chapter(notebook: Path, out_dir: Path, use_cache: bool = True, progress:
             (out_dir / file).write_bytes(data)
         return {**stored["summary"], "cached": True}
     summary = run_headless(notebook, out_dir, progress=progress)
-    if summary["checks_passed"]:
+    if summary["checks_passed"] and all(c["passed"] for c in summary.get("checks", [])):  # report mode too
         files = {f: (out_dir / f).read_bytes() for f in [*summary["figures"], "results.json"]}
         cache.save(name, config, {"summary": summary, "files": files})
     return {**summary, "cached": False}
