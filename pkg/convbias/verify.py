@@ -107,8 +107,9 @@ def _num(x: float | None, scale: str = "") -> str:
     return f"×{text}" if scale == "ratio" else text
 
 
-def markdown(rows: Sequence[dict[str, Any]], seeds: Sequence[int], profile: str) -> str:
-    """The robustness table as Markdown (one line per check)."""
+def markdown(rows: Sequence[dict[str, Any]], seeds: Sequence[int], profile: str,
+             runs: Sequence[dict[str, Any]] = ()) -> str:
+    """The robustness table as Markdown (one line per check), then the runs that stopped with an error."""
     head = (f"Base seeds {', '.join(map(str, seeds))}, profile `{profile}`. *Margin*: the factor (×) by which a "
             "check's value clears its bound, or the distance to it; above ×1 or 0 the check passes.\n\n"
             "| chapter | check | bound | passed | margin min | margin median | values (min to max) | failing seeds |\n"
@@ -120,7 +121,10 @@ def markdown(rows: Sequence[dict[str, Any]], seeds: Sequence[int], profile: str)
                      f"{_num(r['margin_min'], r['scale'])} | {_num(r['margin_median'], r['scale'])} | "
                      f"{_num(r['value_min'])} to {_num(r['value_max'])} | "
                      f"{', '.join(map(str, r['failing_seeds'])) or 'none'} |")
-    return head + "\n".join(lines) + "\n"
+    stopped = [r for r in runs if r.get("error")]
+    tail = "".join(f"\n- {r['chapter']}, seed {r['seed']}: stopped at code cell {r.get('failed_cell')} "
+                   f"({r['error']})" for r in stopped)
+    return head + "\n".join(lines) + "\n" + (f"\nRuns that stopped early:\n{tail}\n" if stopped else "")
 
 
 def verify(notebooks: Sequence[Path], seeds: Sequence[int], out_dir: Path, table: Path | None = None,
@@ -141,5 +145,5 @@ def verify(notebooks: Sequence[Path], seeds: Sequence[int], out_dir: Path, table
     table = Path(table) if table is not None else out_dir / "robustness"
     table.parent.mkdir(parents=True, exist_ok=True)
     table.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
-    table.with_suffix(".md").write_text(markdown(rows, seeds, payload["profile"]))
+    table.with_suffix(".md").write_text(markdown(rows, seeds, payload["profile"], payload["runs"]))
     return payload
