@@ -95,7 +95,9 @@ def test_untrained_mnist_net_fails(mnist, monkeypatch):
 
 
 def test_large_first_layer_init_fails(mnist):
-    assert "mnist_filter_vs_clean_data" in failed(mnist_checks(mnist, first_init_scale=1.0))
+    """Three times PyTorch's default scale (the chapter uses a tenth of it). At the default
+    scale itself the filters end at 1.5 times the clean patches' stable rank: still passing."""
+    assert "mnist_filter_vs_clean_data" in failed(mnist_checks(mnist, first_init_scale=3.0))
 
 
 def test_too_little_background_noise_fails(mnist):
