@@ -19,13 +19,21 @@ ROOT = Path(__file__).resolve().parents[1]
 def profile_parameters(notebook: Path) -> dict[str, dict]:
     """The ``quick`` and ``full`` keyword arguments of the notebook's ``by_profile(...)`` call, evaluated."""
     nb = nbformat.read(notebook, as_version=4)
+    namespace: dict = {}
     for cell in nb.cells:
-        if cell.cell_type != "code" or "by_profile(" not in cell.source:
+        if cell.cell_type != "code":
             continue
         tree = ast.parse("\n".join(ln for ln in cell.source.splitlines() if not ln.lstrip().startswith(("%", "!"))))
-        namespace: dict = {}
         imports = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
-        exec(compile(ast.Module(body=imports, type_ignores=[]), str(notebook), "exec"), namespace)
+        exec(compile(ast.Module(body=imports, type_ignores=[]), str(notebook), "exec"), namespace)  # earlier cells' too
+        if "by_profile(" not in cell.source:
+            continue
+        # plain assignments before the parameters (e.g. S = base_seed(0)) may be used in them
+        for node in tree.body:
+            if "by_profile(" in ast.unparse(node):
+                break
+            if isinstance(node, ast.Assign):
+                exec(compile(ast.Module(body=[node], type_ignores=[]), str(notebook), "exec"), namespace)
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "by_profile":
                 kwargs = {kw.arg: eval(compile(ast.Expression(kw.value), str(notebook), "eval"), namespace)

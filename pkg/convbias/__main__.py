@@ -6,6 +6,9 @@
   an unchanged chapter (same notebook, profile, device, data and code) is restored from the
   results cache. ``--trace`` (from a checkout: it uses ``tools/profiling.py``) recomputes and
   writes each code cell's wall time and the costliest operators to ``profile.txt``.
+- ``run CHAPTER --seed S``: the same from base seed ``S`` (``CONVBIAS_SEED``; recorded in ``results.json``).
+- ``verify [--seeds 0-4] [CHAPTERS ...]``: run chapters over several base seeds and write a
+  robustness table (per check: passed k/n, margin min/median) as Markdown and JSON.
 - ``cache [--prune | --clear] [--dry-run]``: where the results cache is and how large; ``--prune``
   deletes the results of older versions of the code, ``--clear`` all of them (only the cache's
   own folders and files, each named before it goes; never in ``/``, the home folder or a checkout).
@@ -72,6 +75,8 @@ def _main(argv: list[str] | None = None) -> int:
     run.add_argument("--trace", action="store_true",
                      help="no cache; write each code cell's wall time and the costliest operators "
                           "(sampled with torch.profiler by tools/profiling.py of a checkout) to profile.txt")
+    _add_seed_option(run)
+    _add_verify_command(sub)
     store = sub.add_parser("cache", help="show (or prune) the results cache")
     store.add_argument("--prune", action="store_true", help="delete the results of older versions of the code")
     store.add_argument("--clear", action="store_true", help="delete every stored result")
@@ -83,6 +88,9 @@ def _main(argv: list[str] | None = None) -> int:
 
     if args.command == "cache":
         return _cache_command(args.prune, args.clear, args.dry_run)
+    if args.command == "verify":
+        return _verify_command(args)
+    _apply_seed(args)
 
     from . import notebooks
 
@@ -113,6 +121,63 @@ def _student_command(root: Path, out_dir: Path, force: bool) -> int:
     written, total = notebooks.student_edition(root, out_dir, force=force)
     print(f"wrote {len(written)} notebooks without {total} solutions to {out_dir}")
     return 0
+
+
+def _add_seed_option(run: argparse.ArgumentParser) -> None:
+    run.add_argument("--seed", type=_seed, default=None, metavar="S",
+                     help="base seed of the chapter (default: the chapter's own); sets CONVBIAS_SEED")
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a seed is a non-negative integer, got {text!r}")
+    return value
+
+
+def _apply_seed(args: argparse.Namespace) -> None:
+    if getattr(args, "seed", None) is not None:
+        from .config import SEED_VAR
+
+        os.environ[SEED_VAR] = str(args.seed)
+
+
+def _add_verify_command(sub) -> None:
+    verify = sub.add_parser("verify", help="run chapters over several seeds and tabulate their checks")
+    verify.add_argument("chapters", nargs="*", help="chapter numbers or names (default: every chapter)")
+    verify.add_argument("--seeds", default="0-4", help="base seeds, e.g. 0-4 or 0,3,7 (default 0-4)")
+    verify.add_argument("--profile", choices=["quick", "full", "auto"], default=None)
+    verify.add_argument("--out", type=Path, default=Path("results/verify"), help="folder for each run's results")
+    verify.add_argument("--table", type=Path, default=None,
+                        help="where to write the table, without suffix: TABLE.md and TABLE.json "
+                             "(default OUT/robustness)")
+    verify.add_argument("--no-cache", action="store_true", help="recompute even if stored results exist")
+
+
+def _verify_command(args: argparse.Namespace) -> int:
+    from . import notebooks, verify
+
+    try:
+        seeds = verify.parse_seeds(args.seeds)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.profile:
+        os.environ["CONVBIAS_PROFILE"] = args.profile
+    root = notebooks.book_root()
+    chosen = [notebooks.chapter_notebook(root, c) for c in args.chapters] if args.chapters else [
+        nb for nb in notebooks.toc_notebooks(root) if nb.stem[:2].isdigit()]
+    payload = verify.verify(chosen, seeds, args.out, table=args.table, use_cache=not args.no_cache)
+    table = args.table or args.out / "robustness"
+    bad = [r for r in payload["checks"] if r["passed"] < r["seeds"]]
+    print(f"{len(payload['checks'])} checks over seeds {args.seeds}: "
+          f"{len(payload['checks']) - len(bad)} passed on every seed"
+          + (f", {len(bad)} did not ({', '.join(r['check'] for r in bad)})" if bad else "")
+          + f" -> {table.with_suffix('.md')}")
+    return 1 if bad else 0
 
 
 def _cache_command(prune: bool, clear: bool, dry_run: bool = False) -> int:

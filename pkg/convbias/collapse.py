@@ -101,3 +101,35 @@ def collapse_metrics(model: torch.nn.Module, X: Tensor, y: Tensor,
                 "equinorm_cv": equinorm_cv(means)}
 
     return metrics
+
+
+def collapse_checks(nc1_start, nc1_end, etf_start, etf_end, decayed) -> list:
+    """Neural collapse with and without weight decay, as :class:`convbias.checks.Check` objects.
+
+    Arrays have one entry per run; ``decayed`` marks the runs with weight decay, and
+    run ``i`` of the weight-decay arm is paired with run ``i`` of the other arm
+    (same seed).
+
+    - ``nc1_drop_wd``: with weight decay NC1 falls at least 10x (lowest run);
+    - ``etf_distance_drop_wd``: the class means' distance to a simplex ETF falls at least 1.5x;
+    - ``nc1_further_without_wd``: without weight decay NC1 falls at least 1.2x *further* than
+      with it, seed by seed (what this build measures; Poggio et al. give weight decay the
+      role of driving collapse).
+    """
+    import numpy as np
+
+    from .checks import at_least
+
+    n0, n1, e0, e1 = (np.asarray(v, dtype=float) for v in (nc1_start, nc1_end, etf_start, etf_end))
+    wd = np.asarray(decayed, dtype=bool)
+    if wd.sum() != (~wd).sum() or not wd.any():
+        raise ValueError("need as many runs with weight decay as without, and at least one of each")
+    drop = n0 / n1
+    return [
+        at_least("nc1_drop_wd", drop[wd].min(), 10.0, "with weight decay NC1 falls at least 10x",
+                 scale="ratio"),
+        at_least("etf_distance_drop_wd", (e0 / e1)[wd].min(), 1.5,
+                 "with weight decay the class means move toward a simplex (distance / 1.5)", scale="ratio"),
+        at_least("nc1_further_without_wd", (drop[~wd] / drop[wd]).min(), 1.2,
+                 "without weight decay NC1 falls further (same seed, at least 1.2x)", scale="ratio"),
+    ]

@@ -3,6 +3,8 @@
 One environment variable, ``CONVBIAS_PROFILE``, chooses the scale of every
 chapter: ``quick`` (a 2-core CPU in minutes), ``full`` (paper scale, for a GPU)
 or ``auto`` (the default: ``full`` when CUDA is available, ``quick`` otherwise).
+Another, ``CONVBIAS_SEED``, reruns every chapter from another base seed
+(:func:`base_seed`; ``python -m convbias run N --seed S`` sets it).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import torch
 
 PROFILES = ("quick", "full")
 ENV_VAR = "CONVBIAS_PROFILE"
+SEED_VAR = "CONVBIAS_SEED"
 T = TypeVar("T")
 
 
@@ -34,6 +37,24 @@ def profile() -> str:
 def by_profile(quick: T, full: T) -> T:
     """Pick ``quick`` or ``full`` according to :func:`profile`."""
     return full if profile() == "full" else quick
+
+
+def base_seed(default: int = 0) -> int:
+    """The chapter's base seed: ``CONVBIAS_SEED`` when set (a non-negative integer), else ``default``.
+
+    Chapters derive all their seeds from it, so one variable reruns a chapter on
+    fresh seeds (``python -m convbias run N --seed S``, ``python -m convbias verify``).
+    """
+    raw = os.environ.get(SEED_VAR, "").strip()
+    if not raw:
+        return int(default)
+    try:
+        seed = int(raw)
+    except ValueError:
+        seed = -1
+    if seed < 0:
+        raise ValueError(f"{SEED_VAR}={raw!r} is not a seed: use a non-negative integer, e.g. {SEED_VAR}=3")
+    return seed
 
 
 def device() -> torch.device:
@@ -64,8 +85,12 @@ def limit_cpu_threads(n: int = 1) -> None:
         torch.set_num_threads(n)
 
 
-def run_info() -> str:
-    """One line naming the profile, device and torch version, printed by every chapter."""
+def run_info(default: int = 0) -> str:
+    """One line naming the profile, base seed, device and torch version, printed by every chapter.
+
+    The seed is the one :func:`base_seed` returns: ``CONVBIAS_SEED``, or ``default``
+    (the chapter's own) when that is not set.
+    """
     dev = device()
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    return f"profile={profile()} | device={dev.type}: {name} | torch {torch.__version__}"
+    return f"profile={profile()} | seed={base_seed(default)} | device={dev.type}: {name} | torch {torch.__version__}"

@@ -98,3 +98,87 @@ def top_alignment(W_lower: Tensor, W_upper: Tensor) -> Tensor:
     U, _, _ = torch.linalg.svd(wide(_checked(W_lower)), full_matrices=False)
     _, _, Vh = torch.linalg.svd(wide(_checked(W_upper)), full_matrices=False)
     return (U[..., :, 0].conj() * Vh[..., 0, :].conj()).sum(-1).abs().float()
+
+
+# ----------------------------------------------------------------------------- the chapter's claims
+def grid_checks(grid, control, full_rank: float) -> list:
+    """Galanti et al.'s claims on a (B, lr, lambda) grid, as :class:`convbias.checks.Check` objects.
+
+    ``grid`` is a :class:`convbias.sweep.SweepResult` at equal **epochs**; ``control``
+    one at equal **steps** (as many as the grid's smallest batch takes) at the grid's
+    largest lr and lambda, with full-batch gradient descent among its batch sizes.
+    ``full_rank`` is the average rank of full-rank hidden weights.
+
+    - ``rank_lambda0_full``: without weight decay every run keeps at least 95% of full rank;
+    - ``rank_cut_corner``: the largest lambda with the smallest batch and largest lr cuts
+      the rank at least 2x;
+    - ``rank_drop_smallest_batch``: at the smallest batch the rank falls (by at least one)
+      from lambda = 0 to the largest lambda, for every learning rate;
+    - ``accuracy_corner``: the low-rank corner is at most 0.05 less accurate than lambda = 0;
+    - ``batch_trend_equal_epochs``: at equal epochs the largest batch ends at least 10 above
+      the smallest in rank (the trend of the paper);
+    - ``equal_steps_gap``: at equal steps full-batch gradient descent ends within 3 of the
+      smallest batch's rank: the equal-epochs trend is an effect of the number of steps.
+    """
+    from .checks import at_least, at_most
+
+    final = grid.final
+    if control.compare != "steps" or grid.compare != "epochs":
+        raise ValueError("grid must compare at equal epochs and control at equal steps")
+    b_min, b_max = final.batch_size.min(), final.batch_size.max()
+    lr_max, wd_max = final.lr.max(), final.weight_decay.max()
+    mean = final.groupby(["batch_size", "lr", "weight_decay"])["rank"].mean()
+    acc = final.groupby(["batch_size", "lr", "weight_decay"])["test_acc"].mean()
+    corner = mean[(b_min, lr_max, wd_max)]
+    drops = [mean[(b_min, lr, 0.0)] - mean[(b_min, lr, wd_max)] for lr in sorted(final.lr.unique())]
+    gd = control.final[control.final.batch_size == control.final.batch_size.max()]
+    gd_rank = gd[gd.weight_decay == wd_max]["rank"].mean()
+    steps_b_min = int(final[final.batch_size == b_min]["steps"].iloc[0])
+    steps_gd = int(gd["steps"].iloc[0])  # a control with fewer steps ends higher and fails the check
+    return [
+        at_least("rank_lambda0_full", final[final.weight_decay == 0.0]["rank"].min() / full_rank, 0.95,
+                 "without weight decay the rank stays near full (share of full rank, lowest run)",
+                 scale="ratio"),
+        at_least("rank_cut_corner", full_rank / corner, 2.0,
+                 f"B={b_min}, lr={lr_max:g}, lambda={wd_max:g} cuts the rank at least 2x", scale="ratio"),
+        at_least("rank_drop_smallest_batch", min(drops), 1.0,
+                 f"at B={b_min} the rank falls from lambda=0 to lambda={wd_max:g} for every lr"),
+        at_least("accuracy_corner", acc[(b_min, lr_max, wd_max)] - acc[(b_min, lr_max, 0.0)], -0.05,
+                 "the low-rank corner is about as accurate as lambda = 0"),
+        at_least("batch_trend_equal_epochs", mean[(b_max, lr_max, wd_max)] - corner, 10.0,
+                 f"at equal epochs B={b_max} ends well above B={b_min} in rank"),
+        at_most("equal_steps_gap", abs(gd_rank - corner), 3.0,
+                f"full-batch GD ({steps_gd} steps) ends within 3 of B={b_min}'s rank ({steps_b_min} steps)"),
+    ]
+
+
+def le_jegelka_checks(srank_start, srank_end, align_start, align_end) -> list:
+    """Le & Jegelka's rank-one drift, per seed (arrays over seeds).
+
+    - ``lj_srank_end``: the middle layers' mean stable rank ends below 1.5 (highest seed);
+    - ``lj_srank_drop``: and below 0.35 of its start;
+    - ``lj_alignment``: consecutive layers' top singular vectors overlap above 0.8 (lowest seed);
+    - ``lj_alignment_gain``: at least 3 times the overlap at the start.
+    """
+    import numpy as np
+
+    from .checks import at_least, at_most
+
+    s0, s1, a0, a1 = (np.asarray(v, dtype=float) for v in (srank_start, srank_end, align_start, align_end))
+    return [
+        at_most("lj_srank_end", s1.max(), 1.5, "middle layers approach rank one (stable rank < 1.5)",
+                scale="ratio"),
+        at_most("lj_srank_drop", (s1 / s0).max(), 0.35, "their stable rank falls below 0.35 of its start",
+                scale="ratio"),
+        at_least("lj_alignment", a1.min(), 0.8, "consecutive layers align (overlap > 0.8)", scale="ratio"),
+        at_least("lj_alignment_gain", (a1 / a0).min(), 3.0, "the overlap grows at least 3x", scale="ratio"),
+    ]
+
+
+def weight_decay_srank_check(srank_without: float, srank_with: float, name: str = "mnist_mlp_srank_wd",
+                             factor: float = 1.3) -> list:
+    """``srank(lambda = 0) / srank(lambda > 0) >= factor``: weight decay lowers the stable rank."""
+    from .checks import at_least
+
+    return [at_least(name, srank_without / srank_with, factor,
+                     f"weight decay lowers the stable rank at least {factor:g}x", scale="ratio")]

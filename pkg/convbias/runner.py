@@ -333,7 +333,7 @@ def run_chapter(notebook: Path, out_dir: Path, use_cache: bool = True, progress:
         (out_dir / "results.json").write_bytes(stored["files"]["results.json"])  # last, as in a run
         return {**stored["summary"], "cached": True}
     summary = run_headless(notebook, out_dir, progress=progress)
-    if summary["checks_passed"]:
+    if summary["checks_passed"] and not summary["checks_failed"]:  # a reported failure is never restored as a pass
         files = {f: (out_dir / f).read_bytes() for f in [*summary["figures"], summary["executed"], "results.json"]}
         cache.save(name, config, {"summary": summary, "files": files})
     return {**summary, "cached": False}
