@@ -261,7 +261,9 @@ def run_headless(notebook: Path, out_dir: Path, progress: bool = True, trace: bo
     if failed and judged():
         summary["checks_passed"] = False
     nbformat.write(nb, out_dir / f"{notebook.stem}.ipynb")
-    summary.update(seconds=round(time.perf_counter() - start, 1), cell_seconds=cell_seconds,
+    from .config import base_seed
+
+    summary.update(seed=base_seed(), seconds=round(time.perf_counter() - start, 1), cell_seconds=cell_seconds,
                    run_info=payload["run_info"], figures=payload["figures"], values=payload["values"],
                    checks=checks, checks_failed=failed, executed=f"{notebook.stem}.ipynb")
     write_json_atomic(out_dir / "results.json", summary)
