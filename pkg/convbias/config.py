@@ -69,3 +69,54 @@ def run_info() -> str:
     dev = device()
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     return f"profile={profile()} | device={dev.type}: {name} | torch {torch.__version__}"
+
+
+# ----------------------------------------------------------------------------- smoke runs
+SMOKE_VAR = "CONVBIAS_SMOKE"
+SMOKE_STEPS_VAR = "CONVBIAS_SMOKE_STEPS"
+SMOKE_STEPS = 2
+#: called as ``hook(requested, run, every)`` by :func:`cap_steps` (the cost meter listens here)
+LOOP_HOOKS: list = []
+
+
+def smoke() -> bool:
+    """True when ``CONVBIAS_SMOKE`` is on: full sizes, but every training loop stops after a few steps.
+
+    A smoke run checks that a profile fits in memory and measures its cost per step
+    (``python -m convbias run N --profile full --smoke``); its numbers mean nothing.
+    """
+    raw = os.environ.get(SMOKE_VAR, "").strip().lower()
+    if raw in ("", "0", "off", "false", "no"):
+        return False
+    if raw in ("1", "on", "true", "yes"):
+        return True
+    raise ValueError(f"{SMOKE_VAR}={os.environ.get(SMOKE_VAR)!r}: use 1 (on) or 0 (off)")
+
+
+def smoke_steps() -> int:
+    """Steps a training loop runs in a smoke run (``CONVBIAS_SMOKE_STEPS``, default 2)."""
+    raw = os.environ.get(SMOKE_STEPS_VAR, str(SMOKE_STEPS)).strip()
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{SMOKE_STEPS_VAR}={raw!r}: give a positive whole number of steps")
+    return int(raw)
+
+
+def cap_steps(n: int, every: int | None = None) -> int:
+    """``n`` steps, or at most :func:`smoke_steps` of them in a smoke run.
+
+    Training loops call this once, on their total number of steps (``every``: how
+    often they record, so a cost meter can scale a capped loop to its full length).
+    """
+    run = min(n, smoke_steps()) if smoke() else n
+    for hook in LOOP_HOOKS:
+        hook(n, run, every)
+    return run
+
+
+def cap_items(items: list[T], keep: int = 2) -> list[T]:
+    """``items``, or in a smoke run ``keep`` of them spread from the first to the last (for loops of loops)."""
+    items = list(items)
+    if not smoke() or len(items) <= keep:
+        return items
+    picks = np.unique(np.linspace(0, len(items) - 1, keep).round().astype(int))
+    return [items[i] for i in picks]

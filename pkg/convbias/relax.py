@@ -19,6 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .cache import resumable
+from .config import cap_items
 from .config import device as default_device
 from .data.real import Split
 from .efcn import reinitialized_fcn, subspace_distance, to_fcn, to_lcn
@@ -98,6 +99,7 @@ def _relax_protocol(make_cnn: Callable[[], nn.Sequential], data: Split, *, input
                     times: list[int], relax_train_epochs: int, lr: float, batch_size: int, seed: int,
                     momentum: float, weight_decay: float, lcn: bool, log_every: int | None, dev: torch.device,
                     progress: bool) -> RelaxRun:
+    times = cap_items(times)  # a smoke run relaxes at the first and last time only
     steps_per_epoch = max(1, len(data.X_train) // batch_size)
     log_every = log_every or steps_per_epoch
     train = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, batch_size=batch_size,
