@@ -1,0 +1,67 @@
+"""Sweeps on any concurrent.futures.Executor, with the results cache as the store."""
+from __future__ import annotations
+
+import functools
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+
+from convbias import sweep
+from convbias.data.mixtures import gaussian_mixture
+from convbias.executors import submit
+from convbias.models.mlp import MLP
+
+GRID = dict(batch_sizes=[8, 32], lrs=[0.05, 0.2], weight_decays=[0.0, 1e-2], seeds=[0], epochs=3, records=1,
+            progress=False)
+make = functools.partial(MLP, 6, [8, 8], 3)  # picklable, unlike a lambda
+
+
+@pytest.fixture(scope="module")
+def data():
+    return gaussian_mixture(64, 32, d=6, n_classes=3, seed=0)
+
+
+@pytest.fixture(scope="module")
+def here(data):
+    return sweep.run_sweep(make, data.X_train, data.y_train, **GRID)
+
+
+def _same(a, b):
+    cols = ["batch_size", "lr", "weight_decay", "seed", "rank", "srank", "train_acc"]
+    np.testing.assert_allclose(a.final[cols].to_numpy(float), b.final[cols].to_numpy(float), rtol=1e-5, atol=1e-6)
+    for B in a.ensembles:
+        for name, p in a.ensembles[B].params.items():
+            torch.testing.assert_close(p, b.ensembles[B].params[name], rtol=1e-5, atol=1e-6)
+
+
+def test_submit_without_executor_runs_now_and_keeps_errors():
+    assert submit(None, None, {}, lambda: 41 + 1).result() == 42
+    failed = submit(None, None, {}, lambda: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        failed.result()
+
+
+def test_process_pool_gives_the_same_grid_and_fills_the_shared_store(data, here, results_cache, monkeypatch):
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        there = sweep.run_sweep(make, data.X_train, data.y_train, cache="grid", executor=pool, **GRID)
+    _same(here, there)
+    stored = sorted(p.name.split("-")[1] for p in results_cache.rglob("grid-*.pt"))
+    assert stored == ["B32", "B8"]  # one entry per batch size, written by the workers
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again instead of restoring the workers' results")
+
+    monkeypatch.setattr(sweep, "fit_ensemble", no_training)
+    restored = sweep.run_sweep(make, data.X_train, data.y_train, cache="grid", **GRID)
+    _same(here, restored)
+
+
+def test_dask_cluster_runs_the_grid(data, here):
+    distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed: pip install distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        there = sweep.run_sweep(make, data.X_train, data.y_train, executor=client.get_executor(), **GRID)
+    _same(here, there)
