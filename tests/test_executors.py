@@ -37,11 +37,13 @@ def _same(a, b):
             torch.testing.assert_close(p, b.ensembles[B].params[name], rtol=1e-5, atol=1e-6)
 
 
-def test_submit_without_executor_runs_now_and_keeps_errors():
-    assert submit(None, None, {}, lambda: 41 + 1).result() == 42
-    failed = submit(None, None, {}, lambda: 1 / 0)
+def test_submit_without_executor_runs_now_and_stops_at_an_error(results_cache):
+    calls = []
+    assert submit(None, "answer", {"x": 1}, lambda: calls.append(1) or 42).result() == 42
+    assert submit(None, "answer", {"x": 1}, lambda: calls.append(1) or 0).result() == 42  # stored
+    assert calls == [1]
     with pytest.raises(ZeroDivisionError):
-        failed.result()
+        submit(None, None, {}, lambda: 1 / 0)
 
 
 def test_process_pool_gives_the_same_grid_and_fills_the_shared_store(data, here, results_cache, monkeypatch):
@@ -65,3 +67,38 @@ def test_dask_cluster_runs_the_grid(data, here):
             distributed.Client(cluster) as client:
         there = sweep.run_sweep(make, data.X_train, data.y_train, executor=client.get_executor(), **GRID)
     _same(here, there)
+
+
+class _Pixels8(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.x = torch.nn.Parameter(torch.zeros(1, 1, 8, 8))
+
+    def forward(self):
+        return self.x
+
+
+def test_other_sweep_drivers_take_an_executor():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from convbias.data.background import add_background_noise
+    from convbias.data.real import Split
+    from convbias.denoise import compressive_sensing_sweep
+    from convbias.models.small_cnn import run_noise_sweep
+
+    img = torch.rand(1, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    kw = dict(steps=20, lr=0.05, mode="gaussian", baseline_iters=10)
+    here = compressive_sensing_sweep(img, [16, 48], _Pixels8, **kw)
+    g = torch.Generator().manual_seed(0)
+    split = Split(torch.rand(64, 1, 12, 12, generator=g), torch.arange(64) % 2, torch.rand(32, 1, 12, 12, generator=g),
+                  torch.arange(32) % 2, "random")
+    noise_kw = dict(model_kw=dict(width=4), epochs=1, batch_size=32, progress=False)
+    noise_here = run_noise_sweep(split, [0.0, 0.5], [0, 1], add_background_noise, **noise_kw)
+    with ThreadPoolExecutor(2) as pool:
+        there = compressive_sensing_sweep(img, [16, 48], _Pixels8, executor=pool, **kw)
+        noise_there = run_noise_sweep(split, [0.0, 0.5], [0, 1], add_background_noise, executor=pool, **noise_kw)
+    for key in here:
+        np.testing.assert_allclose(here[key], there[key], rtol=1e-5)
+    assert here["m"].tolist() == [16, 48]
+    np.testing.assert_allclose(noise_here.filter_srank, noise_there.filter_srank, rtol=1e-5)
+    np.testing.assert_allclose(noise_here.test_acc, noise_there.test_acc)

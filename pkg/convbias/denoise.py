@@ -12,6 +12,8 @@ the host until it ends.
 """
 from __future__ import annotations
 
+import functools
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -21,6 +23,7 @@ import torch.nn as nn
 
 from .cache import resumable
 from .config import cap_steps
+from .executors import submit
 
 Tensor = torch.Tensor
 CS_MODES = ("gaussian", "dense-gaussian", "mask")
@@ -346,7 +349,7 @@ def fit_targets(make_net: Callable[[], nn.Module], targets: dict[str, Tensor], s
 def compressive_sensing_sweep(image: Tensor, measurements: list[int], make_net: Callable[[], nn.Module],
                               steps: int, lr: float = 0.01, mode: str = "gaussian", lam: float = 1e-2,
                               baseline_iters: int = 300, seed: int = 0, progress: bool = False,
-                              cache: str | None = None) -> dict[str, np.ndarray]:
+                              cache: str | None = None, executor: Executor | None = None) -> dict[str, np.ndarray]:
     """Recover a gray ``(1, 1, H, W)`` image from ``m`` measurements for each ``m``: generator vs sparse-DCT baseline.
 
     ``mode="gaussian"`` is compressive sensing (``y = A x``, ``A`` with ``N(0, 1/m)`` entries, a random partial
@@ -358,7 +361,9 @@ def compressive_sensing_sweep(image: Tensor, measurements: list[int], make_net: 
     and the baseline's PSNR, as arrays over ``measurements``, and ``net_late``, the median
     PSNR of the last three logged iterates (robust to a single Adam spike at the end). ``cache`` names the
     sweep in the results cache (:mod:`convbias.cache`): each ``m`` is stored once
-    done, so an interrupted sweep resumes at the next ``m``.
+    done, so an interrupted sweep resumes at the next ``m``; ``executor`` (any
+    ``concurrent.futures.Executor``; default: here, in order) runs the ``m`` as separate
+    tasks (:mod:`convbias.executors`).
     """
     if image.ndim != 4 or image.shape[:2] != (1, 1):
         raise ValueError(f"image must be gray (1, 1, H, W), got {tuple(image.shape)}")
@@ -371,26 +376,34 @@ def compressive_sensing_sweep(image: Tensor, measurements: list[int], make_net: 
         from tqdm.auto import tqdm
 
         ms = tqdm(measurements, desc=f"{mode} measurements", leave=False)
+    futures = []
     for m in ms:
         net = make_net()
-
-        def recover(m=m, net=net) -> tuple[float, float, float, float]:
-            op = (CirculantGaussianMeasurements(h * w, m, seed=seed) if mode == "gaussian"
-                  else GaussianMeasurements(h * w, m, seed=seed) if mode == "dense-gaussian"
-                  else RandomMask((h, w), keep=m / (h * w), seed=seed))
-            dev = next(net.parameters()).device
-            op.to(dev)
-            y = op(image.to(dev))
-            res = fit_generator(net, y, steps, lr=lr, clean=image, operator=op, log_every=max(steps // 20, 1))
-            base = dct_recover(y, op, (h, w), lam=lam, iters=baseline_iters)
-            return res.final_psnr, res.best_psnr, res.late_psnr(), psnr(base.cpu(), image.cpu())
-
+        recover = functools.partial(_recover, net, image, m, mode=mode, seed=seed, steps=steps, lr=lr, lam=lam,
+                                    baseline_iters=baseline_iters)
         config = dict(m=m, mode=mode, seed=seed, net=net, image=image, steps=steps, lr=lr, lam=lam,
                       baseline_iters=baseline_iters, device=str(next(net.parameters()).device))
-        final, best, late, baseline = resumable(cache and f"{cache}-m{m}", config, recover)
+        futures.append((m, submit(executor, cache and f"{cache}-m{m}", config, recover)))
+    for m, future in futures:
+        final, best, late, baseline = future.result()
         rows["m"].append(m)
         rows["net_final"].append(final)
         rows["net_best"].append(best)
         rows["net_late"].append(late)
         rows["baseline"].append(baseline)
     return {k: np.asarray(v) for k, v in rows.items()}
+
+
+def _recover(net: nn.Module, image: Tensor, m: int, *, mode: str, seed: int, steps: int, lr: float, lam: float,
+             baseline_iters: int) -> tuple[float, float, float, float]:
+    """One ``m`` of :func:`compressive_sensing_sweep`: the generator's final, best and late PSNR, the baseline's."""
+    h, w = image.shape[-2:]
+    op = (CirculantGaussianMeasurements(h * w, m, seed=seed) if mode == "gaussian"
+          else GaussianMeasurements(h * w, m, seed=seed) if mode == "dense-gaussian"
+          else RandomMask((h, w), keep=m / (h * w), seed=seed))
+    dev = next(net.parameters()).device
+    op.to(dev)
+    y = op(image.to(dev))
+    res = fit_generator(net, y, steps, lr=lr, clean=image, operator=op, log_every=max(steps // 20, 1))
+    base = dct_recover(y, op, (h, w), lam=lam, iters=baseline_iters)
+    return res.final_psnr, res.best_psnr, res.late_psnr(), psnr(base.cpu(), image.cpu())

@@ -25,15 +25,13 @@ def submit(executor: Executor | None, name: str | None, config: Mapping[str, Any
            compute: Callable[[], Any]) -> Future:
     """``compute()`` through the results cache under ``(name, config)`` (no cache if ``name`` is None).
 
-    Without an executor it runs now, here, and the returned future is already done.
+    Without an executor it runs now, here (an error is raised at once, so a sweep stops at
+    the item that failed), and the returned future is already done.
     """
     store = ResultCache()
     if executor is None:
         done: Future = Future()
-        try:
-            done.set_result(_cached(name, config, compute, str(store.root), store.active))
-        except BaseException as exc:  # the caller sees it on .result(), as with any executor
-            done.set_exception(exc)
+        done.set_result(_cached(name, config, compute, str(store.root), store.active))
         return done
     return executor.submit(_cached, name, dict(config), compute, str(store.root), store.active)
 
