@@ -246,4 +246,6 @@ class CostMeter(TorchDispatchMode):
             "predicted": asdict(predicted),
             "peak_tensor_bytes": self.peak_bytes,
             "loops": {k: {**v, "predicted": asdict(v["predicted"])} for k, v in by_name.items()},
+            "loop_list": [{"name": loop.name, "requested": loop.requested, "run": loop.run, "every": loop.every,
+                           "predicted": asdict(loop.scaled())} for loop in self.loops],
         }
