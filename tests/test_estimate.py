@@ -89,3 +89,23 @@ def test_estimate_adds_host_time_and_flags_what_is_over_budget():
     text = report([_cost("01_a", 270.0, 60.0, 2**30, 2**31)])
     assert "01_a" in text and "5.0" in text and "method:" in text
     assert math.isclose(float(text.splitlines()[1].split()[1]), 5.0)
+
+
+def test_announce_run_speaks_only_under_the_full_profile(monkeypatch, capsys):
+    monkeypatch.setenv(config.ENV_VAR, "quick")
+    assert config.announce_run("ch2") is None and capsys.readouterr().out == ""
+    monkeypatch.setenv(config.ENV_VAR, "full")
+    monkeypatch.setattr(config, "full_profile_minutes", lambda ch: {"T4": 7.6, "H100": 1.2, "CPU": 95.0})
+    line = config.announce_run("ch2")
+    assert capsys.readouterr().out.strip() == line
+    assert "about 95 min on this CPU" in line and 'os.environ["CONVBIAS_PROFILE"] = "quick"' in line
+
+
+def test_budget_rounds_minutes_per_chapter(tmp_path):
+    from convbias.estimate import budget, save_budget
+
+    costs = [_cost("01_a", t4=270.0, h100=60.0, tensors=2**30, host=2**31)]
+    assert budget(costs)["chapters"]["ch1"] == {"T4": 5.0, "H100": 1.5, "CPU": 10.5, "host_GB": 2.0,
+                                                "gpu_GB": round((2**30 * 1.15 + 0.6 * 2**30) / 2**30, 2)}
+    path = save_budget(costs, tmp_path / "budget.json")
+    assert "ch1" in path.read_text()

@@ -24,6 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 GB = 2**30
 
 
+@pytest.mark.fullsize
+@pytest.mark.skipif(os.environ.get("CONVBIAS_FULLSIZE_TESTS") != "1",
+                    reason="full-size smoke runs take minutes each on a CPU: set CONVBIAS_FULLSIZE_TESTS=1")
 @pytest.mark.parametrize("chapter", ["1", "2", "3", "4", "5"])
 def test_chapter_runs_at_full_size_within_memory(chapter, tmp_path):
     env = {**os.environ, "CONVBIAS_PROFILE": "full", "OMP_NUM_THREADS": "1",

@@ -120,6 +120,8 @@ def _add_estimate_parser(sub) -> None:
     est.add_argument("--profile", choices=["quick", "full"], default="full")
     est.add_argument("--out", type=Path, default=Path("results"), help="where the smoke runs' cost.json live")
     est.add_argument("--rerun", action="store_true", help="repeat the smoke runs even where cost.json exists")
+    est.add_argument("--save-budget", action="store_true",
+                     help="write the minutes per chapter the set-up cells announce (the package's budget.json)")
 
 
 def _estimate_command(args) -> int:
@@ -129,6 +131,8 @@ def _estimate_command(args) -> int:
     chapters = [notebooks.chapter_notebook(root, c) for c in args.chapters] or estimate.chapters(root)
     costs = [estimate.smoke_cost(nb, args.out / nb.stem, args.profile, rerun=args.rerun) for nb in chapters]
     print(estimate.report(costs))
+    if args.save_budget:
+        print(f"wrote {estimate.save_budget(costs)}")
     return 0 if all(c["completed"] for c in costs) else 1
 
 

@@ -120,3 +120,42 @@ def cap_items(items: list[T], keep: int = 2) -> list[T]:
         return items
     picks = np.unique(np.linspace(0, len(items) - 1, keep).round().astype(int))
     return [items[i] for i in picks]
+
+
+# ----------------------------------------------------------------------------- before a long run
+BUDGET_FILE = "budget.json"  # per chapter: predicted minutes of the full profile (python -m convbias estimate)
+
+
+def full_profile_minutes(chapter: str) -> dict[str, float] | None:
+    """The full profile's predicted minutes of ``chapter`` (``"ch1"`` ...) per device (``T4``, ``H100``, ``CPU``)."""
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).with_name(BUDGET_FILE)
+    if not path.exists():
+        return None
+    return json.loads(path.read_text()).get("chapters", {}).get(chapter)
+
+
+def announce_run(chapter: str) -> str | None:
+    """Under the full profile, print (and return) one line: how long this chapter takes, how to pick ``quick``.
+
+    Called by every chapter's set-up cell; prints nothing under the quick profile.
+    """
+    if profile() != "full":
+        return None
+    minutes = full_profile_minutes(chapter) or {}
+    dev = device()
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "this CPU"
+    key = next((k for k in ("T4", "H100") if k in name), None) if dev.type == "cuda" else "CPU"
+    if key and key in minutes:
+        took = f"about {minutes[key]:.0f} min on {name}"
+    elif minutes:
+        took = f"about {minutes.get('T4', float('nan')):.0f} min on a T4, {minutes.get('H100', float('nan')):.0f} " \
+               f"on an H100"
+    else:
+        took = "a paper-scale run (no time estimate recorded)"
+    line = (f"Full profile ({name}): {took}. For a few-minute version, restart and run "
+            f"`import os; os.environ[\"CONVBIAS_PROFILE\"] = \"quick\"` first.")
+    print(line)
+    return line

@@ -119,3 +119,23 @@ def smoke_cost(notebook: Path, out_dir: Path, profile: str = "full", rerun: bool
     if not path.exists():
         raise RuntimeError(f"the smoke run of {notebook.stem} wrote no {path}")
     return json.loads(path.read_text())
+
+
+def budget(costs: list[dict]) -> dict:
+    """What the chapters' set-up cells announce (:func:`convbias.config.announce_run`): minutes per device."""
+    chapters = {}
+    for row in book_estimate(costs)["rows"]:
+        key = f"ch{int(row['chapter'][:2])}"
+        chapters[key] = {"T4": round(row["T4_seconds"] / 60, 1), "H100": round(row["H100_seconds"] / 60, 1),
+                         "CPU": round(row["cpu_seconds"] / 60, 1), "host_GB": round(row["host_bytes"] / 2**30, 2),
+                         "gpu_GB": round(row["gpu_bytes"] / 2**30, 2)}
+    return {"profile": "full", "method": METHOD, "chapters": chapters}
+
+
+def save_budget(costs: list[dict], path: Path | None = None) -> Path:
+    """Write :func:`budget` to the package's ``budget.json`` (or ``path``)."""
+    from . import config
+
+    path = path or Path(config.__file__).with_name(config.BUDGET_FILE)
+    path.write_text(json.dumps(budget(costs), indent=2) + "\n")
+    return path
