@@ -98,6 +98,9 @@ def report(costs: list[dict]) -> str:
     lines.append(f"{'book':<30} {total['T4'] / 60:>7.1f} {total['H100'] / 60:>8.1f}"
                  + ("  " + ", ".join(book["over"]) if book["over"] else "  fits"))
     lines.append(f"profile: {', '.join(sorted({r['profile'] for r in book['rows']}))}; method: {METHOD}")
+    lines.append("data: what the smoke run could load; offline, the downloads of a Colab run (full MNIST, "
+                 "CIFAR-10) are replaced by the chapters' offline fallbacks, so those parts are estimated at "
+                 "the fallback's size")
     return "\n".join(lines)
 
 
