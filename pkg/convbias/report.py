@@ -5,6 +5,7 @@ does nothing when myst-nb is absent (e.g. on Colab), so notebooks run anywhere.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
 
 #: every value glued in this process, by key (written out by headless chapter runs)
@@ -95,11 +96,10 @@ NO_FULL_RESULTS = ("No full-profile run on a GPU is recorded for this build: eve
                    "`python -m convbias estimate`.")
 
 
-def full_result_record(results_json: "str | Path", date: str | None = None) -> dict:
+def full_result_record(results_json: str | Path, date: str | None = None) -> dict:
     """A record to commit from a headless run's ``results.json`` (full profile): values, device, date, code version."""
     import datetime
     import json
-    from pathlib import Path
 
     from . import __version__
     from .cache import code_fingerprint
@@ -114,10 +114,9 @@ def full_result_record(results_json: "str | Path", date: str | None = None) -> d
             "seconds": summary["seconds"], "checks_passed": summary["checks_passed"], "values": summary["values"]}
 
 
-def load_full_results(folder: "str | Path") -> list[dict]:
+def load_full_results(folder: str | Path) -> list[dict]:
     """The committed full-profile records (``<chapter>.json`` in ``folder``), in chapter order; [] if none."""
     import json
-    from pathlib import Path
 
     records = []
     for path in sorted(Path(folder).glob("*.json")):
@@ -152,11 +151,9 @@ def _cell(value: Any) -> str:
     return str(value).replace("|", "\\|")
 
 
-def update_full_results_section(page: "str | Path", folder: "str | Path",
+def update_full_results_section(page: str | Path, folder: str | Path,
                                 quick: dict[str, dict] | None = None) -> bool:
     """Rewrite the page's text between the full-profile markers from ``folder``; returns whether it changed."""
-    from pathlib import Path
-
     page = Path(page)
     text = page.read_text()
     if FULL_RESULTS_START not in text or FULL_RESULTS_END not in text:
