@@ -5,7 +5,7 @@ passes through it. For each one it adds
 
 - its FLOPs (``torch.utils.flop_counter``'s formulas: matrix products and
   convolutions, forward and backward; other operators count 0),
-- its wall time on this CPU,
+- its CPU time on this machine (process time: what it costs, however busy the machine is),
 - its time on each GPU of :data:`GPUS` under a roofline model:
   ``max(FLOPs / rate, bytes / bandwidth) + overhead``, with ``bytes`` twice the
   bytes it writes (read + write) and ``overhead`` the cost of launching one
@@ -123,7 +123,9 @@ class CostMeter(TorchDispatchMode):
         self._storages: dict[int, list[int]] = {}  # data pointer -> [bytes, tensors alive on it]
         self._tracked: set[int] = set()
         self.started = time.perf_counter()
+        self.cpu_started = time.process_time()
         self.wall = 0.0
+        self.cpu = 0.0
 
     # -- loops
     def _on_loop(self, requested: int, run: int, every: int | None) -> None:
@@ -179,9 +181,9 @@ class CostMeter(TorchDispatchMode):
     # -- the dispatch hook
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        start = time.perf_counter()
+        start = time.process_time()
         out = func(*args, **kwargs)
-        seconds = time.perf_counter() - start
+        seconds = time.process_time() - start
         packet = func.overloadpacket
         flops = 0.0
         if packet in flop_registry:
@@ -205,11 +207,12 @@ class CostMeter(TorchDispatchMode):
 
     def __enter__(self):
         config.LOOP_HOOKS.append(self._on_loop)
-        self.started = time.perf_counter()
+        self.started, self.cpu_started = time.perf_counter(), time.process_time()
         return super().__enter__()
 
     def __exit__(self, *exc):
         self.wall = time.perf_counter() - self.started
+        self.cpu = time.process_time() - self.cpu_started
         config.LOOP_HOOKS.remove(self._on_loop)
         return super().__exit__(*exc)
 
@@ -241,7 +244,8 @@ class CostMeter(TorchDispatchMode):
             row["predicted"] = row["predicted"].plus(loop.scaled())
         return {
             "wall_seconds": self.wall,
-            "host_seconds": max(self.wall - measured.seconds, 0.0),  # Python, plotting: not in operators
+            "cpu_seconds": self.cpu,
+            "host_seconds": max(self.cpu - measured.seconds, 0.0),  # Python, plotting: not in operators
             "measured": asdict(measured),
             "predicted": asdict(predicted),
             "peak_tensor_bytes": self.peak_bytes,
