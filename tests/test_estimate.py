@@ -109,3 +109,18 @@ def test_budget_rounds_minutes_per_chapter(tmp_path):
                                                 "gpu_GB": round((2**30 * 1.15 + 0.6 * 2**30) / 2**30, 2)}
     path = save_budget(costs, tmp_path / "budget.json")
     assert "ch1" in path.read_text()
+
+
+def test_kept_items_stand_for_the_skipped_ones(monkeypatch):
+    monkeypatch.setenv(config.SMOKE_VAR, "1")
+    times = config.cap_items(list(range(10)))
+    assert times == [0, 9]
+    with CostMeter() as meter:
+        with config.stands_for(10 / len(times)):
+            for _ in times:
+                _loop(100, 10)
+                torch.randn(8, 8) @ torch.randn(8, 8)  # outside a loop, once per item
+        _loop(100, 10)  # after the block: counted once
+    one = 100 * 2 * 2 * 32 * 64 * 64 + 10 * 2 * 32 * 64 * 64
+    assert [loop.weight for loop in meter.loops] == [5.0, 5.0, 1.0]
+    assert meter.predicted().flops == 10 * one + 10 * 2 * 8**3 + one

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import random
-from typing import TypeVar
+from contextlib import contextmanager
+from typing import Iterator, TypeVar
 
 import numpy as np
 import torch
@@ -120,6 +121,26 @@ def cap_items(items: list[T], keep: int = 2) -> list[T]:
         return items
     picks = np.unique(np.linspace(0, len(items) - 1, keep).round().astype(int))
     return [items[i] for i in picks]
+
+
+#: called as ``hook(factor)`` when a :func:`stands_for` block opens and ``hook(None)`` when it closes
+ITEM_HOOKS: list = []
+
+
+@contextmanager
+def stands_for(factor: float) -> Iterator[None]:
+    """Within this block each cost a meter sees stands for ``factor`` of them.
+
+    A smoke run that kept ``k`` of ``n`` items of equal cost (:func:`cap_items`) runs
+    their loop inside ``stands_for(n / k)``, so its cost is counted for all ``n``.
+    """
+    for hook in ITEM_HOOKS:
+        hook(float(factor))
+    try:
+        yield
+    finally:
+        for hook in ITEM_HOOKS:
+            hook(None)
 
 
 # ----------------------------------------------------------------------------- before a long run

@@ -16,7 +16,9 @@ passes through it. For each one it adds
 
 Costs are attributed to the innermost open *training loop*: a loop opens when
 it calls :func:`convbias.config.cap_steps` (the package's loops all do) and closes
-when its function returns. Inside a loop an operator belongs to a *step* (it runs
+when its function returns. Inside a :func:`convbias.config.stands_for` block (a loop
+of loops a smoke run shortens, e.g. relax times) every cost is multiplied by the
+number of items each kept one stands for. Inside a loop an operator belongs to a *step* (it runs
 with gradients on, or inside the backward pass) or to a *record* (gradients off:
 evaluations, metrics). A smoke run executes ``run`` of a loop's ``requested``
 steps; :meth:`Loop.scaled` multiplies its step costs by ``requested / run`` and
@@ -67,12 +69,13 @@ class Cost:
     seconds: float = 0.0
     gpu_seconds: dict[str, float] = field(default_factory=lambda: {k: 0.0 for k in GPUS})
 
-    def add(self, flops: float, seconds: float, nbytes: int) -> None:
-        self.ops += 1
-        self.flops += flops
-        self.seconds += seconds
+    def add(self, flops: float, seconds: float, nbytes: int, weight: float = 1.0) -> None:
+        """One operator, standing for ``weight`` of them."""
+        self.ops += round(weight)
+        self.flops += flops * weight
+        self.seconds += seconds * weight
         for key, gpu in GPUS.items():
-            self.gpu_seconds[key] += op_gpu_seconds(gpu, flops, nbytes)
+            self.gpu_seconds[key] += op_gpu_seconds(gpu, flops, nbytes) * weight
 
     def times(self, factor: float) -> "Cost":
         return Cost(round(self.ops * factor), self.flops * factor, self.seconds * factor,
@@ -96,6 +99,7 @@ class Loop:
     requested: int
     run: int
     every: int | None
+    weight: float = 1.0  # how many such loops this one stands for (a smoke run keeps some items only)
     step: Cost = field(default_factory=Cost)
     record: Cost = field(default_factory=Cost)
 
@@ -104,10 +108,10 @@ class Loop:
 
     def scaled(self) -> Cost:
         """The loop's cost at its requested length (steps and records scaled separately)."""
-        step = self.step.times(self.requested / max(self.run, 1))
+        step = self.step.times(self.weight * self.requested / max(self.run, 1))
         if self.every is None:
-            return step.plus(self.record.times(self.requested / max(self.run, 1)))
-        return step.plus(self.record.times(self.records(self.requested) / self.records(self.run)))
+            return step.plus(self.record.times(self.weight * self.requested / max(self.run, 1)))
+        return step.plus(self.record.times(self.weight * self.records(self.requested) / self.records(self.run)))
 
 
 class CostMeter(TorchDispatchMode):
@@ -122,6 +126,7 @@ class CostMeter(TorchDispatchMode):
         self._open: list[tuple[Loop, object]] = []  # (loop, frame of the function that runs it)
         self._storages: dict[int, list[int]] = {}  # data pointer -> [bytes, tensors alive on it]
         self._tracked: set[int] = set()
+        self._weights: list[float] = []  # open stands_for blocks
         self.started = time.perf_counter()
         self.cpu_started = time.process_time()
         self.wall = 0.0
@@ -131,10 +136,19 @@ class CostMeter(TorchDispatchMode):
     def _on_loop(self, requested: int, run: int, every: int | None) -> None:
         frame = sys._getframe(2)  # the function that called cap_steps
         name = f"{frame.f_globals.get('__name__', '?').removeprefix('convbias.')}.{frame.f_code.co_name}"
-        loop = Loop(name, int(requested), int(run), None if every is None else int(every))
+        loop = Loop(name, int(requested), int(run), None if every is None else int(every), self._weight())
         self.loops.append(loop)
         self._close_finished()
         self._open.append((loop, frame))
+
+    def _on_items(self, factor: float | None) -> None:
+        if factor is None:
+            self._weights.pop()
+        else:
+            self._weights.append(factor)
+
+    def _weight(self) -> float:
+        return math.prod(self._weights)
 
     def _close_finished(self) -> None:
         if not self._open:
@@ -202,11 +216,12 @@ class CostMeter(TorchDispatchMode):
             in_step = torch.is_grad_enabled() or torch._C._current_graph_task_id() != -1
             (loop.step if in_step else loop.record).add(flops, seconds, nbytes)
         else:
-            self.outside.add(flops, seconds, nbytes)
+            self.outside.add(flops, seconds, nbytes, self._weight())
         return out
 
     def __enter__(self):
         config.LOOP_HOOKS.append(self._on_loop)
+        config.ITEM_HOOKS.append(self._on_items)
         self.started, self.cpu_started = time.perf_counter(), time.process_time()
         return super().__enter__()
 
@@ -214,6 +229,7 @@ class CostMeter(TorchDispatchMode):
         self.wall = time.perf_counter() - self.started
         self.cpu = time.process_time() - self.cpu_started
         config.LOOP_HOOKS.remove(self._on_loop)
+        config.ITEM_HOOKS.remove(self._on_items)
         return super().__exit__(*exc)
 
     # -- results
@@ -251,5 +267,5 @@ class CostMeter(TorchDispatchMode):
             "peak_tensor_bytes": self.peak_bytes,
             "loops": {k: {**v, "predicted": asdict(v["predicted"])} for k, v in by_name.items()},
             "loop_list": [{"name": loop.name, "requested": loop.requested, "run": loop.run, "every": loop.every,
-                           "predicted": asdict(loop.scaled())} for loop in self.loops],
+                           "weight": loop.weight, "predicted": asdict(loop.scaled())} for loop in self.loops],
         }
