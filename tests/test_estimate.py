@@ -124,3 +124,16 @@ def test_kept_items_stand_for_the_skipped_ones(monkeypatch):
     one = 100 * 2 * 2 * 32 * 64 * 64 + 10 * 2 * 32 * 64 * 64
     assert [loop.weight for loop in meter.loops] == [5.0, 5.0, 1.0]
     assert meter.predicted().flops == 10 * one + 10 * 2 * 8**3 + one
+
+
+def test_stand_ins_only_in_smoke_runs_that_ask(monkeypatch):
+    from convbias.data import real
+
+    monkeypatch.delenv(config.SMOKE_VAR, raising=False)
+    monkeypatch.setenv(real.STAND_INS_VAR, "1")
+    assert not real.stand_ins()
+    monkeypatch.setenv(config.SMOKE_VAR, "1")
+    assert real.stand_ins()
+    split = real.stand_in("cifar10", (3, 4, 4), 20, 10)
+    assert split.X_train.shape == (20, 3, 4, 4) and split.y_test.tolist() == list(range(10))
+    assert 0 <= float(split.X_train.min()) and float(split.X_train.max()) <= 1 and split.source == "cifar10-stand-in"
