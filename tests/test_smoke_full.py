@@ -7,6 +7,7 @@ resident memory (``ru_maxrss``) must stay under 12 GB (a free Colab session has
 12.7 GB), and the GPU memory it would need, the peak of live tensor memory
 measured by :class:`convbias.costs.CostMeter` plus allocator slack and the CUDA
 context (:func:`convbias.estimate.chapter_estimate`), under 15 GB (a T4).
+Each takes 20 s to 1.5 min of CPU (``-m "not fullsize"`` leaves them out).
 """
 from __future__ import annotations
 
@@ -25,8 +26,6 @@ GB = 2**30
 
 
 @pytest.mark.fullsize
-@pytest.mark.skipif(os.environ.get("CONVBIAS_FULLSIZE_TESTS") != "1",
-                    reason="full-size smoke runs take minutes each on a CPU: set CONVBIAS_FULLSIZE_TESTS=1")
 @pytest.mark.parametrize("chapter", ["1", "2", "3", "4", "5"])
 def test_chapter_runs_at_full_size_within_memory(chapter, tmp_path):
     env = {**os.environ, "CONVBIAS_PROFILE": "full", "OMP_NUM_THREADS": "1",
