@@ -66,7 +66,7 @@ def fit_one_example(model: nn.Module, y: Tensor, x: Tensor | None = None, *, ste
 
 def _fit(model: nn.Module, y: Tensor, x: Tensor | None, steps: int, lr: float, momentum: float, optimizer: str,
          log_every: int, progress: bool, desc: str) -> History:
-    steps = cap_steps(steps, log_every)  # a smoke run stops after a few steps
+    steps = cap_steps(steps, steps)  # a smoke run stops after a few steps; one evaluation, at the end
     E = int(getattr(model, "members", 1))
     dev = next(model.parameters()).device
     y = y.to(dev)
