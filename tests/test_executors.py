@@ -94,7 +94,9 @@ def test_other_sweep_drivers_take_an_executor():
                   torch.arange(32) % 2, "random")
     noise_kw = dict(model_kw=dict(width=4), epochs=1, batch_size=32, progress=False)
     noise_here = run_noise_sweep(split, [0.0, 0.5], [0, 1], add_background_noise, **noise_kw)
-    with ThreadPoolExecutor(2) as pool:
+    # one thread: threads share torch's global random generator, which the ensembles seed to
+    # initialise their members (a pool of processes, or Dask workers, runs items side by side)
+    with ThreadPoolExecutor(1) as pool:
         there = compressive_sensing_sweep(img, [16, 48], _Pixels8, executor=pool, **kw)
         noise_there = run_noise_sweep(split, [0.0, 0.5], [0, 1], add_background_noise, executor=pool, **noise_kw)
     for key in here:

@@ -11,7 +11,9 @@ driver's cache folder, so with a folder every worker can reach
 (``CONVBIAS_RESULTS`` on a shared file system) an interrupted grid resumes from
 whatever any worker finished. What an executor runs must be picklable: a process
 pool needs ``make_model`` to be a module-level function or a
-``functools.partial`` (Dask's cloudpickle also takes lambdas).
+``functools.partial`` (Dask's cloudpickle also takes lambdas). Use processes, not
+threads, to run items side by side: members are initialised under
+``torch.manual_seed``, and threads share torch's global random generator.
 """
 from __future__ import annotations
 
