@@ -9,6 +9,10 @@
 - ``run CHAPTER --seed S``: the same from base seed ``S`` (``CONVBIAS_SEED``; recorded in ``results.json``).
 - ``verify [--seeds 0-4] [CHAPTERS ...]``: run chapters over several base seeds and write a
   robustness table (per check: passed k/n, margin min/median) as Markdown and JSON.
+- ``run CHAPTER --profile full --smoke``: every cell at full size with a few steps per loop; the
+  measured costs go to ``cost.json``.
+- ``estimate [CHAPTERS] [--profile full]``: each chapter's time on a Colab T4 and an H100 and its peak
+  memory, predicted from smoke runs (see :mod:`convbias.estimate`).
 - ``cache [--prune | --clear] [--dry-run]``: where the results cache is and how large; ``--prune``
   deletes the results of older versions of the code, ``--clear`` all of them (only the cache's
   own folders and files, each named before it goes; never in ``/``, the home folder or a checkout).
@@ -72,11 +76,15 @@ def _main(argv: list[str] | None = None) -> int:
     run.add_argument("--profile", choices=["quick", "full", "auto"], default=None)
     run.add_argument("--out", type=Path, default=Path("results"))
     run.add_argument("--no-cache", action="store_true", help="recompute even if stored results exist")
+    run.add_argument("--smoke", action="store_true",
+                     help="full sizes, a few steps per training loop, checks reported not judged, no cache; "
+                          "writes the measured costs to cost.json (see `estimate`)")
     run.add_argument("--trace", action="store_true",
                      help="no cache; write each code cell's wall time and the costliest operators "
                           "(sampled with torch.profiler by tools/profiling.py of a checkout) to profile.txt")
     _add_seed_option(run)
     _add_verify_command(sub)
+    _add_estimate_parser(sub)
     store = sub.add_parser("cache", help="show (or prune) the results cache")
     store.add_argument("--prune", action="store_true", help="delete the results of older versions of the code")
     store.add_argument("--clear", action="store_true", help="delete every stored result")
@@ -88,6 +96,8 @@ def _main(argv: list[str] | None = None) -> int:
 
     if args.command == "cache":
         return _cache_command(args.prune, args.clear, args.dry_run)
+    if args.command == "estimate":
+        return _estimate_command(args)
     if args.command == "verify":
         return _verify_command(args)
     _apply_seed(args)
@@ -99,6 +109,8 @@ def _main(argv: list[str] | None = None) -> int:
         if args.profile:
             os.environ["CONVBIAS_PROFILE"] = args.profile
         nb = notebooks.chapter_notebook(root, args.chapter)
+        if args.smoke:
+            return _smoke_command(nb, args.out / nb.stem)
         if args.trace:
             summary = notebooks.run_profiled(nb, args.out / nb.stem)
             print(f"{nb.stem}: operator profile -> {summary['profile']}")
@@ -178,6 +190,43 @@ def _verify_command(args: argparse.Namespace) -> int:
           + (f", {len(bad)} did not ({', '.join(r['check'] for r in bad)})" if bad else "")
           + f" -> {table.with_suffix('.md')}")
     return 1 if bad else 0
+
+
+def _smoke_command(nb: Path, out: Path) -> int:
+    from .smoke import run_smoke
+
+    cost = run_smoke(nb, out)
+    gb = 2**30
+    status = "every cell ran" if cost["completed"] else f"FAILED at cell {cost['failed_cell']}: {cost['error']}"
+    reported = f"; {len(cost['checks_reported'])} check cell(s) failed (reported, not judged)" \
+        if cost["checks_reported"] else ""
+    print(f"{nb.stem} (smoke, {cost['profile']} profile, {cost['smoke_steps']} steps per loop): {status}{reported}; "
+          f"{cost['wall_seconds']:.0f} s; peak host memory {cost['peak_host_bytes'] / gb:.2f} GB, "
+          f"peak tensor memory {cost['peak_tensor_bytes'] / gb:.2f} GB -> {out / 'cost.json'}")
+    return 0 if cost["completed"] else 1
+
+
+def _add_estimate_parser(sub) -> None:
+    est = sub.add_parser("estimate", help="time and memory of each chapter on a Colab T4 and an H100, "
+                                          "from full-size smoke runs")
+    est.add_argument("chapters", nargs="*", help="chapter numbers (default: every chapter)")
+    est.add_argument("--profile", choices=["quick", "full"], default="full")
+    est.add_argument("--out", type=Path, default=Path("results"), help="where the smoke runs' cost.json live")
+    est.add_argument("--rerun", action="store_true", help="repeat the smoke runs even where cost.json exists")
+    est.add_argument("--save-budget", action="store_true",
+                     help="write the minutes per chapter the set-up cells announce (the package's budget.json)")
+
+
+def _estimate_command(args) -> int:
+    from . import estimate, notebooks
+
+    root = notebooks.book_root()
+    chapters = [notebooks.chapter_notebook(root, c) for c in args.chapters] or estimate.chapters(root)
+    costs = [estimate.smoke_cost(nb, args.out / nb.stem, args.profile, rerun=args.rerun) for nb in chapters]
+    print(estimate.report(costs))
+    if args.save_budget:
+        print(f"wrote {estimate.save_budget(costs)}")
+    return 0 if all(c["completed"] for c in costs) else 1
 
 
 def _cache_command(prune: bool, clear: bool, dry_run: bool = False) -> int:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import random
-from typing import TypeVar
+from contextlib import contextmanager
+from typing import Iterator, TypeVar
 
 import numpy as np
 import torch
@@ -94,3 +95,113 @@ def run_info(default: int = 0) -> str:
     dev = device()
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     return f"profile={profile()} | seed={base_seed(default)} | device={dev.type}: {name} | torch {torch.__version__}"
+
+
+# ----------------------------------------------------------------------------- smoke runs
+SMOKE_VAR = "CONVBIAS_SMOKE"
+SMOKE_STEPS_VAR = "CONVBIAS_SMOKE_STEPS"
+SMOKE_STEPS = 2
+#: called as ``hook(requested, run, every)`` by :func:`cap_steps` (the cost meter listens here)
+LOOP_HOOKS: list = []
+
+
+def smoke() -> bool:
+    """True when ``CONVBIAS_SMOKE`` is on: full sizes, but every training loop stops after a few steps.
+
+    A smoke run checks that a profile fits in memory and measures its cost per step
+    (``python -m convbias run N --profile full --smoke``); its numbers mean nothing.
+    """
+    raw = os.environ.get(SMOKE_VAR, "").strip().lower()
+    if raw in ("", "0", "off", "false", "no"):
+        return False
+    if raw in ("1", "on", "true", "yes"):
+        return True
+    raise ValueError(f"{SMOKE_VAR}={os.environ.get(SMOKE_VAR)!r}: use 1 (on) or 0 (off)")
+
+
+def smoke_steps() -> int:
+    """Steps a training loop runs in a smoke run (``CONVBIAS_SMOKE_STEPS``, default 2)."""
+    raw = os.environ.get(SMOKE_STEPS_VAR, str(SMOKE_STEPS)).strip()
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{SMOKE_STEPS_VAR}={raw!r}: give a positive whole number of steps")
+    return int(raw)
+
+
+def cap_steps(n: int, every: int | None = None) -> int:
+    """``n`` steps, or at most :func:`smoke_steps` of them in a smoke run.
+
+    Training loops call this once, on their total number of steps (``every``: how
+    often they record, so a cost meter can scale a capped loop to its full length).
+    """
+    run = min(n, smoke_steps()) if smoke() else n
+    for hook in LOOP_HOOKS:
+        hook(n, run, every)
+    return run
+
+
+def cap_items(items: list[T], keep: int = 2) -> list[T]:
+    """``items``, or in a smoke run ``keep`` of them spread from the first to the last (for loops of loops)."""
+    items = list(items)
+    if not smoke() or len(items) <= keep:
+        return items
+    picks = np.unique(np.linspace(0, len(items) - 1, keep).round().astype(int))
+    return [items[i] for i in picks]
+
+
+#: called as ``hook(factor)`` when a :func:`stands_for` block opens and ``hook(None)`` when it closes
+ITEM_HOOKS: list = []
+
+
+@contextmanager
+def stands_for(factor: float) -> Iterator[None]:
+    """Within this block each cost a meter sees stands for ``factor`` of them.
+
+    A smoke run that kept ``k`` of ``n`` items of equal cost (:func:`cap_items`) runs
+    their loop inside ``stands_for(n / k)``, so its cost is counted for all ``n``.
+    """
+    for hook in ITEM_HOOKS:
+        hook(float(factor))
+    try:
+        yield
+    finally:
+        for hook in ITEM_HOOKS:
+            hook(None)
+
+
+# ----------------------------------------------------------------------------- before a long run
+BUDGET_FILE = "budget.json"  # per chapter: predicted minutes of the full profile (python -m convbias estimate)
+
+
+def full_profile_minutes(chapter: str) -> dict[str, float] | None:
+    """The full profile's predicted minutes of ``chapter`` (``"ch1"`` ...) per device (``T4``, ``H100``, ``CPU``)."""
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).with_name(BUDGET_FILE)
+    if not path.exists():
+        return None
+    return json.loads(path.read_text()).get("chapters", {}).get(chapter)
+
+
+def announce_run(chapter: str) -> str | None:
+    """Under the full profile, print (and return) one line: how long this chapter takes, how to pick ``quick``.
+
+    Called by every chapter's set-up cell; prints nothing under the quick profile.
+    """
+    if profile() != "full":
+        return None
+    minutes = full_profile_minutes(chapter) or {}
+    dev = device()
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "this CPU"
+    key = next((k for k in ("T4", "H100") if k in name), None) if dev.type == "cuda" else "CPU"
+    if key and key in minutes:
+        took = f"about {minutes[key]:.0f} min on {name}"
+    elif minutes:
+        took = f"about {minutes.get('T4', float('nan')):.0f} min on a T4, {minutes.get('H100', float('nan')):.0f} " \
+               f"on an H100"
+    else:
+        took = "a paper-scale run (no time estimate recorded)"
+    line = (f"Full profile ({name}): {took}. For a few-minute version, restart and run "
+            f"`import os; os.environ[\"CONVBIAS_PROFILE\"] = \"quick\"` first.")
+    print(line)
+    return line

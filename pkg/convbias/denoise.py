@@ -12,6 +12,8 @@ the host until it ends.
 """
 from __future__ import annotations
 
+import functools
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -20,8 +22,11 @@ import torch
 import torch.nn as nn
 
 from .cache import resumable
+from .config import cap_steps
+from .executors import submit
 
 Tensor = torch.Tensor
+CS_MODES = ("gaussian", "dense-gaussian", "mask")
 
 
 def mse(x: Tensor | np.ndarray, ref: Tensor | np.ndarray) -> float:
@@ -90,6 +95,56 @@ class GaussianMeasurements:
 
     def to(self, device) -> "GaussianMeasurements":
         self.A = self.A.to(device)
+        return self
+
+
+class CirculantGaussianMeasurements:
+    """Compressive sensing without an ``m x n`` matrix: ``A = S C_g D``, a random partial circulant Gaussian matrix.
+
+    ``D`` flips the sign of each pixel at random, ``C_g`` is the circulant matrix of
+    ``g``, ``n`` i.i.d. ``N(0, 1/m)`` numbers (``(C_g x)_i = sum_j g_{(i - j) mod n} x_j``,
+    a circular convolution applied by FFT), and ``S`` keeps ``m`` of its ``n`` rows
+    chosen at random. The signs spread an image's mean (its DC component), which a
+    circulant alone would measure through one number ``sum_j g_j``. Every entry of ``A`` is
+    ``N(0, 1/m)`` and ``E[A^T A] = I``, as for :class:`GaussianMeasurements`, but
+    the rows are shifts of one another: the operator stores ``O(n)`` numbers (a dense
+    ``A`` for a 256x256 image with ``m = n/2`` is 8.6 GB) and a product costs
+    ``O(n log n)``. :meth:`adjoint` is ``A^T`` exactly; :meth:`matrix` builds the
+    dense ``A`` (for tests at small ``n``).
+    """
+
+    name = "compressive sensing"
+
+    def __init__(self, n: int, m: int, seed: int = 0):
+        if not 0 < m <= n:
+            raise ValueError(f"need 1 <= m <= n measurements, got m={m} for n={n}")
+        gen = torch.Generator().manual_seed(seed)
+        self.n, self.m = n, m
+        g = torch.randn(n, generator=gen) / m**0.5
+        self.rows = torch.randperm(n, generator=gen)[:m].sort().values
+        self.signs = torch.randint(0, 2, (n,), generator=gen).float() * 2 - 1
+        self.spectrum = torch.fft.rfft(g)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        flat = x.reshape(x.shape[0], -1) if x.ndim > 1 else x[None]
+        full = torch.fft.irfft(torch.fft.rfft(flat * self.signs, n=self.n) * self.spectrum, n=self.n)
+        out = full[:, self.rows]
+        return out if x.ndim > 1 else out[0]
+
+    def adjoint(self, y: Tensor) -> Tensor:
+        batch = y[None] if y.ndim == 1 else y
+        full = batch.new_zeros(batch.shape[0], self.n)
+        full[:, self.rows] = batch
+        out = torch.fft.irfft(torch.fft.rfft(full, n=self.n) * self.spectrum.conj(), n=self.n) * self.signs
+        return out[0] if y.ndim == 1 else out
+
+    def matrix(self) -> Tensor:
+        """The dense ``m x n`` matrix (``O(mn)`` memory: for tests at small sizes)."""
+        return self(torch.eye(self.n, device=self.rows.device)).T.contiguous()
+
+    def to(self, device) -> "CirculantGaussianMeasurements":
+        self.rows, self.signs = self.rows.to(device), self.signs.to(device)
+        self.spectrum = self.spectrum.to(device)
         return self
 
 
@@ -175,6 +230,7 @@ def fit_generator(net: nn.Module, target: Tensor, steps: int, lr: float = 0.01, 
         raise ValueError("steps and log_every must be >= 1")
     if optimizer not in ("adam", "sgd"):
         raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+    steps = cap_steps(steps, log_every)  # a smoke run stops after a few steps
     dev = next(net.parameters()).device
     if channels_last is None:
         channels_last = dev.type == "cpu"
@@ -259,7 +315,7 @@ def dct_recover(y: Tensor, operator, shape: tuple[int, int], lam: float = 1e-3, 
     step = 1.0 / float(L)
     z = torch.zeros(h, w, device=dev)
     z_prev, s, t = z, z, 1.0
-    for _ in range(iters):
+    for _ in range(cap_steps(iters)):
         g = s - step * adj(fwd(s) - y)
         z = torch.sign(g) * (g.abs() - lam * step).clamp_min(0)
         t_next = (1 + (1 + 4 * t * t) ** 0.5) / 2
@@ -293,22 +349,26 @@ def fit_targets(make_net: Callable[[], nn.Module], targets: dict[str, Tensor], s
 def compressive_sensing_sweep(image: Tensor, measurements: list[int], make_net: Callable[[], nn.Module],
                               steps: int, lr: float = 0.01, mode: str = "gaussian", lam: float = 1e-2,
                               baseline_iters: int = 300, seed: int = 0, progress: bool = False,
-                              cache: str | None = None) -> dict[str, np.ndarray]:
+                              cache: str | None = None, executor: Executor | None = None) -> dict[str, np.ndarray]:
     """Recover a gray ``(1, 1, H, W)`` image from ``m`` measurements for each ``m``: generator vs sparse-DCT baseline.
 
-    ``mode="gaussian"`` is compressive sensing (``y = A x``, ``A`` i.i.d. ``N(0, 1/m)``);
+    ``mode="gaussian"`` is compressive sensing (``y = A x``, ``A`` with ``N(0, 1/m)`` entries, a random partial
+    circulant matrix applied by FFT: :class:`CirculantGaussianMeasurements`); ``"dense-gaussian"`` stores
+    an i.i.d. ``A`` (:class:`GaussianMeasurements`, ``4mn`` bytes: small images only);
     ``mode="mask"`` keeps ``m`` random pixels on average (inpainting). The generator
     is fitted to the measurements for ``steps`` iterations (no early stopping: the
     final iterate is reported). Returns ``m``, the generator's final and best PSNR,
     and the baseline's PSNR, as arrays over ``measurements``, and ``net_late``, the median
     PSNR of the last three logged iterates (robust to a single Adam spike at the end). ``cache`` names the
     sweep in the results cache (:mod:`convbias.cache`): each ``m`` is stored once
-    done, so an interrupted sweep resumes at the next ``m``.
+    done, so an interrupted sweep resumes at the next ``m``; ``executor`` (any
+    ``concurrent.futures.Executor``; default: here, in order) runs the ``m`` as separate
+    tasks (:mod:`convbias.executors`).
     """
     if image.ndim != 4 or image.shape[:2] != (1, 1):
         raise ValueError(f"image must be gray (1, 1, H, W), got {tuple(image.shape)}")
-    if mode not in ("gaussian", "mask"):
-        raise ValueError(f"mode must be 'gaussian' or 'mask', got {mode!r}")
+    if mode not in CS_MODES:
+        raise ValueError(f"mode must be one of {CS_MODES}, got {mode!r}")
     h, w = image.shape[-2:]
     rows: dict[str, list] = {"m": [], "net_final": [], "net_best": [], "net_late": [], "baseline": []}
     ms = measurements
@@ -316,28 +376,37 @@ def compressive_sensing_sweep(image: Tensor, measurements: list[int], make_net: 
         from tqdm.auto import tqdm
 
         ms = tqdm(measurements, desc=f"{mode} measurements", leave=False)
+    futures = []
     for m in ms:
         net = make_net()
-
-        def recover(m=m, net=net) -> tuple[float, float, float, float]:
-            op = (GaussianMeasurements(h * w, m, seed=seed) if mode == "gaussian"
-                  else RandomMask((h, w), keep=m / (h * w), seed=seed))
-            dev = next(net.parameters()).device
-            op.to(dev)
-            y = op(image.to(dev))
-            res = fit_generator(net, y, steps, lr=lr, clean=image, operator=op, log_every=max(steps // 20, 1))
-            base = dct_recover(y, op, (h, w), lam=lam, iters=baseline_iters)
-            return res.final_psnr, res.best_psnr, res.late_psnr(), psnr(base.cpu(), image.cpu())
-
+        recover = functools.partial(_recover, net, image, m, mode=mode, seed=seed, steps=steps, lr=lr, lam=lam,
+                                    baseline_iters=baseline_iters)
         config = dict(m=m, mode=mode, seed=seed, net=net, image=image, steps=steps, lr=lr, lam=lam,
                       baseline_iters=baseline_iters, device=str(next(net.parameters()).device))
-        final, best, late, baseline = resumable(cache and f"{cache}-m{m}", config, recover)
+        futures.append((m, submit(executor, cache and f"{cache}-m{m}", config, recover)))
+    for m, future in futures:
+        final, best, late, baseline = future.result()
         rows["m"].append(m)
         rows["net_final"].append(final)
         rows["net_best"].append(best)
         rows["net_late"].append(late)
         rows["baseline"].append(baseline)
     return {k: np.asarray(v) for k, v in rows.items()}
+
+
+def _recover(net: nn.Module, image: Tensor, m: int, *, mode: str, seed: int, steps: int, lr: float, lam: float,
+             baseline_iters: int) -> tuple[float, float, float, float]:
+    """One ``m`` of :func:`compressive_sensing_sweep`: the generator's final, best and late PSNR, the baseline's."""
+    h, w = image.shape[-2:]
+    op = (CirculantGaussianMeasurements(h * w, m, seed=seed) if mode == "gaussian"
+          else GaussianMeasurements(h * w, m, seed=seed) if mode == "dense-gaussian"
+          else RandomMask((h, w), keep=m / (h * w), seed=seed))
+    dev = next(net.parameters()).device
+    op.to(dev)
+    y = op(image.to(dev))
+    res = fit_generator(net, y, steps, lr=lr, clean=image, operator=op, log_every=max(steps // 20, 1))
+    base = dct_recover(y, op, (h, w), lam=lam, iters=baseline_iters)
+    return res.final_psnr, res.best_psnr, res.late_psnr(), psnr(base.cpu(), image.cpu())
 
 
 # ----------------------------------------------------------------- early stopping: the experiment and its checks

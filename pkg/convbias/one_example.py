@@ -16,6 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .cache import resumable
+from .config import cap_steps
 from .train import History, TrainingDiverged
 
 Tensor = torch.Tensor
@@ -71,6 +72,7 @@ def fit_one_example(model: nn.Module, y: Tensor, x: Tensor | None = None, *, ste
 
 def _fit(model: nn.Module, y: Tensor, x: Tensor | None, steps: int, lr: float, momentum: float, optimizer: str,
          log_every: int, progress: bool, desc: str) -> History:
+    steps = cap_steps(steps, steps)  # a smoke run stops after a few steps; one evaluation, at the end
     E = int(getattr(model, "members", 1))
     dev = next(model.parameters()).device
     y = y.to(dev)

@@ -5,6 +5,7 @@ does nothing when myst-nb is absent (e.g. on Colab), so notebooks run anywhere.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
 
 #: every value glued in this process, by key (written out by headless chapter runs)
@@ -84,3 +85,82 @@ def comparison_table(rows: Sequence[dict], columns: Sequence[str] = ("quantity",
         raise ValueError(f"unknown column(s) {sorted(unknown)}; expected {list(columns)}")
     frame = pd.DataFrame([{c: row.get(c, "") for c in columns} for row in rows], columns=list(columns))
     return frame.style.hide(axis="index")
+
+
+# ----------------------------------------------------------------------------- paper-scale results from a GPU
+FULL_RESULTS_START = "<!-- full-profile results: written by convbias.report.update_full_results_section -->"
+FULL_RESULTS_END = "<!-- end of full-profile results -->"
+FULL_RESULT_KEYS = ("chapter", "device", "date", "code_version", "seconds", "values")
+NO_FULL_RESULTS = ("No full-profile run on a GPU is recorded for this build: every number on this page comes "
+                   "from the quick profile on a CPU. Time and memory of the full profile are estimated by "
+                   "`python -m convbias estimate`.")
+
+
+def full_result_record(results_json: str | Path, date: str | None = None) -> dict:
+    """A record to commit from a headless run's ``results.json`` (full profile): values, device, date, code version."""
+    import datetime
+    import json
+
+    from . import __version__
+    from .cache import code_fingerprint
+
+    summary = json.loads(Path(results_json).read_text())
+    info = summary.get("run_info", "")
+    if "profile=full" not in info:
+        raise ValueError(f"{results_json} is not a full-profile run ({info or 'no run_info'})")
+    device = info.split("device=", 1)[-1].split(" | ")[0]
+    return {"chapter": Path(summary["notebook"]).stem, "device": device,
+            "date": date or datetime.date.today().isoformat(), "code_version": f"{__version__}+{code_fingerprint()}",
+            "seconds": summary["seconds"], "checks_passed": summary["checks_passed"], "values": summary["values"]}
+
+
+def load_full_results(folder: str | Path) -> list[dict]:
+    """The committed full-profile records (``<chapter>.json`` in ``folder``), in chapter order; [] if none."""
+    import json
+
+    records = []
+    for path in sorted(Path(folder).glob("*.json")):
+        record = json.loads(path.read_text())
+        missing = [k for k in FULL_RESULT_KEYS if k not in record]
+        if missing:
+            raise ValueError(f"{path}: a full-profile record needs {', '.join(missing)}")
+        records.append(record)
+    return records
+
+
+def full_results_markdown(records: Sequence[dict], quick: dict[str, dict] | None = None) -> str:
+    """One table per chapter: each glued value of the GPU run beside the quick build's (``quick[chapter]``)."""
+    if not records:
+        return NO_FULL_RESULTS
+    out = []
+    for r in records:
+        out += [f"**{r['chapter']}**: full profile on {r['device']}, {r['date']}, code {r['code_version']}, "
+                f"{r['seconds'] / 60:.1f} min.", "", "| value | full profile | quick build |", "| --- | --- | --- |"]
+        mine = (quick or {}).get(r["chapter"], {})
+        for key, value in r["values"].items():
+            if key.endswith("_run_info"):
+                continue
+            out.append(f"| `{key}` | {_cell(value)} | {_cell(mine.get(key, ''))} |")
+        out.append("")
+    return "\n".join(out).rstrip()
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value).replace("|", "\\|")
+
+
+def update_full_results_section(page: str | Path, folder: str | Path,
+                                quick: dict[str, dict] | None = None) -> bool:
+    """Rewrite the page's text between the full-profile markers from ``folder``; returns whether it changed."""
+    page = Path(page)
+    text = page.read_text()
+    if FULL_RESULTS_START not in text or FULL_RESULTS_END not in text:
+        raise ValueError(f"{page} has no full-profile results markers")
+    head, rest = text.split(FULL_RESULTS_START, 1)
+    _, tail = rest.split(FULL_RESULTS_END, 1)
+    new = f"{head}{FULL_RESULTS_START}\n{full_results_markdown(load_full_results(folder), quick)}\n{FULL_RESULTS_END}{tail}"
+    if new != text:
+        page.write_text(new)
+    return new != text

@@ -16,8 +16,10 @@ the hidden weights (:func:`convbias.lowrank.layer_ranks`) and the accuracies.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import time
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -27,6 +29,7 @@ import torch
 from torch import nn
 
 from .cache import fingerprint, resumable
+from .executors import submit
 from .lowrank import hidden_weight_names, rank_metrics, spectra
 from .train import EnsembleResult, fit_ensemble
 
@@ -100,6 +103,7 @@ def run_sweep(
     device: torch.device | str | None = None,
     progress: bool = True,
     cache: str | None = None,
+    executor: Executor | None = None,
 ) -> SweepResult:
     """Train every ``(B, lr, lambda, seed)`` of the grid with SGD (momentum 0) and weight decay.
 
@@ -109,7 +113,10 @@ def run_sweep(
     for every batch size when comparing at equal epochs). ``cache`` names the sweep
     in the results cache (:mod:`convbias.cache`): each batch size's ensemble is
     stored once trained, and a rerun, or a run resumed after an interruption,
-    restores it instead of training again.
+    restores it instead of training again. ``executor`` (any ``concurrent.futures.Executor``;
+    default: here, one batch size after the other) trains the batch sizes' ensembles as
+    separate tasks, each stored in the results cache by the process that ran it
+    (:mod:`convbias.executors`).
     """
     if (epochs is None) == (steps is None):
         raise ValueError("give exactly one of epochs= (compare at equal epochs) or steps= (equal steps)")
@@ -134,6 +141,7 @@ def run_sweep(
     members = list(itertools.product(lrs, weight_decays, seeds))
     initial = initial_weights_fingerprint(make_model, [m[2] for m in members]) if cache else None
     finals, curves, ensembles, seconds = [], [], {}, {}
+    futures, per_epochs = {}, {}
     for B in batch_sizes:
         per_epoch = n // B if B < n else 1
         if per_epoch < 1:
@@ -145,25 +153,26 @@ def run_sweep(
         else:
             log_every = max(1, steps // records)
 
-        def train(B=B, length=length, log_every=log_every) -> tuple[EnsembleResult, float]:
-            start = time.perf_counter()
-            ens = fit_ensemble(
-                make_model, X, y, seeds=[m[2] for m in members], lr=[m[0] for m in members],
-                weight_decay=[m[1] for m in members], momentum=0.0, loss=loss,
-                batch_size=None if B >= n else B,
-                **({"epochs": epochs} if compare == "epochs" else {"steps": steps}),
-                milestones=[f * length for f in milestones], gamma=gamma, log_every=log_every,
-                X_test=X_test, y_test=y_test, metrics=rank_metrics(names, tol), device=device,
-                progress=progress, desc=f"B={B}",
-            )
-            return ens, time.perf_counter() - start
+        train = functools.partial(
+            _train_ensemble, make_model, X, y, seeds=[m[2] for m in members], lr=[m[0] for m in members],
+            weight_decay=[m[1] for m in members], momentum=0.0, loss=loss,
+            batch_size=None if B >= n else B,
+            **({"epochs": epochs} if compare == "epochs" else {"steps": steps}),
+            milestones=[f * length for f in milestones], gamma=gamma, log_every=log_every,
+            X_test=X_test, y_test=y_test, names=names, tol=tol, device=device,
+            progress=progress and executor is None, desc=f"B={B}",
+        )
 
         config = dict(batch_size=B, members=members, epochs=epochs, steps=steps, milestones=list(milestones),
                       gamma=gamma, layers=names, tol=tol, loss=loss, log_every=log_every, model=repr(probe),
                       initial_weights=initial,
                       X=X, y=y, X_test=X_test, y_test=y_test,
                       device=str(torch.device(device) if device is not None else X.device))
-        ens, seconds[B] = resumable(cache and f"{cache}-B{B}", config, train)
+        futures[B] = submit(executor, cache and f"{cache}-B{B}", config, train)
+        per_epochs[B] = per_epoch
+    for B in batch_sizes:
+        per_epoch = per_epochs[B]
+        ens, seconds[B] = futures[B].result()
         ensembles[B] = ens
         hist = ens.history
         metric_keys = [k for k in hist.keys()]
@@ -178,6 +187,13 @@ def run_sweep(
     return SweepResult(final=pd.DataFrame(finals), curves=pd.DataFrame(curves), layer_names=names,
                        compare=compare, ensembles=ensembles, seconds=seconds)
 
+
+def _train_ensemble(make_model: Callable[[], nn.Module], X: Tensor, y: Tensor, *, names: Sequence[str], tol: float,
+                    **fit_kw) -> tuple[EnsembleResult, float]:
+    """One batch size's ensemble and its training time (a module-level function, so executors can pickle it)."""
+    start = time.perf_counter()
+    ens = fit_ensemble(make_model, X, y, metrics=rank_metrics(names, tol), **fit_kw)
+    return ens, time.perf_counter() - start
 
 
 def initial_weights_fingerprint(make_model: Callable[[], nn.Module], seeds: Sequence[int]) -> dict[str, str]:

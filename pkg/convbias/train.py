@@ -27,6 +27,8 @@ from torch import nn
 from torch.func import functional_call, vmap
 from tqdm.auto import tqdm
 
+from .config import cap_steps
+
 Tensor = torch.Tensor
 LOSSES = ("ce", "logistic", "mse")
 
@@ -273,6 +275,7 @@ def fit(
     if X_test is not None:
         X_test, y_test = X_test.to(dev), y_test.to(dev)
     total, per_epoch = _n_steps(len(X), batch_size, steps, epochs)
+    total = cap_steps(total, log_every)  # a smoke run stops after a few steps
     opt = optimizer or torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     base_lrs = [g["lr"] for g in opt.param_groups]
     sampler = BatchSampler(len(X), batch_size, seed, dev)
@@ -431,6 +434,7 @@ def fit_ensemble(
     if X_test is not None:
         X_test, y_test = X_test.to(dev), y_test.to(dev)
     total, per_epoch = _n_steps(len(X), batch_size, steps, epochs)
+    total = cap_steps(total, log_every)  # a smoke run stops after a few steps
     batches = EnsembleBatches(len(X), batch_size, seeds, dev)
     velocity = {n: torch.zeros_like(p) for n, p in params.items()}
 

@@ -8,6 +8,7 @@ with ``source="auto"`` MNIST falls back to the offline digits and says so.
 from __future__ import annotations
 
 import gzip
+import os
 import pickle
 import tarfile
 from dataclasses import dataclass
@@ -122,6 +123,25 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0) -> Split:
     return _split_offline(X, d.target, test_fraction, seed, "digits-8x8")
 
 
+STAND_INS_VAR = "CONVBIAS_SMOKE_STAND_INS"
+
+
+def stand_ins() -> bool:
+    """True in a smoke run with ``CONVBIAS_SMOKE_STAND_INS=1``: a download that fails is replaced by random data
+    of its shapes, so a cost estimate made offline covers the path a run with the download takes."""
+    from ..config import smoke
+
+    return smoke() and os.environ.get(STAND_INS_VAR, "").strip() == "1"
+
+
+def stand_in(name: str, shape: tuple[int, ...], n_train: int, n_test: int, n_classes: int = 10) -> Split:
+    """Random images in [0, 1] of ``shape`` with balanced labels: a data set's sizes, none of its content."""
+    gen = torch.Generator().manual_seed(0)
+    X_train, X_test = torch.rand(n_train, *shape, generator=gen), torch.rand(n_test, *shape, generator=gen)
+    return Split(X_train, torch.arange(n_train) % n_classes, X_test, torch.arange(n_test) % n_classes,
+                 f"{name}-stand-in")
+
+
 def load_cifar10(quiet: bool = False) -> Split:
     """CIFAR-10 as ``(N, 3, 32, 32)`` float images in [0, 1], downloaded into the cache.
 
@@ -132,6 +152,10 @@ def load_cifar10(quiet: bool = False) -> Split:
     try:
         archive = download(CIFAR10_URL, root / "cifar-10-python.tar.gz", CIFAR10_MD5, timeout=30)
     except DownloadError as exc:
+        if stand_ins():
+            if not quiet:
+                print("CIFAR-10: unavailable offline; this smoke run uses random images of its shapes instead.")
+            return stand_in("cifar10", (3, 32, 32), 50_000, 10_000)
         if not quiet:
             print(f"CIFAR-10: unavailable offline ({type(exc).__name__}); this experiment is skipped.")
         raise DataUnavailable(str(exc)) from exc

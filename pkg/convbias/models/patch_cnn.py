@@ -28,6 +28,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..cache import resumable
+from ..config import cap_steps
 from ..data.patches import PatchDataModel
 from ..rank import stable_rank
 from ..train import History, TrainingDiverged
@@ -180,6 +181,7 @@ def fit_gd(
     """
     if lr <= 0 or steps < 1 or log_every < 1:
         raise ValueError(f"need lr > 0, steps >= 1 and log_every >= 1; got lr={lr}, steps={steps}, log_every={log_every}")
+    steps = cap_steps(steps, log_every)  # a smoke run stops after a few steps
     dev = model.weight.device
     X, y = X.to(dev), y.to(dev)
     if X_test is not None:

@@ -9,6 +9,8 @@ theory, so that what training adds is not hidden under the random start.
 """
 from __future__ import annotations
 
+import functools
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -20,7 +22,7 @@ from tqdm.auto import tqdm
 from ..data.background import patch_stable_rank
 from ..data.real import Split
 from ..rank import as_matrix, stable_rank
-from ..cache import resumable
+from ..executors import submit
 from ..train import fit_ensemble
 
 Tensor = torch.Tensor
@@ -85,6 +87,7 @@ def run_noise_sweep(
     device: torch.device | str = "cpu",
     progress: bool = True,
     cache: str | None = None,
+    executor: Executor | None = None,
 ) -> NoiseSweep:
     """For each noise level: add noise to train and test images, train one CNN per seed, measure ranks.
 
@@ -95,7 +98,9 @@ def run_noise_sweep(
     The data stable rank is that of the patch matrix of the noisy training
     images with the first layer's kernel size. ``cache`` names the sweep in the
     results cache (:mod:`convbias.cache`): each noise level is stored once trained,
-    so a rerun or an interrupted run restores the finished levels.
+    so a rerun or an interrupted run restores the finished levels. ``executor`` (any
+    ``concurrent.futures.Executor``; default: here, in order) trains the noise levels as
+    separate tasks (:mod:`convbias.executors`).
     """
     sigmas, seeds = [float(s) for s in sigmas], [int(s) for s in seeds]
     if not sigmas or not seeds:
@@ -105,24 +110,30 @@ def run_noise_sweep(
     model_kw.setdefault("in_channels", split.X_train.shape[1])
     model_kw.setdefault("image_size", add_noise(split.X_train[:1], 0.0, 0).shape[-1])
     model_kw.setdefault("n_classes", int(split.y_train.max()) + 1)
-    data_srank, filter_srank, test_acc, filters = [], [], [], []
+    data_srank, filter_srank, test_acc, filters, futures = [], [], [], [], []
     for sigma in tqdm(sigmas, desc="noise levels", disable=not progress, leave=False):
         X_train, X_test = add_noise(split.X_train, sigma, 0), add_noise(split.X_test, sigma, 1)
         data_srank.append(patch_stable_rank(X_train, kernel))
-
-        def train(sigma=sigma, X_train=X_train, X_test=X_test) -> tuple[Tensor, np.ndarray]:
-            result = fit_ensemble(lambda: SmallCNN(**model_kw), X_train.to(device), split.y_train.to(device),
-                                  seeds=seeds, lr=lr, momentum=momentum, loss="ce", epochs=epochs,
-                                  batch_size=batch_size, log_every=10**9, X_test=X_test.to(device),
-                                  y_test=split.y_test.to(device), progress=progress, desc=f"sigma={sigma:g}")
-            return first_layer_filters(result.params).cpu(), result.history.last("test_acc")
-
+        train = functools.partial(_train_level, functools.partial(SmallCNN, **model_kw), X_train, split.y_train,
+                                  X_test, split.y_test, seeds=seeds, lr=lr, momentum=momentum, epochs=epochs,
+                                  batch_size=batch_size, device=str(torch.device(device)),
+                                  progress=progress and executor is None, desc=f"sigma={sigma:g}")
         config = dict(sigma=sigma, seeds=seeds, model_kw=model_kw, lr=lr, momentum=momentum, epochs=epochs,
                       batch_size=batch_size, X_train=X_train, y_train=split.y_train, X_test=X_test,
                       y_test=split.y_test, device=str(torch.device(device)))
-        W, acc = resumable(cache and f"{cache}-sigma{sigma:g}", config, train)
+        futures.append(submit(executor, cache and f"{cache}-sigma{sigma:g}", config, train))
+    for future in futures:
+        W, acc = future.result()
         filters.append(W)
         filter_srank.append(stable_rank(W).numpy())
         test_acc.append(acc)
     return NoiseSweep(sigmas=np.asarray(sigmas), seeds=np.asarray(seeds), data_srank=np.asarray(data_srank),
                       filter_srank=np.stack(filter_srank, 1), test_acc=np.stack(test_acc, 1), filters=filters)
+
+
+def _train_level(make_model: Callable[[], nn.Module], X_train: Tensor, y_train: Tensor, X_test: Tensor,
+                 y_test: Tensor, *, device: str, **fit_kw) -> tuple[Tensor, np.ndarray]:
+    """One noise level's ensemble: first-layer filters and test accuracies (module level, so executors can pickle it)."""
+    result = fit_ensemble(make_model, X_train.to(device), y_train.to(device), loss="ce", log_every=10**9,
+                          X_test=X_test.to(device), y_test=y_test.to(device), **fit_kw)
+    return first_layer_filters(result.params).cpu(), result.history.last("test_acc")

@@ -1,0 +1,45 @@
+"""Run the items of a sweep on any ``concurrent.futures.Executor``, the results cache as the store.
+
+The package's sweep drivers (:func:`convbias.sweep.run_sweep`,
+:func:`convbias.models.small_cnn.run_noise_sweep`,
+:func:`convbias.denoise.compressive_sensing_sweep`) take ``executor=``: ``None``
+(the default) runs each item here, in order; a
+``concurrent.futures.ProcessPoolExecutor`` runs them on this machine's cores; a
+Dask ``distributed.Client(...).get_executor()`` runs them on a cluster. Each item
+is computed through the results cache in the process that runs it, under the
+driver's cache folder, so with a folder every worker can reach
+(``CONVBIAS_RESULTS`` on a shared file system) an interrupted grid resumes from
+whatever any worker finished. What an executor runs must be picklable: a process
+pool needs ``make_model`` to be a module-level function or a
+``functools.partial`` (Dask's cloudpickle also takes lambdas). Use processes, not
+threads, to run items side by side: members are initialised under
+``torch.manual_seed``, and threads share torch's global random generator.
+"""
+from __future__ import annotations
+
+from concurrent.futures import Executor, Future
+from typing import Any, Callable, Mapping
+
+from .cache import ResultCache
+
+
+def submit(executor: Executor | None, name: str | None, config: Mapping[str, Any],
+           compute: Callable[[], Any]) -> Future:
+    """``compute()`` through the results cache under ``(name, config)`` (no cache if ``name`` is None).
+
+    Without an executor it runs now, here (an error is raised at once, so a sweep stops at
+    the item that failed), and the returned future is already done.
+    """
+    store = ResultCache()
+    if executor is None:
+        done: Future = Future()
+        done.set_result(_cached(name, config, compute, str(store.root), store.active))
+        return done
+    return executor.submit(_cached, name, dict(config), compute, str(store.root), store.active)
+
+
+def _cached(name: str | None, config: Mapping[str, Any], compute: Callable[[], Any], root: str,
+            active: bool) -> Any:
+    if name is None:
+        return compute()
+    return ResultCache(root, active=active).cached(name, config, compute)
