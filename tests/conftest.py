@@ -38,3 +38,14 @@ def results_cache(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("CONVBIAS_RESULTS", str(root))
     monkeypatch.setenv("CONVBIAS_RESULTS_CACHE", "on")
     return root
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one intra-op thread for a module's tests (the chapters' calibrated runs), restored after."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -9,7 +9,6 @@ from functools import lru_cache
 
 import numpy as np
 import pytest
-import torch
 import torch.nn.functional as F
 
 from convbias.checks import failed
@@ -28,11 +27,8 @@ NEITHER = {"channel": "bias", "bias": "bias"}        # CN in neither arm
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_torch_thread):
+    """These runs are calibrated on one torch thread."""
 
 
 @lru_cache(maxsize=None)

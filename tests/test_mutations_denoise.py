@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-import torch
 
 from convbias.checks import failed
 from convbias.data.real import load_image
@@ -21,11 +20,8 @@ SIZE, K, DEPTH, STEPS, FIT_STEPS = 32, 64, 4, 1000, 150  # the quick profile's d
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_torch_thread):
+    """These runs are calibrated on one torch thread."""
 
 
 @pytest.fixture(scope="module")

@@ -18,11 +18,8 @@ EPOCHS, WIDTH, LR = 10, 8, 0.05
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_torch_thread):
+    """These runs are calibrated on one torch thread."""
 
 
 @pytest.fixture(scope="module")

@@ -110,7 +110,7 @@ class CapacityResult:
 def capacity_experiment(data, channels: int = 8, depth: int = 3, epochs: int = 8, lr: float = 0.05,
                         weight_decay: float = 5e-4, batch_size: int = 64, padding_mode: str = "circular",
                         seed: int = 0, progress: bool = True, embed=to_fcn) -> CapacityResult:
-    """Train a circular CNN on ``data`` (a :class:`convbias.data.Split`) and count its capacity.
+    """Train a circular CNN on ``data`` (a ``convbias.data.Split``) and count its capacity.
 
     ``embed(model, shape)`` builds the network compared with the CNN (the eFCN; tests pass others)."""
     from .config import device

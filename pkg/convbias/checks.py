@@ -7,7 +7,7 @@ test can rebuild them on a mutated experiment and see them fail)::
     require("ch3", [at_least("depth10_ratio", ratio, 10, "with CN the depth-10 net ends 10x lower")])
 
 :func:`require` shows a table, records the checks (``RECORDED`` for a run in this
-process, a JSON output of mime type :data:`MIME` for a notebook run in a kernel)
+process, a JSON output of mime type ``MIME`` for a notebook run in a kernel)
 and raises :class:`CheckFailed` naming every failed check. It never uses
 ``assert``, so ``python -O`` cannot switch it off. ``CONVBIAS_CHECKS=report``
 (a smoke run at full size but few steps) shows and records the checks without
@@ -74,7 +74,7 @@ class Check:
 
     @property
     def margin(self) -> float:
-        """Room to the nearest bound: a factor (``ratio``; > 1 passes) or a distance (> 0 passes)."""
+        """How much room the value had to its nearest bound, as a factor (``ratio``, above 1 passes) or a distance (above 0 passes)."""
         if not math.isfinite(self.value):
             return math.nan
         if self.op == "in":
@@ -189,7 +189,7 @@ def _show(table: CheckTable) -> None:
 
 
 def from_outputs(outputs: Sequence[dict]) -> list[dict[str, Any]]:
-    """The check records (dicts of :meth:`Check.to_dict`) in a notebook cell's outputs."""
+    """The check records (dicts of ``Check.to_dict``) in a notebook cell's outputs."""
     found = []
     for output in outputs:
         data = output.get("data", {}) if isinstance(output, dict) else {}

@@ -2,21 +2,21 @@
 
 Method (the one printed by ``python -m convbias estimate``):
 
-1. A *smoke run* (:mod:`convbias.smoke`) executes the chapter at full size with
-   every training loop cut to a few steps, under :class:`convbias.costs.CostMeter`,
+1. A *smoke run* (``convbias.smoke``) executes the chapter at full size with
+   every training loop cut to a few steps, under ``convbias.costs.CostMeter``,
    which sees every tensor operator: its FLOPs (matrix products and convolutions,
    forward and backward), the bytes it writes, and its time on this CPU.
 2. Each loop's measured steps are scaled to the loop's requested number of steps,
    and its records (evaluations, metrics) to the requested number of records; work
    outside loops (data, embeddings, set-up) counts once.
-3. Every operator is priced on each GPU of :data:`convbias.costs.GPUS` by a roofline:
+3. Every operator is priced on each GPU of ``convbias.costs.GPUS`` by a roofline:
    ``max(FLOPs / rate, 2 x bytes / bandwidth) + launch overhead``; the chapter's
    Python and plotting time outside operators (measured, less the meter's own
    overhead) is added as it is.
 4. Memory: the host's peak is the smoke process's ``ru_maxrss``; the GPU's is the
    peak of live tensor memory (every tensor the chapter holds at once, CPU copies
-   included, so an upper bound) times :data:`ALLOCATOR_SLACK` plus
-   :data:`CUDA_CONTEXT_BYTES` for the CUDA context and library workspaces.
+   included, so an upper bound) times ``ALLOCATOR_SLACK`` plus
+   ``CUDA_CONTEXT_BYTES`` for the CUDA context and library workspaces.
 
 What it does not see: data sets downloaded only when online (full MNIST, CIFAR-10)
 are replaced offline by the shipped 5,000 digits, so chapters that use them are
@@ -34,7 +34,7 @@ from .costs import GPUS
 
 ALLOCATOR_SLACK = 1.15
 CUDA_CONTEXT_BYTES = 0.6 * 2**30
-#: the budgets the full profile is held to: a chapter on a Colab T4, the whole book on one H100
+#: seconds the full profile may take: each chapter on a Colab T4 (and the book on one H100, below)
 CHAPTER_BUDGET = {"T4": 10 * 60.0}
 BOOK_BUDGET = {"H100": 15 * 60.0}
 HOST_LIMIT_BYTES = 12 * 2**30   # a free Colab session has about 12.7 GB of RAM
@@ -76,7 +76,7 @@ def chapter_estimate(cost: dict) -> dict:
 
 
 def book_estimate(costs: list[dict]) -> dict:
-    """Total seconds per GPU over the chapters, and whether the book fits :data:`BOOK_BUDGET`."""
+    """Total seconds per GPU over the chapters, and whether the book fits ``BOOK_BUDGET``."""
     rows = [chapter_estimate(c) for c in costs]
     total = {key: sum(r[f"{key}_seconds"] for r in rows) for key in GPUS}
     over = [f"book on {k} > {v / 60:.0f} min" for k, v in BOOK_BUDGET.items() if total[k] > v]
@@ -125,7 +125,7 @@ def smoke_cost(notebook: Path, out_dir: Path, profile: str = "full", rerun: bool
 
 
 def budget(costs: list[dict]) -> dict:
-    """What the chapters' set-up cells announce (:func:`convbias.config.announce_run`): minutes per device."""
+    """What the chapters' set-up cells announce (``convbias.config.announce_run``): minutes per device."""
     chapters = {}
     for row in book_estimate(costs)["rows"]:
         key = f"ch{int(row['chapter'][:2])}"

@@ -43,7 +43,7 @@ def signal_subspace_overlap(W: Tensor, U: Tensor, k: int | None = None) -> np.nd
 
 
 def synthetic_checks(sweep, regime: float = REGIME) -> list[Check]:
-    """The synthetic claim over ``sigma_p <= regime``, every seed (a :class:`SigmaSweep`).
+    """The synthetic claim over ``sigma_p <= regime``, every seed (a :class:`~convbias.models.patch_cnn.SigmaSweep`).
 
     - ``data_srank_growth``: the data's stable rank grows more than 5x from
       ``sigma_p = 0`` (lowest seed);
@@ -78,7 +78,7 @@ def synthetic_checks(sweep, regime: float = REGIME) -> list[Check]:
 
 
 def mnist_checks(sweep) -> list[Check]:
-    """The MNIST claim (a :class:`NoiseSweep` whose first level is the clean data).
+    """The MNIST claim (a :class:`~convbias.models.small_cnn.NoiseSweep` whose first level is the clean data).
 
     - ``mnist_data_srank_growth``: the patch matrix's stable rank grows more than 3x;
     - ``mnist_filter_vs_clean_data``: at every noise level the filters' stable rank is at

@@ -124,6 +124,7 @@ def run_in_process(notebook: Path, out_dir: Path, progress: bool = True) -> dict
     import nbformat
 
     from . import notebooks, report
+    from .runner import jsonable
     from .config import smoke
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -162,16 +163,6 @@ def run_in_process(notebook: Path, out_dir: Path, progress: bool = True) -> dict
 
     summary.update(seconds=round(time.perf_counter() - start, 1), cell_seconds=cell_seconds, run_info=run_info(),
                    figures=figures,
-                   values={k: _jsonable(v) for k, v in report.GLUED.items()})
+                   values={k: jsonable(v) for k, v in report.GLUED.items()})
     (out_dir / "results.json").write_text(json.dumps(summary, indent=2))
     return summary
-
-
-def _jsonable(value: Any) -> Any:
-    try:
-        json.dumps(value)
-        return value
-    except TypeError:
-        if hasattr(value, "tolist"):
-            return value.tolist()
-        return repr(value)

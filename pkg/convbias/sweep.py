@@ -116,7 +116,7 @@ def run_sweep(
     restores it instead of training again. ``executor`` (any ``concurrent.futures.Executor``;
     default: here, one batch size after the other) trains the batch sizes' ensembles as
     separate tasks, each stored in the results cache by the process that ran it
-    (:mod:`convbias.executors`).
+    (``convbias.executors``).
     """
     if (epochs is None) == (steps is None):
         raise ValueError("give exactly one of epochs= (compare at equal epochs) or steps= (equal steps)")

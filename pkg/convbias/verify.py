@@ -2,7 +2,7 @@
 
 ``python -m convbias verify --seeds 0-4 1 2`` runs chapters 1 and 2 once per
 base seed (``CONVBIAS_SEED``, :func:`convbias.config.base_seed`) through
-:func:`convbias.notebooks.run_chapter`, with ``CONVBIAS_CHECKS=report`` so that
+:func:`convbias.runner.run_chapter`, with ``CONVBIAS_CHECKS=report`` so that
 a failed check does not stop the chapter before its later checks are measured.
 For every check it reports how many seeds passed (``k/n``), the margin's minimum
 and median over seeds (:attr:`convbias.checks.Check.margin`: a factor above 1 or

@@ -3,7 +3,7 @@
 ``conv(k x k, C filters) -> ReLU -> average pool -> linear``, and
 :func:`run_noise_sweep`, the chapter's real-data experiment. The first-layer
 filters, reshaped to a ``C x (in_channels k^2)`` matrix, are compared with the
-patch matrix of the data (:mod:`convbias.data.background`). ``first_init_scale``
+patch matrix of the data (``convbias.data.background``). ``first_init_scale``
 shrinks their default initialisation, the small-initialisation regime of the
 theory, so that what training adds is not hidden under the random start.
 """
@@ -92,7 +92,7 @@ def run_noise_sweep(
     """For each noise level: add noise to train and test images, train one CNN per seed, measure ranks.
 
     ``add_noise(X, sigma, seed)`` returns noisy images (e.g.
-    :func:`convbias.data.background.add_background_noise`); train images get
+    ``convbias.data.background.add_background_noise``); train images get
     noise seed 0, test images seed 1. The seeds are trained together with
     :func:`convbias.train.fit_ensemble` (cross-entropy, SGD with momentum).
     The data stable rank is that of the patch matrix of the noisy training
@@ -100,7 +100,7 @@ def run_noise_sweep(
     results cache (:mod:`convbias.cache`): each noise level is stored once trained,
     so a rerun or an interrupted run restores the finished levels. ``executor`` (any
     ``concurrent.futures.Executor``; default: here, in order) trains the noise levels as
-    separate tasks (:mod:`convbias.executors`).
+    separate tasks (``convbias.executors``).
     """
     sigmas, seeds = [float(s) for s in sigmas], [int(s) for s in seeds]
     if not sigmas or not seeds:
