@@ -362,6 +362,7 @@ class SparseLinear(nn.Module):
                                        is_coalesced=True, check_invariants=False)
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x W^T + b`` with the sparse ``W``; ``x`` is (batch, in_features)."""
         y = torch.sparse.mm(self.matrix(), x.T).T
         return y if self.bias is None else y + self.bias
 
@@ -382,6 +383,7 @@ class FlatMaxPool(nn.Module):
         self.in_shape = tuple(in_shape)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Max pooling of the flat input read as ``in_shape`` maps, flattened again."""
         return self.pool(x.reshape(x.shape[0], *self.in_shape)).flatten(1)
 
     def extra_repr(self) -> str:

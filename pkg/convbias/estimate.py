@@ -34,7 +34,7 @@ from .costs import GPUS
 
 ALLOCATOR_SLACK = 1.15
 CUDA_CONTEXT_BYTES = 0.6 * 2**30
-#: seconds the full profile may take: each chapter on a Colab T4 (and the book on one H100, below)
+#: seconds the full profile may take, each chapter on a Colab T4 (the whole book on one H100 below)
 CHAPTER_BUDGET = {"T4": 10 * 60.0}
 BOOK_BUDGET = {"H100": 15 * 60.0}
 HOST_LIMIT_BYTES = 12 * 2**30   # a free Colab session has about 12.7 GB of RAM
