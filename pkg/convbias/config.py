@@ -97,6 +97,22 @@ def run_info(default: int = 0) -> str:
     return f"profile={profile()} | seed={base_seed(default)} | device={dev.type}: {name} | torch {torch.__version__}"
 
 
+
+@contextmanager
+def environment(**values: str) -> Iterator[None]:
+    """Within this block the environment variables ``values`` are set; before it returns they are restored
+    (or removed, where they were not set)."""
+    previous = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
 # ----------------------------------------------------------------------------- smoke runs
 SMOKE_VAR = "CONVBIAS_SMOKE"
 SMOKE_STEPS_VAR = "CONVBIAS_SMOKE_STEPS"

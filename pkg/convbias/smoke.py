@@ -13,12 +13,9 @@ memory, and each loop's cost measured and scaled to its full length, from which
 from __future__ import annotations
 
 import json
-import os
 import resource
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
@@ -31,20 +28,9 @@ from . import config
 SMOKE_ENV = {config.SMOKE_VAR: "1", "CONVBIAS_CHECKS": "report"}
 
 
-@contextmanager
-def smoke_mode() -> Iterator[None]:
+def smoke_mode():
     """Within this block: smoke on, checks reported, results cache off."""
-    env = {**SMOKE_ENV, "CONVBIAS_RESULTS_CACHE": "off"}
-    previous = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    return config.environment(**SMOKE_ENV, CONVBIAS_RESULTS_CACHE="off")
 
 
 def host_peak_bytes() -> int:

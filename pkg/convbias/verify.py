@@ -12,11 +12,9 @@ a distance above 0 passes) and the seeds that failed. A check a seed never reach
 from __future__ import annotations
 
 import json
-import os
 import statistics
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -38,24 +36,12 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-@contextmanager
-def _environment(**values: str) -> Iterator[None]:
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in old.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def run_seeds(notebooks: Sequence[Path], seeds: Sequence[int], out_dir: Path, use_cache: bool = True,
               progress: bool = True) -> list[dict[str, Any]]:
     """Run each notebook once per seed (results in ``out_dir/<stem>/seed-<s>``); one summary per run."""
-    from .config import SEED_VAR
+    from .config import SEED_VAR, environment
     from .checks import ENV_VAR as CHECKS_VAR
     from .notebooks import run_chapter
 
@@ -64,7 +50,7 @@ def run_seeds(notebooks: Sequence[Path], seeds: Sequence[int], out_dir: Path, us
         for seed in seeds:
             if progress:
                 print(f"[verify] {nb.stem}, seed {seed}", flush=True)
-            with _environment(**{SEED_VAR: str(seed), CHECKS_VAR: "report"}):
+            with environment(**{SEED_VAR: str(seed), CHECKS_VAR: "report"}):
                 summary = run_chapter(nb, out_dir / nb.stem / f"seed-{seed}", use_cache=use_cache, progress=False)
             runs.append({"chapter": nb.stem, "seed": seed, **summary})
     return runs
