@@ -1,6 +1,9 @@
 import matplotlib
 
 matplotlib.use("Agg")
+import io
+
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
@@ -17,9 +20,42 @@ def test_band_plots_mean_and_checks_shape():
         plotting.band(ax, [0, 1], Y)
 
 
-def test_subplots_grid_shape():
-    fig, axes = plotting.subplots(ncols=3, nrows=2)
-    assert axes.shape == (2, 3)
+def test_subplots_grid_shape_and_column_width():
+    fig, axes = plotting.subplots(ncols=2, nrows=3)
+    assert axes.shape == (3, 2)
+    assert fig.get_figwidth() == pytest.approx(plotting.COLUMN_WIDTH)
+    with pytest.raises(ValueError, match="too many"):
+        plotting.subplots(ncols=3)
+    with pytest.raises(ValueError, match="wider than the page column"):
+        plotting.subplots(ncols=2, width=4.0)
+    with pytest.raises(ValueError, match="wider than the page column"):
+        plotting.image_row([np.zeros((4, 4))] * 3, size=2.5)
+
+
+def test_figure_problems_name_width_and_small_text():
+    import warnings
+
+    plotting.set_style()
+    fig, ax = plotting.subplots(2)
+    ax[0].plot([0, 1], label="$a$")
+    ax[0].legend()
+    assert plotting.figure_problems(fig) == []
+    wide = plt.figure(figsize=(9, 3))
+    wide.add_subplot().set_title("tiny", fontsize=6)
+    problems = plotting.figure_problems(wide)
+    assert len(problems) == 2 and "in wide" in problems[0] and "6.0 pt" in problems[1]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        wide.savefig(io.BytesIO(), format="png", bbox_inches="tight")
+    assert any(issubclass(w.category, plotting.FigureLayoutWarning) for w in caught)
+    plt.close("all")
+
+
+def test_spread_is_mean_and_range():
+    assert report.spread([1.0, 2.0, 6.0]) == "3.00 [1.00, 6.00]"
+    assert report.spread(np.array([[1, 10], [3, 30]]), fmt=".0f") == ["2 [1, 3]", "20 [10, 30]"]
+    assert report.row("rank", paper=25, build=31) == {"quantity": "rank", "paper": 25, "this build": 31,
+                                                        "note": ""}
 
 
 def test_comparison_table_keeps_paper_and_build_apart():

@@ -93,7 +93,11 @@ def run_info(default: int = 0) -> str:
     (the chapter's own) when that is not set.
     """
     dev = device()
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    if dev.type == "cuda":
+        name = torch.cuda.get_device_name(dev)
+    else:
+        n = torch.get_num_threads()
+        name = f"CPU, {n} thread{'s' if n != 1 else ''}"
     return f"profile={profile()} | seed={base_seed(default)} | device={dev.type}: {name} | torch {torch.__version__}"
 
 

@@ -1,11 +1,17 @@
 """The book's house style and figure helpers shared by the chapters.
 
-Call :func:`set_style` once at the top of a chapter; then :func:`subplots`,
-:func:`band` (mean and spread over seeds), :func:`heatmap` and
-:func:`image_row` give every chapter the same look.
+Call :func:`set_style` once at the top of a chapter (``start_chapter`` does); then
+:func:`subplots`, :func:`band` (mean and spread over seeds), :func:`heatmap` and
+:func:`image_row` give every chapter the same look. Figures are drawn at the page
+column's width (:data:`COLUMN_WIDTH` inches, at most two panels a row), so the page
+shows them at their size and no text falls below :data:`MIN_FONT_PT` points;
+:func:`figure_problems` says when a figure breaks that, and after :func:`set_style`
+every figure that is drawn wider or with smaller text raises a
+:class:`FigureLayoutWarning`.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import matplotlib.pyplot as plt
@@ -13,23 +19,79 @@ import numpy as np
 import seaborn as sns
 
 PALETTE = "colorblind"
+#: inches: the book's text column is 676 px wide at 110 dpi (the figures' resolution)
+COLUMN_WIDTH = 6.1
+#: smallest font size (points) of any text in a figure
+MIN_FONT_PT = 9.0
+DPI = 110
+MAX_PANELS_PER_ROW = 2
+
+
+class FigureLayoutWarning(UserWarning):
+    """A figure is wider than the page column or has text smaller than 9 pt."""
+
+
+def figure_problems(fig, renderer=None) -> list[str]:
+    """What keeps ``fig`` from showing at its size on the page: too wide, or text too small.
+
+    Measures the figure as it is saved (tight bounding box, so legends and labels that
+    stick out count) and every visible, non-empty text in it. Returns one sentence per
+    problem; an empty list means the figure fits.
+    """
+    from matplotlib.text import Text
+
+    if renderer is None:
+        renderer = fig.canvas.get_renderer()
+    problems = []
+    width = fig.get_tightbbox(renderer).width  # inches
+    if width > COLUMN_WIDTH + 0.15:
+        problems.append(f"figure is {width:.1f} in wide, the page column {COLUMN_WIDTH} in: the page "
+                        f"would shrink its text below its size")
+    small = sorted({round(t.get_fontsize(), 1) for t in fig.findobj(Text)
+                    if t.get_visible() and t.get_text().strip() and t.get_fontsize() < MIN_FONT_PT - 1e-6})
+    if small:
+        problems.append(f"text at {', '.join(map(str, small))} pt, below {MIN_FONT_PT:g} pt")
+    return problems
+
+
+def _warn_on_draw(event) -> None:
+    for problem in figure_problems(event.canvas.figure, event.renderer):
+        warnings.warn(problem, FigureLayoutWarning, stacklevel=2)
+
+
+def _watch(fig) -> None:
+    """``figure.hooks`` entry: check every figure each time it is drawn."""
+    fig.canvas.mpl_connect("draw_event", _warn_on_draw)
 
 
 def set_style(context: str = "notebook") -> None:
-    """Seaborn whitegrid, colorblind palette, compact fonts, 110 dpi figures."""
+    """Seaborn whitegrid, colorblind palette, 9-10 pt fonts, column-wide 110 dpi figures."""
     sns.set_theme(context=context, style="whitegrid", palette=PALETTE, font_scale=0.9)
     plt.rcParams.update(
         {
-            "figure.dpi": 110,
+            "figure.dpi": DPI,
             "savefig.dpi": 150,
+            "figure.figsize": (COLUMN_WIDTH, 0.62 * COLUMN_WIDTH),
             "figure.autolayout": False,
             "figure.constrained_layout.use": True,
             "axes.titlesize": "medium",
             "axes.titleweight": "bold",
             "legend.frameon": False,
             "image.cmap": "viridis",
+            "font.size": 10,
         }
     )
+    for key in ("xtick.labelsize", "ytick.labelsize", "legend.fontsize", "legend.title_fontsize"):
+        plt.rcParams[key] = max(MIN_FONT_PT, _points(plt.rcParams[key]))
+    hooks = list(plt.rcParams.get("figure.hooks", []))
+    if f"{__name__}:_watch" not in hooks:
+        plt.rcParams["figure.hooks"] = [*hooks, f"{__name__}:_watch"]
+
+
+def _points(size) -> float:
+    from matplotlib.font_manager import FontProperties
+
+    return FontProperties(size=size).get_size_in_points()
 
 
 def colors(n: int) -> list:
@@ -37,8 +99,20 @@ def colors(n: int) -> list:
     return sns.color_palette(PALETTE, n)
 
 
-def subplots(ncols: int = 1, nrows: int = 1, width: float = 4.0, height: float = 3.2, **kw):
-    """A grid of axes, each ``width x height`` inches; returns ``(fig, axes)`` with axes squeezed."""
+def subplots(ncols: int = 1, nrows: int = 1, width: float | None = None, height: float = 2.6, **kw):
+    """A grid of axes at most :data:`COLUMN_WIDTH` wide; returns ``(fig, axes)`` with axes squeezed.
+
+    ``width`` is one panel's width in inches (default: the column shared by ``ncols``
+    panels), ``height`` one panel's height. More than two panels a row, or a row wider
+    than the column, is refused: stack them instead (``nrows``).
+    """
+    if ncols > MAX_PANELS_PER_ROW:
+        raise ValueError(f"{ncols} panels a row is too many for the page column: use at most "
+                         f"{MAX_PANELS_PER_ROW} and stack the rest (nrows)")
+    width = COLUMN_WIDTH / ncols if width is None else width
+    if width * ncols > COLUMN_WIDTH + 1e-9:
+        raise ValueError(f"{ncols} panels of {width} in make {width * ncols:.1f} in, wider than the "
+                         f"page column ({COLUMN_WIDTH} in)")
     fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False, **kw)
     return fig, (axes[0, 0] if axes.size == 1 else axes.squeeze())
 
@@ -66,9 +140,20 @@ def heatmap(ax, values: np.ndarray, xticklabels: Sequence, yticklabels: Sequence
     return ax
 
 
-def image_row(images: Sequence[np.ndarray], titles: Sequence[str] | None = None, size: float = 2.6, cmap: str = "gray"):
-    """Show images side by side (gray ``(H, W)`` or colour ``(H, W, 3)`` arrays in [0, 1])."""
-    fig, axes = plt.subplots(1, len(images), figsize=(size * len(images), size), squeeze=False)
+def image_row(images: Sequence[np.ndarray], titles: Sequence[str] | None = None, size: float | None = None,
+              cmap: str = "gray"):
+    """Show images side by side in one column-wide row (gray ``(H, W)`` or colour ``(H, W, 3)`` in [0, 1]).
+
+    ``size`` is each image's side in inches (default: the column shared by the images;
+    a row wider than the column is refused).
+    """
+    n = len(images)
+    size = COLUMN_WIDTH / n if size is None else size
+    if size * n > COLUMN_WIDTH + 1e-9:
+        raise ValueError(f"{n} images of {size} in make {size * n:.1f} in, wider than the page column "
+                         f"({COLUMN_WIDTH} in): use a smaller size or two rows")
+    fig, axes = plt.subplots(1, n, figsize=(size * n, size + (0.35 if titles is not None else 0)),
+                             squeeze=False)
     for i, (ax, img) in enumerate(zip(axes[0], images)):
         img = np.asarray(img)
         ax.imshow(np.clip(img, 0, 1), cmap=cmap if img.ndim == 2 else None, vmin=0, vmax=1)
@@ -90,6 +175,6 @@ def spectrum(ax, matrix, label: str | None = None, n: int | None = None, normali
         s = s / s[0]
     s = s[:n] if n else s
     (line,) = ax.plot(np.arange(1, len(s) + 1), s, marker=".", label=label, **kw)
-    ax.set_xlabel("index i")
-    ax.set_ylabel("s_i / s_1" if normalize else "s_i")
+    ax.set_xlabel("index $i$")
+    ax.set_ylabel("$s_i / s_1$" if normalize else "$s_i$")
     return line

@@ -60,11 +60,33 @@ def glue_markdown(name: str, text: str) -> str:
     return text
 
 
-def glue_run_info(chapter: str) -> str:
-    """Glue ``<chapter>_run_info``: the profile, device and torch version of this run."""
+def glue_run_info(chapter: str, seed: int = 0) -> str:
+    """Glue ``<chapter>_run_info``: the profile, base seed (``seed`` unless ``CONVBIAS_SEED``
+    is set), device and torch version of this run."""
     from .config import run_info
 
-    return glue_markdown(f"{chapter}_run_info", run_info())
+    return glue_markdown(f"{chapter}_run_info", run_info(seed))
+
+
+def spread(values: Any, axis: int = 0, fmt: str = ".2f") -> str | list[str]:
+    """Mean and range over seeds as ``"mean [min, max]"``, the book's one format for a spread.
+
+    ``values`` has seeds along ``axis``; a 1-D input gives one string, a 2-D input a list
+    (one string per column when ``axis=0``).
+    """
+    import numpy as np
+
+    a = np.asarray(values, dtype=float)
+    if a.size == 0:
+        raise ValueError("spread of an empty array")
+    mean, lo, hi = (np.atleast_1d(f(a, axis=axis)) for f in (np.mean, np.min, np.max))
+    cells = [f"{m:{fmt}} [{l:{fmt}}, {h:{fmt}}]" for m, l, h in zip(mean, lo, hi)]
+    return cells[0] if a.ndim <= 1 else cells
+
+
+def row(quantity: str, paper: Any = "", build: Any = "", note: str = "") -> dict:
+    """One row of :func:`comparison_table`: a quantity, the paper's value, this build's, a note."""
+    return {"quantity": quantity, "paper": paper, "this build": build, "note": note}
 
 
 def glue_checks_passed(chapter: str) -> str:
