@@ -47,6 +47,36 @@ class PlainText(str):
         return str(self)
 
 
+def glue_figure(name: str, fig: Any = None) -> Any:
+    """Glue ``fig`` (default: the current figure) for a numbered ``{glue:figure}`` on the page.
+
+    In a static build of the book (``CONVBIAS_STATIC=1``) the figure appears only where
+    the chapter's ``{glue:figure} name`` directive puts it, with its number, caption and
+    alt text; in a live notebook (Colab, Jupyter) it is shown under the cell as usual.
+    """
+    import matplotlib.pyplot as plt
+
+    from .live import is_static
+
+    fig = plt.gcf() if fig is None else fig
+    if not (_in_kernel() and is_static()):
+        plt.show()
+        return fig
+    from IPython import get_ipython
+
+    recorder = get_ipython().user_ns.get("__convbias_run__")  # a headless run keeps its figures
+    if recorder is not None:
+        recorder.save_open_figures()
+    try:
+        from myst_nb import glue as nb_glue
+    except ImportError:
+        plt.show()
+        return fig
+    nb_glue(name, fig, display=False)
+    plt.close(fig)
+    return fig
+
+
 def glue_markdown(name: str, text: str) -> str:
     """Glue a string that renders as itself (no quotes) in ``{glue}`` references, also across pages."""
     GLUED[name] = text
