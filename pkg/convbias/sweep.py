@@ -13,6 +13,8 @@ milestones are given as fractions of the training length and multiply the rate
 by ``gamma``. The result holds tidy tables: one row per run (``final``) and
 one row per run and record (``curves``), with the mean rank and stable rank of
 the hidden weights (:func:`convbias.lowrank.layer_ranks`) and the accuracies.
+
+Used by chapter 2.
 """
 from __future__ import annotations
 
