@@ -42,8 +42,8 @@ With ``sparse=True`` the conv layers are stored as sparse matrices on their
 support (:class:`SparseLinear`), which is an eLCN in sparse storage; they are built
 from the support directly, never through the dense matrix (a conv composed with a
 neighbouring affine map, such as average pooling, is dense and stored densely).
-Sizes are compared with :func:`convbias.models.count_parameters` and
-:func:`parameter_bytes`. Used by chapter 5, and by chapter 6 through
+Sizes are compared with ``convbias.models.count_parameters`` and
+``parameter_bytes``. Used by chapter 5, and by chapter 6 through
 :mod:`convbias.capacity`.
 """
 from __future__ import annotations

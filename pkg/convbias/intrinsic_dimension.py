@@ -5,11 +5,12 @@ Zhang, Gao, Zou & Cao (2025): background noise inflates the stable rank of the
 gradient descent keep a stable rank near the intrinsic dimension ``2K`` of the
 clean images, and their dominant directions are the clean signal's. The
 experiments are :func:`run_sigma_sweep` (synthetic patches, the two-layer
-:class:`~convbias.models.patch_cnn.PatchCNN`) and :func:`run_noise_sweep` (MNIST,
-the :class:`~convbias.models.one_conv.OneConvCNN`); :func:`synthetic_checks` and
-:func:`mnist_checks` turn their results into :class:`convbias.checks.Check` objects,
-so that a test can rerun the experiments with the phenomenon broken (too few steps, a
-large initialisation, few samples, no signal, no training) and see the checks fail.
+:class:`~convbias.models.patch_cnn.PatchCNN`) and :func:`run_noise_sweep` (MNIST, the
+one-convolution CNN ``convbias.models.one_conv.OneConvCNN``); :func:`synthetic_checks`
+and :func:`mnist_checks` turn their results into :class:`convbias.checks.Check`
+objects, so that a test can rerun the experiments with the phenomenon broken (too few
+steps, a large initialisation, few samples, no signal, no training) and see the checks
+fail.
 
 The claims are checked in the regime where the signal dominates what gradient
 descent accumulates, ``sigma_p <= regime`` (default 1.5): past it the filters'

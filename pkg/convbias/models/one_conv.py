@@ -38,6 +38,7 @@ class OneConvCNN(nn.Module):
         self.head = nn.Linear(width * (side // pool) ** 2, n_classes)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Class scores ``(n, n_classes)`` of images ``(n, in_channels, image_size, image_size)``."""
         return self.head(self.pool(torch.relu(self.conv(x))).flatten(1))
 
     def first_layer_filters(self) -> Tensor:
