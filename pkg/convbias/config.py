@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import random
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator, TypeVar
 
 import numpy as np
@@ -233,21 +234,17 @@ def announce_run(chapter: str) -> str | None:
 CACHE_ENV = "CONVBIAS_CACHE"
 
 
-def default_cache_dir() -> "Path":
+def default_cache_dir() -> Path:
     """The platform's user cache folder for the package (``~/.cache/convbias`` on Linux); not created."""
-    from pathlib import Path
-
     import pooch
 
     return Path(pooch.os_cache("convbias"))
 
 
-def user_cache_dir() -> "Path":
+def user_cache_dir() -> Path:
     """``$CONVBIAS_CACHE``, else :func:`default_cache_dir`: downloads go there, results under ``results/``.
 
     Not created or checked here (``convbias.data.download.cache_dir`` does that for downloads).
     """
-    from pathlib import Path
-
     configured = os.environ.get(CACHE_ENV)
     return Path(configured).expanduser() if configured else default_cache_dir()

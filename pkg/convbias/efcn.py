@@ -167,7 +167,7 @@ def conv_support(conv: nn.Conv1d | nn.Conv2d, in_shape: Sequence[int]) -> tuple[
     n_in = cols.new_tensor(in_shape).prod().item()
     P = cols.shape[1]
     g = conv.groups
-    cin_g, cout_g = conv.in_channels // g, conv.out_channels // g
+    cout_g = conv.out_channels // g
     T = cols.shape[0] // g  # taps per output channel: (C_in / groups) * |K|
     flat_parts, tap_parts = [], []
     for grp in range(g):

@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .cache import fingerprint, resumable
+from .cache import fingerprint
 from .executors import submit
 from .lowrank import hidden_weight_names, rank_metrics, spectra
 from .train import EnsembleResult, fit_ensemble
