@@ -1,4 +1,4 @@
-"""The package's layers: who may import whom, read from the source (``ast``; nothing is imported).
+"""The package's layers: who may import whom, read from the source with ``ast``.
 
 ``LAYERS`` below is the one statement of the rules (CONTRIBUTING.md points here). Each
 row names a layer, its modules (a name is a top-level module or subpackage of
@@ -8,8 +8,8 @@ including those inside functions. Decisions the table encodes:
 
 - ``config`` is at the bottom and imports nothing from ``convbias``.
 - ``rank`` (rank measures of matrices: pure tensor maths, no data, training or files)
-  sits directly on ``config``, below ``data`` and ``models``: a data generator may report
-  its data's stable rank, a model may reshape its filters with ``rank.as_matrix``.
+  sits directly on ``config``, below ``data`` and ``models``: a data generator may
+  report its data's stable rank, a model reshape its filters with ``rank.as_matrix``.
 - ``data`` and ``models`` import only ``config`` and ``rank``: a model never imports
   training, data, the results cache or a chapter's experiment.
 - ``checks`` (the ``Check`` vocabulary) imports nothing but ``config``; the phenomenon
@@ -18,28 +18,30 @@ including those inside functions. Decisions the table encodes:
   ``executors``, which run a sweep's items through it) is a utility under the phenomenon
   modules, on ``config`` only: every sweep stores its items there.
 - ``train`` (training loops, and ``losses``) sits above ``data`` and ``models``.
-- The phenomenon modules, one per idea of the book, may use everything above; they import
-  no book tooling.
+- The phenomenon modules, one per idea of the book, may use everything above; they
+  import no book tooling.
 - Book tooling (runner, reports, plots, the command line) stands beside the phenomenon
-  modules: it imports neither them nor ``train``/``models``. Nothing imports ``__main__``.
+  modules: it imports neither them nor ``train``/``models``. Nothing imports
+  ``__main__``.
 
 The package root ``convbias`` (its ``__version__``) may be imported from anywhere: it
 imports no module when it is imported.
 """
+
 from __future__ import annotations
 
 import ast
 import re
 from pathlib import Path
 
-import pytest
-
 import convbias
+import pytest
 
 PACKAGE = Path(convbias.__file__).resolve().parent
 REPO = PACKAGE.parent.parent
 
 #: (layer, modules, layers it may import besides its own): the one table of the rules
+# fmt: off
 LAYERS: list[tuple[str, set[str], set[str]]] = [
     ("config", {"config"}, set()),
     ("rank", {"rank"}, {"config"}),
@@ -48,13 +50,15 @@ LAYERS: list[tuple[str, set[str], set[str]]] = [
     ("models", {"models"}, {"config", "rank"}),
     ("store", {"cache", "safe_store", "executors"}, {"config"}),
     ("train", {"train", "losses"}, {"config", "rank", "data", "models"}),
-    ("phenomena", {"intrinsic_dimension", "sweep", "lowrank", "collapse", "gradients", "one_example", "denoise",
-                   "efcn", "relax", "convex_cnn", "spectral", "capacity", "oscillation", "sharpness"},
+    ("phenomena", {"intrinsic_dimension", "sweep", "lowrank", "collapse", "gradients",
+                   "one_example", "denoise", "efcn", "relax", "convex_cnn", "spectral",
+                   "capacity", "oscillation", "sharpness"},
      {"config", "rank", "checks", "data", "models", "store", "train"}),
-    ("tooling", {"notebooks", "runner", "report", "verify", "smoke", "estimate", "costs", "chapter", "live",
-                 "plotting", "__main__"},
+    ("tooling", {"chapter", "plotting", "live", "report", "runner", "notebooks",
+                 "verify", "smoke", "costs", "estimate", "__main__"},
      {"config", "checks", "data", "store"}),
 ]
+# fmt: on
 
 #: imports that break a rule today and are being removed: (importer, imported module)
 KNOWN_EXCEPTIONS: set[tuple[str, str]] = {
@@ -73,7 +77,7 @@ def module_name(path: Path) -> str:
 
 
 def imports_of(path: Path) -> set[str]:
-    """Fully qualified ``convbias`` modules (or names) that the file at ``path`` imports, anywhere in it."""
+    """The ``convbias`` modules (or names) the file at ``path`` imports, anywhere."""
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
@@ -88,7 +92,9 @@ def imports_of(path: Path) -> set[str]:
                 target = node.module
             else:
                 continue
-            if node.module is None or target == "convbias":  # from . import x: x is a module or a name
+            if (
+                node.module is None or target == "convbias"
+            ):  # from . import x: x is a module or a name
                 found |= {f"{target}.{a.name}" for a in node.names}
             else:
                 found.add(target)
@@ -96,12 +102,17 @@ def imports_of(path: Path) -> set[str]:
 
 
 def top_level(module: str) -> str | None:
-    """``convbias.models.mlp`` -> ``models``; the package root (or a name in it) -> None."""
+    """``convbias.models.mlp`` -> ``models``; the package root (or its names): None."""
     parts = module.split(".")
-    if len(parts) == 1 or parts[1] not in LAYER_OF and not (PACKAGE / parts[1]).exists() \
-            and not (PACKAGE / f"{parts[1]}.py").exists():
+    if len(parts) == 1:
         return None
-    return parts[1]
+    name = parts[1]
+    is_module = (
+        name in LAYER_OF
+        or (PACKAGE / name / "__init__.py").exists()
+        or (PACKAGE / f"{name}.py").exists()
+    )
+    return name if is_module else None
 
 
 SOURCES = sorted(PACKAGE.rglob("*.py"))
@@ -121,29 +132,41 @@ def violations(graph: dict[str, set[str]]) -> list[str]:
             if dst == "__main__":
                 out.append(f"{importer} imports {target}: nothing may import __main__")
             elif LAYER_OF.get(dst) not in MAY_IMPORT[LAYER_OF[src]]:
-                out.append(f"{importer} ({LAYER_OF[src]}) imports {target} ({LAYER_OF.get(dst)}): "
-                           f"{LAYER_OF[src]} may import only {sorted(MAY_IMPORT[LAYER_OF[src]])}")
+                out.append(
+                    f"{importer} ({LAYER_OF[src]}) imports {target} "
+                    f"({LAYER_OF.get(dst)}): {LAYER_OF[src]} may import only "
+                    f"{sorted(MAY_IMPORT[LAYER_OF[src]])}"
+                )
     return out
 
 
 def public_modules() -> set[str]:
-    return {p.stem for p in PACKAGE.glob("*.py") if not p.stem.startswith("_")} | \
-        {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    return {p.stem for p in PACKAGE.glob("*.py") if not p.stem.startswith("_")} | {
+        p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()
+    }
 
 
 def test_every_module_has_a_layer():
     missing = {top_level(m) for m in GRAPH} - set(LAYER_OF) - {None}
-    assert not missing, f"add these modules to LAYERS in tests/test_layers.py: {sorted(missing)}"
+    assert not missing, (
+        f"add these modules to LAYERS in tests/test_layers.py: {sorted(missing)}"
+    )
 
 
 def test_imports_follow_the_layers():
     problems = violations(GRAPH)
-    assert not problems, "imports that break the layers (see LAYERS):\n" + "\n".join(problems)
+    assert not problems, "imports that break the layers (see LAYERS):\n" + "\n".join(
+        problems
+    )
 
 
 def test_known_exceptions_are_still_needed():
-    stale = {pair for pair in KNOWN_EXCEPTIONS if pair[1] not in GRAPH.get(pair[0], set())}
-    assert not stale, f"these imports are gone: delete them from KNOWN_EXCEPTIONS: {sorted(stale)}"
+    stale = {
+        pair for pair in KNOWN_EXCEPTIONS if pair[1] not in GRAPH.get(pair[0], set())
+    }
+    assert not stale, (
+        f"these imports are gone: delete them from KNOWN_EXCEPTIONS: {sorted(stale)}"
+    )
 
 
 def test_the_package_root_imports_no_module():
@@ -151,22 +174,40 @@ def test_the_package_root_imports_no_module():
 
 
 def test_the_checker_sees_an_upward_import():
-    """The rules catch what they are for: ``from ..train import fit`` in a model, data in the cache."""
+    """The rules catch ``from ..train import fit`` in a model, data in the cache."""
     model = module_name(PACKAGE / "models" / "mlp.py")
     assert imports_of(PACKAGE / "models" / "mlp.py") == GRAPH[model]
     broken = {**GRAPH, model: GRAPH[model] | {"convbias.train"}}
-    assert any(p.startswith("convbias.models.mlp (models) imports convbias.train") for p in violations(broken))
-    broken = {**GRAPH, "convbias.cache": GRAPH["convbias.cache"] | {"convbias.data.download"}}
-    assert any("convbias.cache (store) imports convbias.data.download" in p for p in violations(broken))
-    broken = {**GRAPH, "convbias.sweep": GRAPH["convbias.sweep"] | {"convbias.__main__"}}
+    assert any(
+        p.startswith("convbias.models.mlp (models) imports convbias.train")
+        for p in violations(broken)
+    )
+    broken = {
+        **GRAPH,
+        "convbias.cache": GRAPH["convbias.cache"] | {"convbias.data.download"},
+    }
+    assert any(
+        "convbias.cache (store) imports convbias.data.download" in p
+        for p in violations(broken)
+    )
+    broken = {
+        **GRAPH,
+        "convbias.sweep": GRAPH["convbias.sweep"] | {"convbias.__main__"},
+    }
     assert any("nothing may import __main__" in p for p in violations(broken))
 
 
-def test_parser_resolves_relative_and_absolute_imports(tmp_path):
+def test_parser_resolves_relative_and_absolute_imports():
     sub = PACKAGE / "models" / "__init__.py"
-    assert "convbias.models.patch_cnn" in imports_of(sub)  # from .patch_cnn import ... in a package
-    assert "convbias.safe_store" in GRAPH["convbias.cache"]  # from . import safe_store, inside a method
-    assert "convbias.data.background" in GRAPH["convbias.intrinsic_dimension"]  # from .data.background import
+    assert "convbias.models.patch_cnn" in imports_of(
+        sub
+    )  # from .patch_cnn import ... in a package
+    assert (
+        "convbias.safe_store" in GRAPH["convbias.cache"]
+    )  # from . import safe_store, inside a method
+    assert (
+        "convbias.data.background" in GRAPH["convbias.intrinsic_dimension"]
+    )  # from .data.background import
 
 
 def test_all_lists_every_public_module():
@@ -175,26 +216,41 @@ def test_all_lists_every_public_module():
         assert name in convbias.__doc__, f"the package docstring does not list {name}"
 
 
-#: modules whose docstring does not say yet which chapter uses it (their sentence is on its way)
-NAMES_NO_CHAPTER_YET = {"denoise", "one_example", "plotting", "relax", "report", "train"}
+#: modules whose docstring does not say yet which chapter uses it (on its way)
+NAMES_NO_CHAPTER_YET = {
+    "denoise",
+    "one_example",
+    "plotting",
+    "relax",
+    "report",
+    "train",
+}
 USED_BY = re.compile(r"Used by (every chapter|chapters? \d|the appendix|the book)")
 
 
 @pytest.mark.parametrize("name", sorted(public_modules()))
 def test_public_module_names_its_chapter_or_role(name):
-    """Each public module's docstring says which chapter uses it (or that the book's tooling does)."""
-    path = PACKAGE / f"{name}.py" if (PACKAGE / f"{name}.py").exists() else PACKAGE / name / "__init__.py"
+    """Each public module's docstring says which chapter (or the tooling) uses it."""
+    path = (
+        PACKAGE / f"{name}.py"
+        if (PACKAGE / f"{name}.py").exists()
+        else PACKAGE / name / "__init__.py"
+    )
     doc = ast.get_docstring(ast.parse(path.read_text())) or ""
     says = bool(USED_BY.search(doc)) or (name == "models" and "(chapter 1)" in doc)
     if name in NAMES_NO_CHAPTER_YET:
-        assert not says, f"convbias.{name} names its chapter now: delete it from NAMES_NO_CHAPTER_YET"
+        assert not says, (
+            f"convbias.{name} names its chapter: delete it from NAMES_NO_CHAPTER_YET"
+        )
     else:
-        assert says, f"convbias.{name}: say which chapter uses it ('Used by chapter N.')"
+        assert says, (
+            f"convbias.{name}: say which chapter uses it ('Used by chapter N.')"
+        )
 
 
 def test_readme_layout_lists_every_module():
     readme = (REPO / "README.md").read_text()
-    table = readme[readme.index("## Layout"):]
+    table = readme[readme.index("## Layout") :]
     table = table[: table.index("\n## ", 3)]
     missing = [m for m in sorted(public_modules()) if f"`{m}`" not in table]
     assert not missing, f"README's layout table does not list {missing}"
