@@ -22,7 +22,7 @@ from __future__ import annotations
 from concurrent.futures import Executor, Future
 from typing import Any, Callable, Mapping
 
-from .cache import ResultCache
+from .cache import ResultCache, resumable
 
 
 def submit(executor: Executor | None, name: str | None, config: Mapping[str, Any],
@@ -42,6 +42,5 @@ def submit(executor: Executor | None, name: str | None, config: Mapping[str, Any
 
 def _cached(name: str | None, config: Mapping[str, Any], compute: Callable[[], Any], root: str,
             active: bool) -> Any:
-    if name is None:
-        return compute()
-    return ResultCache(root, active=active).cached(name, config, compute)
+    """:func:`convbias.cache.resumable` in the process that runs the item, on the driver's store."""
+    return resumable(name, config, compute, store=ResultCache(root, active=active))
