@@ -31,7 +31,10 @@ imports no module when it is imported.
 from __future__ import annotations
 
 import ast
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import convbias
@@ -254,3 +257,20 @@ def test_readme_layout_lists_every_module():
     table = table[: table.index("\n## ", 3)]
     missing = [m for m in sorted(public_modules()) if f"`{m}`" not in table]
     assert not missing, f"README's layout table does not list {missing}"
+
+
+def test_importing_models_loads_no_training_data_or_cache():
+    """What ``import convbias.models`` loads in a fresh interpreter: its layers only."""
+    code = (
+        "import sys, convbias.models; print(*(m for m in sys.modules if 'bias' in m))"
+    )
+    path = os.pathsep.join([str(PACKAGE.parent), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path}
+    run = [sys.executable, "-c", code]
+    out = subprocess.run(run, capture_output=True, text=True, env=env, check=True)
+    loaded = {top_level(m) for m in out.stdout.split()} - {None}
+    pending = {
+        top_level(t) for i, t in KNOWN_EXCEPTIONS if i.startswith("convbias.models")
+    }
+    extra = loaded - pending - MAY_IMPORT["models"]
+    assert not extra, f"import convbias.models loads {sorted(extra)}"
