@@ -44,9 +44,9 @@ def test_interrupted_sweep_resumes(store):
 
     configs = [{"i": i} for i in range(4)]
     with pytest.raises(KeyboardInterrupt):
-        rc.cached_sweep("sq", configs, run, cache=store, progress=False)
+        [rc.resumable("sq", c, lambda c=c: run(c), store=store) for c in configs]
     ran = []
-    results = rc.cached_sweep("sq", configs, lambda c: ran.append(c["i"]) or c["i"] ** 2, cache=store, progress=False)
+    results = [rc.resumable("sq", c, lambda c=c: ran.append(c["i"]) or c["i"] ** 2, store=store) for c in configs]
     assert results == [0, 1, 4, 9]
     assert ran == [2, 3]  # items 0 and 1 came from the cache
     assert not list(store.root.rglob("*.tmp"))
@@ -79,10 +79,11 @@ def test_results_of_older_code_are_pruned(store, monkeypatch, capsys):
     usage = store.usage()
     assert set(usage) == {old, new} and usage[old][0] == usage[new][0] == 1
     assert usage[old][1] > usage[new][1]
-    (store.root / ("stored-before-folders-" + "0" * 24 + ".pt")).write_bytes(b"x" * 10)
-    assert store.usage()[rc.LOOSE] == (1, 10)
+    top_level = store.root / ("not-in-a-code-folder-" + "0" * 24 + ".pt")
+    top_level.write_bytes(b"x" * 10)
+    assert set(store.usage()) == {old, new}  # a file outside the code folders is not a result of ours
     freed = store.prune()
-    assert freed == usage[old][1] + 10 and set(store.usage()) == {new}
+    assert freed == usage[old][1] and set(store.usage()) == {new} and top_level.exists()
     monkeypatch.setenv(rc.RESULTS_ENV, str(store.root))
     assert main(["cache"]) == 0 and "(this code)" in capsys.readouterr().out
     assert main(["cache", "--clear"]) == 0 and store.usage() == {}

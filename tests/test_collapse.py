@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from convbias.collapse import class_means, collapse_metrics, equinorm_cv, etf_distance, nc1, simplex_etf_gram
-from convbias.lowrank import frobenius_rank, layer_ranks, spectra, top_alignment
+from convbias.lowrank import layer_ranks, spectra, top_alignment
+from convbias.rank import numerical_rank
 from convbias.models.mlp import MLP
 
 
@@ -66,15 +67,20 @@ def test_collapse_metrics_on_stacked_params():
 
 
 def test_frobenius_rank_known_matrices():
+    """Galanti et al.'s rank: the numerical rank relative to ||W||_F (here 1.12), not to s_1 = 1."""
     U, _ = torch.linalg.qr(torch.randn(20, 20, dtype=torch.float64))
-    s = torch.tensor([1.0, 0.5, 0.1, 2e-3, 5e-4] + [0.0] * 15, dtype=torch.float64)
+    s = torch.tensor([1.0, 0.5, 0.1, 2e-3, 1.05e-3] + [0.0] * 15, dtype=torch.float64)
     W = U @ torch.diag(s) @ U.T
     fro = s.norm().item()
     expected = int((s > 1e-3 * fro).sum())
-    assert frobenius_rank(W).item() == expected == 4
-    assert frobenius_rank(torch.zeros(3, 3)).item() == 0
+    assert numerical_rank(W, relative_to="frobenius").item() == expected == 4
+    assert numerical_rank(W).item() == 5  # 1.05e-3 > 1e-3 * s_1 but < 1e-3 * ||W||_F
+    assert layer_ranks({"w": W}, ["w"], stacked=False)["rank"].item() == 4
+    assert numerical_rank(torch.zeros(3, 3), relative_to="frobenius").item() == 0
+    with pytest.raises(ValueError, match="relative_to"):
+        numerical_rank(W, relative_to="spectral")
     with pytest.raises(ValueError):
-        frobenius_rank(W, tol=0.0)
+        numerical_rank(W, rtol=1.0, relative_to="frobenius")
 
 
 def test_layer_ranks_and_spectra_stacked():

@@ -2,23 +2,24 @@
 import pytest
 import torch
 
-from convbias.models.deep_decoder import (ARCHITECTURES, DeepDecoder, count_parameters, interpolation_kernel,
-                                          make_generator, parameter_count)
+from convbias.models import count_parameters
+from convbias.models.deep_decoder import (ARCHITECTURES, DeepDecoder, interpolation_kernel,
+                                          make_generator, parameter_formula)
 
 
 def test_parameter_count_formula_matches_module():
     # d = depth + 1 blocks of k*k 1x1 weights + 2k norm parameters, then k*c output weights
     for k, depth, c, norm in [(64, 5, 1, True), (64, 5, 3, True), (16, 3, 3, False), (128, 4, 1, True)]:
         net = DeepDecoder(out_channels=c, channels=k, depth=depth, output_size=64, normalize=norm)
-        assert count_parameters(net) == parameter_count(k, depth, c, normalize=norm)
+        assert count_parameters(net) == parameter_formula(k, depth, c, normalize=norm)
 
 
 def test_parameter_count_known_values():
-    assert parameter_count(64, 5, 1) == 25_408  # the authors' code, 64x64 gray, 5 upsamplings
-    assert parameter_count(64, 5, 3) == 25_536  # the deep decoder paper: d = 6, k = 64, colour
-    assert parameter_count(3, 0, 1, normalize=False, kernel_size=3) == 9 * 9 + 3
+    assert parameter_formula(64, 5, 1) == 25_408  # the authors' code, 64x64 gray, 5 upsamplings
+    assert parameter_formula(64, 5, 3) == 25_536  # the deep decoder paper: d = 6, k = 64, colour
+    assert parameter_formula(3, 0, 1, normalize=False, kernel_size=3) == 9 * 9 + 3
     assert count_parameters(make_generator("conv3x3", channels=8, depth=2, output_size=16)) == \
-        parameter_count(8, 2, 1, kernel_size=3)
+        parameter_formula(8, 2, 1, kernel_size=3)
 
 
 def test_output_shape_range_and_input():
@@ -62,7 +63,7 @@ def test_interpolation_kernel_and_bad_input():
 
 # ----------------------------------------------------------------- the two-layer 1-D generator
 from convbias.models.generator1d import (ConvGenerator1D, circulant, dominant_frequency,  # noqa: E402
-                                         expected_gram, spectrum)
+                                         expected_gram, singular_modes)
 
 
 def test_circulant_is_circular_convolution():
@@ -89,7 +90,7 @@ def test_expected_gram_is_circulant_with_fourier_spectrum():
 
 def test_jacobian_leading_singular_vectors_are_low_frequency():
     g = ConvGenerator1D(n=64, k=512, width=2.0, seed=0)
-    s, W = spectrum(g.jacobian(), 7)
+    s, W = singular_modes(g.jacobian(), 7)
     assert torch.all(s[:-1] >= s[1:])
     assert int(dominant_frequency(W).max()) <= 4  # 7 leading vectors: frequencies 0, 1, 1, 2, 2, 3, 3
     # with many channels J J^T concentrates at its expectation

@@ -9,8 +9,9 @@ from torch import nn
 
 from convbias.efcn import (
     EmbeddedLinear, FlatMaxPool, MaskedLinear, SparseLinear, UnsupportedModule, conv_to_dense,
-    identity_basis_matrix, parameter_count, reinitialized_fcn, subspace_distance, to_fcn, to_lcn,
+    identity_basis_matrix, reinitialized_fcn, subspace_distance, to_fcn, to_lcn,
 )
+from convbias.models import count_parameters
 from convbias.models.canvas_cnn import canvas_cnn, skinny_cnn
 
 CONV_CONFIGS = [
@@ -95,8 +96,8 @@ def test_chapter_models_exact_and_paper_parameter_count():
     with torch.no_grad():
         assert _rel(net(x), cnn(x)) < 1e-5
     # conv layers: 256 -> 8*16*16, 8*8*8 -> 8*8*8; linear 8*4*4 -> 10 (weights + biases)
-    assert parameter_count(net) == 256 * 2048 + 2048 + 512 * 512 + 512 + 128 * 10 + 10
-    assert parameter_count(skinny_cnn()) == 143_178  # the paper's Skinny CNN
+    assert count_parameters(net) == 256 * 2048 + 2048 + 512 * 512 + 512 + 128 * 10 + 10
+    assert count_parameters(skinny_cnn()) == 143_178  # the paper's Skinny CNN
 
 
 def test_layers_kinds_and_maxpool_kept_as_operator():
@@ -178,7 +179,7 @@ def test_reinitialized_fcn_has_same_architecture_and_fresh_weights():
     fcn = reinitialized_fcn(net, seed=0)
     assert [type(m) for m in fcn] == [nn.Flatten, nn.Linear, nn.ReLU, FlatMaxPool, nn.Linear, nn.ReLU, FlatMaxPool,
                                       nn.Linear]
-    assert parameter_count(fcn) == parameter_count(net)
+    assert count_parameters(fcn) == count_parameters(net)
     assert float(subspace_distance(net)["off_support"]) == 0.0
     assert (fcn[1].weight == 0).float().mean() < 0.01  # dense, unlike the eFCN
 

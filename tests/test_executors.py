@@ -84,7 +84,7 @@ def test_other_sweep_drivers_take_an_executor():
     from convbias.data.background import add_background_noise
     from convbias.data.real import Split
     from convbias.denoise import compressive_sensing_sweep
-    from convbias.models.small_cnn import run_noise_sweep
+    from convbias.intrinsic_dimension import run_noise_sweep
 
     img = torch.rand(1, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     kw = dict(steps=20, lr=0.05, mode="gaussian", baseline_iters=10)

@@ -1,10 +1,10 @@
-"""MLP / SmallCNN shapes, parameter counts, options, and the mixture generators."""
+"""MLP / GalantiCNN shapes, parameter counts, options, and the mixture generators."""
 import pytest
 import torch
 
 from convbias.data.mixtures import gaussian_mixture, separable
 from convbias.lowrank import hidden_weight_names
-from convbias.models.galanti_cnn import SmallCNN
+from convbias.models.galanti_cnn import GalantiCNN
 from convbias.models.mlp import MLP
 
 
@@ -60,8 +60,8 @@ def test_mlp_rejects_bad_sizes():
         MLP(4, [4], 2, init_scale=0.0)
 
 
-def test_small_cnn_shapes_and_counts():
-    m = SmallCNN(1, [4, 8], 10)
+def test_galanti_cnn_shapes_and_counts():
+    m = GalantiCNN(1, [4, 8], 10)
     assert m(torch.randn(2, 1, 28, 28)).shape == (2, 10)
     assert m.features(torch.randn(2, 1, 28, 28)).shape == (2, 8)
     names = hidden_weight_names(m)

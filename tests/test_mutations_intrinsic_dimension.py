@@ -16,9 +16,8 @@ from convbias.checks import failed
 from convbias.data.background import add_background_noise
 from convbias.data.patches import PatchDataModel
 from convbias.data.real import Split, load_mnist
-from convbias.models import small_cnn
-from convbias.models.patch_cnn import run_sigma_sweep
-from convbias.models.small_cnn import run_noise_sweep
+from convbias import intrinsic_dimension
+from convbias.intrinsic_dimension import run_noise_sweep, run_sigma_sweep
 from convbias.sweep import stack_members
 
 SIGMAS = [0.0, 0.5, 1.5]
@@ -90,7 +89,7 @@ def test_untrained_mnist_net_fails(mnist, monkeypatch):
         result.params = stack_members(make_model, seeds)  # the filters as initialised
         return result
 
-    monkeypatch.setattr(small_cnn, "fit_ensemble", untrained)
+    monkeypatch.setattr(intrinsic_dimension, "fit_ensemble", untrained)
     assert {"mnist_filter_vs_clean_data", "mnist_test_accuracy"} <= set(failed(mnist_checks(mnist)))
 
 

@@ -4,8 +4,9 @@ import torch
 import torch.nn.functional as F
 
 from convbias.data.patches import PatchDataModel
+from convbias.intrinsic_dimension import run_sigma_sweep
 from convbias.models.patch_cnn import (
-    HuberizedReLU, PatchCNN, fit_gd, huberized_relu, run_sigma_sweep,
+    HuberizedReLU, PatchCNN, fit_gd, huberized_relu,
 )
 
 KAPPA = 0.5
@@ -92,23 +93,23 @@ def test_gd_learns_the_signal_span_on_clean_data():
     assert sweep.along_training("filter_srank").shape == (3, 1, 1)
 
 
-# ----------------------------------------------------------------------------- the small CNN for real images
-from convbias.models.small_cnn import SmallCNN, first_layer_filters  # noqa: E402
+# ----------------------------------------------------------------------------- the one-conv CNN for real images
+from convbias.models.one_conv import OneConvCNN, first_layer_filters  # noqa: E402
 
 
-def test_small_cnn_shapes_and_filter_matrix():
-    net = SmallCNN(in_channels=3, n_classes=4, width=6, kernel=5, pool=4, image_size=32)
+def test_one_conv_cnn_shapes_and_filter_matrix():
+    net = OneConvCNN(in_channels=3, n_classes=4, width=6, kernel=5, pool=4, image_size=32)
     assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 4)
     assert net.first_layer_filters().shape == (6, 3 * 25)
     stacked = {"conv.weight": torch.stack([net.conv.weight, 2 * net.conv.weight])}
     torch.testing.assert_close(first_layer_filters(stacked)[1], 2 * net.first_layer_filters())
 
 
-def test_small_cnn_initial_scale():
+def test_one_conv_cnn_initial_scale():
     torch.manual_seed(0)
-    ref = SmallCNN(first_init_scale=1.0).conv.weight
+    ref = OneConvCNN(first_init_scale=1.0).conv.weight
     torch.manual_seed(0)
-    small = SmallCNN(first_init_scale=0.1).conv.weight
+    small = OneConvCNN(first_init_scale=0.1).conv.weight
     torch.testing.assert_close(small, 0.1 * ref)
     with pytest.raises(ValueError):
-        SmallCNN(kernel=5, pool=30, image_size=28)
+        OneConvCNN(kernel=5, pool=30, image_size=28)

@@ -76,35 +76,35 @@ def test_lowrank_sweep_resumes_by_batch_size(results_cache, monkeypatch):
 
 def test_noise_sweep_resumes_by_noise_level(results_cache, monkeypatch):
     from convbias.data.background import add_background_noise
-    from convbias.models import small_cnn
+    from convbias import intrinsic_dimension
 
     g = torch.Generator().manual_seed(0)
     split = Split(torch.rand(64, 1, 12, 12, generator=g), torch.arange(64) % 2, torch.rand(32, 1, 12, 12, generator=g),
                   torch.arange(32) % 2, "random")
     kw = dict(model_kw=dict(width=4), epochs=1, batch_size=32, progress=False, cache="t-noise")
-    calls = interrupt_on_call(monkeypatch, small_cnn, "fit_ensemble", 2)
+    calls = interrupt_on_call(monkeypatch, intrinsic_dimension, "fit_ensemble", 2)
     with pytest.raises(Interrupt):
-        small_cnn.run_noise_sweep(split, [0.0, 0.5], [0, 1], add_background_noise, **kw)
+        intrinsic_dimension.run_noise_sweep(split, [0.0, 0.5], [0, 1], add_background_noise, **kw)
     calls.clear()
-    resumed = small_cnn.run_noise_sweep(split, [0.0, 0.5], [0, 1], add_background_noise, **kw)
+    resumed = intrinsic_dimension.run_noise_sweep(split, [0.0, 0.5], [0, 1], add_background_noise, **kw)
     assert len(calls) == 1
     monkeypatch.undo()
-    fresh = small_cnn.run_noise_sweep(split, [0.0, 0.5], [0, 1], add_background_noise, **{**kw, "cache": None})
+    fresh = intrinsic_dimension.run_noise_sweep(split, [0.0, 0.5], [0, 1], add_background_noise, **{**kw, "cache": None})
     assert np.allclose(resumed.filter_srank, fresh.filter_srank, atol=1e-5)
     assert np.allclose(resumed.test_acc, fresh.test_acc)
 
 
 def test_sigma_sweep_restored_whole(results_cache, monkeypatch):
-    from convbias.models import patch_cnn
+    from convbias import intrinsic_dimension
 
     model = PatchDataModel(d=20, P=3, K=2)
     kw = dict(n_train=20, n_test=40, m=4, steps=20, log_every=10, progress=False, cache="t-sigma")
-    first = patch_cnn.run_sigma_sweep(model, [0.0, 1.0], [0], **kw)
-    calls = interrupt_on_call(monkeypatch, patch_cnn, "fit_gd", 1)
-    again = patch_cnn.run_sigma_sweep(model, [0.0, 1.0], [0], **kw)
+    first = intrinsic_dimension.run_sigma_sweep(model, [0.0, 1.0], [0], **kw)
+    calls = interrupt_on_call(monkeypatch, intrinsic_dimension, "fit_gd", 1)
+    again = intrinsic_dimension.run_sigma_sweep(model, [0.0, 1.0], [0], **kw)
     assert not calls and np.array_equal(first.filter_srank, again.filter_srank)
     with pytest.raises(Interrupt):  # another configuration is not served from the cache
-        patch_cnn.run_sigma_sweep(model, [0.0, 1.0], [0], **{**kw, "steps": 30})
+        intrinsic_dimension.run_sigma_sweep(model, [0.0, 1.0], [0], **{**kw, "steps": 30})
 
 
 def test_compressive_sensing_resumes_by_measurements(results_cache, monkeypatch):

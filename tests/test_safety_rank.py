@@ -5,8 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from convbias.lowrank import frobenius_rank, layer_ranks, top_alignment
+from convbias.lowrank import layer_ranks, top_alignment
 from convbias.rank import effective_rank, numerical_rank, ranks, singular_values, stable_rank
+
+
+def frobenius_rank(W):
+    return numerical_rank(W, relative_to="frobenius")
 
 
 def _np_stable_rank(A: np.ndarray) -> float:

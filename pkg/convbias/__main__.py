@@ -230,7 +230,7 @@ def _estimate_command(args) -> int:
 
 
 def _cache_command(prune: bool, clear: bool, dry_run: bool = False) -> int:
-    from .cache import LOOSE, ResultCache, code_fingerprint
+    from .cache import ResultCache, code_fingerprint
 
     cache = ResultCache(active=True)
     if prune or clear:
@@ -242,8 +242,7 @@ def _cache_command(prune: bool, clear: bool, dry_run: bool = False) -> int:
         print(f"no stored results in {cache.root}")
     for fingerprint, (entries, size) in usage.items():
         note = " (this code)" if fingerprint == code_fingerprint() else " (older code: --prune deletes it)"
-        where = cache.root if fingerprint == LOOSE else cache.root / fingerprint
-        print(f"{where}: {entries} results, {size / 2**20:.1f} MB{note}")
+        print(f"{cache.root / fingerprint}: {entries} results, {size / 2**20:.1f} MB{note}")
     return 0
 
 

@@ -8,9 +8,9 @@ name, its configuration (JSON; tensors and modules by their :func:`fingerprint`)
 the package version with a fingerprint of its source code, and the torch version,
 so any change to either recomputes. Files are written to a temporary name and
 renamed into place (atomic): an interrupted run never leaves a truncated file.
-:func:`cached_sweep` caches each item of a sweep separately, so a sweep
-interrupted midway resumes where it stopped; the package's sweep functions
-take a ``cache=`` name and do the same through :func:`resumable`.
+The package's sweep functions take a ``cache=`` name (a string) and store each item
+separately through :func:`resumable`, so a sweep interrupted midway resumes where it
+stopped.
 
 The cache lives in ``$CONVBIAS_RESULTS`` (default ``<data cache>/results``), one
 folder per version of the code (``python -m convbias cache --prune`` deletes the
@@ -21,9 +21,11 @@ returned all the same, after a warning.
 
 ``prune``/``clear`` delete only what this module writes: folders named by a code
 fingerprint (16 hex digits) holding nothing but result files ``<name>-<key>.pt`` and
-interrupted saves ``<name>-<key>.pt*.tmp``, and such files at the top level. They
+interrupted saves ``<name>-<key>.pt*.tmp``; files at the top level are left alone. They
 refuse to run on ``/``, the home folder or a checkout (a folder with ``.git``, or a
 book with ``_toc.yml``), and list what they delete.
+
+Used by every chapter (through the sweeps and ``python -m convbias run``).
 """
 from __future__ import annotations
 
@@ -36,14 +38,14 @@ import warnings
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
-from tqdm.auto import tqdm
+
+from .config import user_cache_dir
 
 RESULTS_ENV = "CONVBIAS_RESULTS"
 SWITCH_ENV = "CONVBIAS_RESULTS_CACHE"
-LOOSE = "(no code folder)"  # in usage(): results stored by versions that kept no per-code folders
 CODE_FOLDER = re.compile(r"[0-9a-f]{16}")
 RESULT_FILE = re.compile(r"[\w-]+-[0-9a-f]{24}\.pt")
 TMP_FILE = re.compile(r"[\w-]+-[0-9a-f]{24}\.pt[A-Za-z0-9_]*\.tmp")
@@ -180,9 +182,7 @@ class ResultCache:
 
     def __init__(self, root: str | Path | None = None, active: bool | None = None):
         if root is None:
-            from .data.download import cache_dir
-
-            root = os.environ.get(RESULTS_ENV) or cache_dir(create=False) / "results"
+            root = os.environ.get(RESULTS_ENV) or user_cache_dir() / "results"
         self.root = Path(root)
         self.active = enabled() if active is None else active
 
@@ -192,15 +192,12 @@ class ResultCache:
         return self.root / code_fingerprint() / f"{safe}-{cache_key(name, config)}.pt"
 
     def _entries(self) -> dict[str, list[Path]]:
-        """``{code fingerprint or LOOSE: [files]}`` of everything this module wrote under the root."""
+        """``{code fingerprint: [files]}`` of everything this module wrote under the root."""
         out: dict[str, list[Path]] = {}
         if not self.root.is_dir():
             return out
         for folder in sorted(p for p in self.root.iterdir() if is_own_folder(p)):
             out[folder.name] = sorted(folder.iterdir())
-        loose = sorted(f for f in self.root.iterdir() if is_own_file(f))  # stored before results had folders
-        if loose:
-            out[LOOSE] = loose
         return out
 
     def usage(self) -> dict[str, tuple[int, int]]:
@@ -224,16 +221,11 @@ class ResultCache:
             if keep_current and code == code_fingerprint():
                 continue
             size = sum(f.stat().st_size for f in files)
-            target = self.root if code == LOOSE else self.root / code
+            target = self.root / code
             if report:
-                what = f"{len(files)} file(s) stored without a code folder in" if code == LOOSE else "folder"
-                report(f"{'would delete' if dry_run else 'deleting'} {what} {target} ({size / 2**20:.1f} MB)")
+                report(f"{'would delete' if dry_run else 'deleting'} folder {target} ({size / 2**20:.1f} MB)")
             if not dry_run:
-                if code == LOOSE:
-                    for f in files:
-                        f.unlink(missing_ok=True)
-                else:
-                    shutil.rmtree(target)
+                shutil.rmtree(target)
             freed += size
         return freed
 
@@ -298,23 +290,15 @@ class ResultCache:
 
 
 def resumable(name: str | None, config: Mapping[str, Any], compute: Callable[[], Any],
-              cache: ResultCache | None = None) -> Any:
+              store: ResultCache | None = None) -> Any:
     """``compute()``, stored under ``(name, config)`` when ``name`` is given (else just computed).
 
     The package's sweeps call this once per item (a batch size, a noise level, a
     number of measurements, ...) with the item's full configuration, so a sweep
-    given a cache name skips the items an interrupted run already finished.
+    given a cache name skips the items an interrupted run already finished. The sweeps'
+    ``cache=`` parameter is that name (a string); ``store`` is the :class:`ResultCache`
+    itself (default: the one under ``$CONVBIAS_RESULTS``).
     """
     if name is None:
         return compute()
-    return (cache or ResultCache()).cached(name, config, compute)
-
-
-def cached_sweep(name: str, configs: Sequence[Mapping[str, Any]], run: Callable[[Mapping[str, Any]], Any],
-                 cache: ResultCache | None = None, progress: bool = True) -> list:
-    """``[run(c) for c in configs]``, each result cached on its own so an interrupted sweep resumes."""
-    cache = cache or ResultCache()
-    results = []
-    for config in tqdm(configs, desc=name, disable=not progress, leave=False):
-        results.append(cache.cached(name, config, lambda: run(config)))
-    return results
+    return (store or ResultCache()).cached(name, config, compute)

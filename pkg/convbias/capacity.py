@@ -14,7 +14,7 @@ both: the Frobenius-product Rademacher bound of Golowich, Rakhlin & Shamir (2018
 
 ``B = max_i ||x_i||_2``, ``L`` layers, bias-free ReLU network. With the eFCN's dense
 matrices it is a theorem about the eFCN (hence the CNN's function); with kernel norms
-it is the conv-aware count.
+it is the conv-aware count. Used by chapter 6.
 """
 from __future__ import annotations
 

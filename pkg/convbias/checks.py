@@ -16,6 +16,8 @@ raising.
 The *margin* of a check says how much room it had: for ``scale="ratio"`` the
 factor by which the value clears its bound (> 1 passes), for
 ``scale="difference"`` the signed distance (> 0 passes).
+
+Used by every chapter (its check cells) and by ``python -m convbias run``/``verify``.
 """
 from __future__ import annotations
 

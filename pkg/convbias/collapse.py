@@ -10,7 +10,7 @@ $$ S_W = \\frac1N \\sum_i (h_i - \\mu_{y_i})(h_i - \\mu_{y_i})^\\top, \\quad
 NC1 -> 0 means the features collapse onto their class means. The centred,
 normalised means ``M`` form a simplex equiangular tight frame (ETF) when their
 Gram matrix is ``C/(C-1) (I - 11^T / C)``; :func:`etf_distance` measures the gap.
-Every function accepts a leading batch (ensemble) dimension.
+Every function accepts a leading batch (ensemble) dimension. Used by chapter 2.
 """
 from __future__ import annotations
 

@@ -1,16 +1,19 @@
-"""Run configuration: the quick/full profile switch, the device and seeds.
+"""Run configuration: the quick/full profile switch, the device, seeds and the cache folder.
 
 One environment variable, ``CONVBIAS_PROFILE``, chooses the scale of every
 chapter: ``quick`` (a 2-core CPU in minutes), ``full`` (paper scale, for a GPU)
 or ``auto`` (the default: ``full`` when CUDA is available, ``quick`` otherwise).
 Another, ``CONVBIAS_SEED``, reruns every chapter from another base seed
 (:func:`base_seed`; ``python -m convbias run N --seed S`` sets it).
+
+Used by every chapter (through ``convbias.chapter.start_chapter`` and its profile tables).
 """
 from __future__ import annotations
 
 import os
 import random
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator, TypeVar
 
 import numpy as np
@@ -225,3 +228,23 @@ def announce_run(chapter: str) -> str | None:
             f"`import os; os.environ[\"CONVBIAS_PROFILE\"] = \"quick\"` first.")
     print(line)
     return line
+
+
+# ----------------------------------------------------------------------------- where files go
+CACHE_ENV = "CONVBIAS_CACHE"
+
+
+def default_cache_dir() -> Path:
+    """The platform's user cache folder for the package (``~/.cache/convbias`` on Linux); not created."""
+    import pooch
+
+    return Path(pooch.os_cache("convbias"))
+
+
+def user_cache_dir() -> Path:
+    """``$CONVBIAS_CACHE``, else :func:`default_cache_dir`: downloads go there, results under ``results/``.
+
+    Not created or checked here (``convbias.data.download.cache_dir`` does that for downloads).
+    """
+    configured = os.environ.get(CACHE_ENV)
+    return Path(configured).expanduser() if configured else default_cache_dir()

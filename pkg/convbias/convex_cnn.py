@@ -20,7 +20,7 @@ hyperplanes); :func:`sample_patterns` draws them from random filters, a subset.
 :func:`solve_convex` builds and solves the program with cvxpy (Clarabel),
 :func:`recover_cnn` maps its blocks back to filters (``u = v / sqrt||v||``,
 ``alpha = +-sqrt||v||``) and :func:`train_gd` trains many random initialisations of
-the non-convex CNN by full-batch gradient descent at once.
+the non-convex CNN by full-batch gradient descent at once. Used by chapter 6.
 """
 from __future__ import annotations
 

@@ -24,6 +24,8 @@ evaluations, metrics). A smoke run executes ``run`` of a loop's ``requested``
 steps; :meth:`Loop.scaled` multiplies its step costs by ``requested / run`` and
 its record costs by the ratio of the numbers of records (``every`` steps apart),
 which is how a capped run predicts the full one. Costs outside any loop count once.
+
+Used by the book's tooling (smoke runs, ``python -m convbias estimate``), not by a chapter's code.
 """
 from __future__ import annotations
 

@@ -42,6 +42,9 @@ With ``sparse=True`` the conv layers are stored as sparse matrices on their
 support (:class:`SparseLinear`), which is an eLCN in sparse storage; they are built
 from the support directly, never through the dense matrix (a conv composed with a
 neighbouring affine map, such as average pooling, is dense and stored densely).
+Sizes are compared with ``convbias.models.count_parameters`` and
+``parameter_bytes``. Used by chapter 5, and by chapter 6 through
+:mod:`convbias.capacity`.
 """
 from __future__ import annotations
 
@@ -164,7 +167,7 @@ def conv_support(conv: nn.Conv1d | nn.Conv2d, in_shape: Sequence[int]) -> tuple[
     n_in = cols.new_tensor(in_shape).prod().item()
     P = cols.shape[1]
     g = conv.groups
-    cin_g, cout_g = conv.in_channels // g, conv.out_channels // g
+    cout_g = conv.out_channels // g
     T = cols.shape[0] // g  # taps per output channel: (C_in / groups) * |K|
     flat_parts, tap_parts = [], []
     for grp in range(g):
@@ -904,11 +907,6 @@ def reinitialized_fcn(net: nn.Sequential, seed: int) -> nn.Sequential:
         else:
             layers.append(copy.deepcopy(layer))
     return nn.Sequential(*layers)
-
-
-def parameter_count(model: nn.Module) -> int:
-    """Number of trainable scalars (for :class:`SparseLinear`, the stored support values)."""
-    return sum(p.numel() for p in model.parameters())
 
 
 def parameter_bytes(model: nn.Module) -> int:

@@ -21,6 +21,8 @@ Method (the one printed by ``python -m convbias estimate``):
 What it does not see: data sets downloaded only when online (full MNIST, CIFAR-10)
 are replaced offline by the shipped 5,000 digits, so chapters that use them are
 estimated on the offline data and say so (``data`` in the table).
+
+Used by the book's tooling (``python -m convbias estimate``), not by a chapter's code.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Run the items of a sweep on any ``concurrent.futures.Executor``, the results cache as the store.
 
 The package's sweep drivers (:func:`convbias.sweep.run_sweep`,
-:func:`convbias.models.small_cnn.run_noise_sweep`,
+:func:`convbias.intrinsic_dimension.run_noise_sweep`,
 :func:`convbias.denoise.compressive_sensing_sweep`) take ``executor=``: ``None``
 (the default) runs each item here, in order; a
 ``concurrent.futures.ProcessPoolExecutor`` runs them on this machine's cores; a
@@ -14,13 +14,15 @@ pool needs ``make_model`` to be a module-level function or a
 ``functools.partial`` (Dask's cloudpickle also takes lambdas). Use processes, not
 threads, to run items side by side: members are initialised under
 ``torch.manual_seed``, and threads share torch's global random generator.
+
+Used by chapters 1, 2 and 4 (their sweeps).
 """
 from __future__ import annotations
 
 from concurrent.futures import Executor, Future
 from typing import Any, Callable, Mapping
 
-from .cache import ResultCache
+from .cache import ResultCache, resumable
 
 
 def submit(executor: Executor | None, name: str | None, config: Mapping[str, Any],
@@ -40,6 +42,5 @@ def submit(executor: Executor | None, name: str | None, config: Mapping[str, Any
 
 def _cached(name: str | None, config: Mapping[str, Any], compute: Callable[[], Any], root: str,
             active: bool) -> Any:
-    if name is None:
-        return compute()
-    return ResultCache(root, active=active).cached(name, config, compute)
+    """:func:`convbias.cache.resumable` in the process that runs the item, on the driver's store."""
+    return resumable(name, config, compute, store=ResultCache(root, active=active))

@@ -15,6 +15,8 @@ the input filtered by all *other* layers,
 
 which shrinks like ``prod_{m != l} |h_m|``: exponentially in depth when the
 filters are contractions. (:func:`linear_net_gradient` computes this closed form.)
+
+Used by chapter 3.
 """
 from __future__ import annotations
 

@@ -6,9 +6,11 @@ Galanti et al. measure the rank of a weight ``W`` (conv weights reshaped to
 
 $$ \\operatorname{rank}_\\epsilon(W) = \\#\\{ i : \\sigma_i(W) > \\epsilon \\, \\|W\\|_F \\}, $$
 
-averaged over the hidden layers (the classifier is left out). This module
+averaged over the hidden layers (the classifier is left out):
+``convbias.rank.numerical_rank(W, tol, relative_to="frobenius")``. This module
 computes it, the stable rank and the alignment of consecutive layers, batched
-over a leading ensemble dimension (one SVD call per layer).
+over a leading ensemble dimension (one SVD call per layer), and chapter 2's checks.
+Used by chapter 2.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
-from .rank import _checked, singular_values, stable_rank_from_singular_values
+from .rank import _checked, numerical_rank_from_singular_values, singular_values, stable_rank_from_singular_values
 
 Tensor = torch.Tensor
 
@@ -38,18 +40,6 @@ def _as_matrices(W: Tensor, stacked: bool) -> Tensor:
     return W.reshape(*W.shape[:lead], -1)
 
 
-def frobenius_rank(W: Tensor, tol: float = 1e-3) -> Tensor:
-    """``#{i : s_i(W) > tol * ||W||_F}`` for a matrix or a batch ``(..., m, n)`` (Galanti et al.'s rank)."""
-    if not 0 < tol < 1:
-        raise ValueError(f"tol must lie in (0, 1), got {tol}")
-    return _frobenius_rank_from_singular_values(singular_values(W), tol)
-
-
-def _frobenius_rank_from_singular_values(s: Tensor, tol: float) -> Tensor:
-    fro = s.square().sum(-1, keepdim=True).sqrt()
-    return ((s > tol * fro) & (fro > 0)).sum(-1)
-
-
 def layer_ranks(params: Mapping[str, Tensor], names: Sequence[str], *, tol: float = 1e-3,
                 stacked: bool = True) -> dict[str, Tensor]:
     """Rank and stable rank of each named weight, and their means over the layers.
@@ -64,7 +54,7 @@ def layer_ranks(params: Mapping[str, Tensor], names: Sequence[str], *, tol: floa
     out: dict[str, Tensor] = {}
     for name in names:  # one decomposition per weight serves both ranks
         s = singular_values(_as_matrices(params[name].detach(), stacked))
-        out[f"rank/{name}"] = _frobenius_rank_from_singular_values(s, tol).float()
+        out[f"rank/{name}"] = numerical_rank_from_singular_values(s, tol, relative_to="frobenius").float()
         out[f"srank/{name}"] = stable_rank_from_singular_values(s).float()
     out["rank"] = torch.stack([out[f"rank/{n}"] for n in names]).mean(0)
     out["srank"] = torch.stack([out[f"srank/{n}"] for n in names]).mean(0)

@@ -9,6 +9,8 @@
   chapter, never into the book's own folders nor over existing files unless forced.
 - :func:`~convbias.runner.run_headless` / :func:`~convbias.runner.run_chapter` execute a
   chapter in a Jupyter kernel, saving its figures, glued values and checks.
+
+Used by the book's tooling (the command line, ``make student``), not by a chapter's code.
 """
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ Everything per layer is computed on the flat gradient vector at once
 looping over layers. :func:`train_recording` runs GD (or mini-batch SGD, heavy-ball
 momentum, Adam) and records these sums at every step and the sharpness
 (:mod:`convbias.sharpness`) every few steps; :func:`chapter_checks` turns two runs
-(a large and a small learning rate) into the chapter's checks.
+(a large and a small learning rate) into the chapter's checks. Used by chapter 7.
 """
 from __future__ import annotations
 

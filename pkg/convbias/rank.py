@@ -15,7 +15,11 @@ infinite entries are an error; an empty matrix (a zero dimension) has all three 
 
 - stable rank  srank(W) = ||W||_F^2 / ||W||_2^2 = sum_i s_i^2 / s_1^2
 - effective rank (Roy & Vetterli 2007)  erank(W) = exp(H(p)), p_i = s_i / sum_j s_j
-- numerical rank  #{i : s_i > rtol * s_1}
+- numerical rank  #{i : s_i > rtol * s_1}, or ``relative_to="frobenius"``:
+  #{i : s_i > rtol * ||W||_F} (Galanti et al.'s rank, used by :mod:`convbias.lowrank`)
+
+Used by chapter 1 (filters and data), chapter 2 (through :mod:`convbias.lowrank`) and
+the appendix on rank measures.
 """
 from __future__ import annotations
 
@@ -114,10 +118,15 @@ def effective_rank(W: Tensor) -> Tensor:
     return effective_rank_from_singular_values(singular_values(W))
 
 
-def numerical_rank(W: Tensor, rtol: float = 1e-3) -> Tensor:
-    """Number of singular values above ``rtol`` times the largest (relative tolerance)."""
+def numerical_rank(W: Tensor, rtol: float = 1e-3, relative_to: str = "largest") -> Tensor:
+    """Number of singular values above ``rtol`` times a reference (relative tolerance).
+
+    The reference is the largest singular value ``s_1`` (``relative_to="largest"``) or
+    the Frobenius norm ``||W||_F = sqrt(sum_i s_i^2)`` (``"frobenius"``, Galanti et
+    al.'s ``rank_eps``); a zero matrix has rank 0 either way.
+    """
     _check_rtol(rtol)
-    return numerical_rank_from_singular_values(singular_values(W), rtol)
+    return numerical_rank_from_singular_values(singular_values(W), rtol, relative_to)
 
 
 def ranks(W: Tensor, rtol: float = 1e-3) -> dict[str, Tensor]:
@@ -150,9 +159,18 @@ def effective_rank_from_singular_values(s: Tensor) -> Tensor:
     return torch.where(total.squeeze(-1) > 0, torch.exp(entropy), torch.zeros_like(entropy))
 
 
-def numerical_rank_from_singular_values(s: Tensor, rtol: float = 1e-3) -> Tensor:
-    """``#{i : s_i > rtol * s_1}`` for decreasing singular values ``s``."""
-    return ((s > rtol * s[..., :1]) & (s > 0)).sum(-1)
+def numerical_rank_from_singular_values(s: Tensor, rtol: float = 1e-3, relative_to: str = "largest") -> Tensor:
+    """``#{i : s_i > rtol * ref}`` for decreasing singular values ``s``, ``ref`` = ``s_1`` or ``||s||_2``.
+
+    See :func:`numerical_rank` for ``relative_to``.
+    """
+    if relative_to == "largest":
+        ref = s[..., :1]
+    elif relative_to == "frobenius":
+        ref = s.square().sum(-1, keepdim=True).sqrt()
+    else:
+        raise ValueError(f"relative_to must be 'largest' or 'frobenius', got {relative_to!r}")
+    return ((s > rtol * ref) & (s > 0)).sum(-1)
 
 
 def _check_rtol(rtol: float) -> None:

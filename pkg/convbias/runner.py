@@ -17,6 +17,8 @@ Before it starts, a run deletes the files a previous run wrote there (and only
 those, :func:`clear_run_folder`). :func:`run_chapter` adds the chapter-level
 results cache; :func:`run_profiled` samples operators in the kernel with the
 maintainers' ``tools/profiling.py``.
+
+Used by the book's tooling (``python -m convbias run``, the tests), not by a chapter's code.
 """
 from __future__ import annotations
 

@@ -13,6 +13,8 @@ qualified name and checked before use:
 and rebuilds them as pickle does (``object.__new__`` and the stored attributes),
 without calling any constructor. Anything else (a function, a lambda, an object of
 another class) cannot be stored: :func:`encode` raises :class:`Unstorable`.
+
+Used by the book's results cache (:mod:`convbias.cache`), not by a chapter's code.
 """
 from __future__ import annotations
 

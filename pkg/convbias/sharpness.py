@@ -10,7 +10,7 @@ The Hessian is never formed: :func:`hvp_operator` returns :math:`v \\mapsto
 \\nabla^2 \\mathcal L(\\theta) v` by forward-over-reverse differentiation
 (``torch.func.jvp`` of ``torch.func.grad``) on the flat parameter vector, and
 :func:`lanczos` (or :func:`power_iteration`) finds the top eigenvalue from a few
-dozen such products.
+dozen such products. Used by chapter 7.
 """
 from __future__ import annotations
 

@@ -9,6 +9,8 @@ smoke result must never stand in for a real one). Under a
 the peak host memory of the process (``ru_maxrss``), the peak of live tensor
 memory, and each loop's cost measured and scaled to its full length, from which
 :mod:`convbias.estimate` predicts the full run's time on a GPU.
+
+Used by the book's tooling (``python -m convbias run --smoke``), not by a chapter's code.
 """
 from __future__ import annotations
 

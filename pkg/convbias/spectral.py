@@ -13,7 +13,7 @@ give, with equality at a balanced factorisation,
 ``1/2 ||X h - y||^2 + lambda/2 (||w1||^2 + ||w2||^2)`` is therefore the convex program
 ``1/2 ||X h - y||^2 + lambda/sqrt(d) ||F_u h||_1``: sparse in frequency. The same weight
 decay on a two-layer *dense* linear network ``f(x) = a^T W x`` gives ``lambda ||h||_2``
-(rotation invariant, no preferred basis): no spectral sparsity.
+(rotation invariant, no preferred basis): no spectral sparsity. Used by chapter 6.
 """
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def spectral_l1(h: np.ndarray) -> float:
     return float(np.abs(np.fft.fft(h)).sum() / math.sqrt(h.shape[-1]))
 
 
-def spectrum(h: np.ndarray) -> np.ndarray:
+def dft_magnitudes(h: np.ndarray) -> np.ndarray:
     """``|F_u h|``: magnitudes of the unitary DFT of ``h``."""
     h = np.asarray(h, dtype=float)
     return np.abs(np.fft.fft(h)) / math.sqrt(h.shape[-1])
@@ -60,7 +60,7 @@ def spectrum(h: np.ndarray) -> np.ndarray:
 
 def spectral_support(h: np.ndarray, threshold: float = 1e-2) -> int:
     """Frequencies ``f`` (of ``d``) with ``|h^_f| >= threshold * max_f |h^_f|``."""
-    mag = spectrum(h)
+    mag = dft_magnitudes(h)
     return int(np.sum(mag >= threshold * mag.max())) if mag.max() > 0 else 0
 
 
@@ -223,8 +223,8 @@ def spectral_checks(r: SpectralResult, gap_tol: float = 1e-4, max_support: int |
     d = r.problem.X.shape[1]
     cvx_support = r.support(r.convex_h)
     limit = cvx_support if max_support is None else max_support
-    ref = spectrum(r.convex_h)
-    mismatch = float(np.abs(spectrum(r.cnn["h"]) - ref).max() / ref.max())
+    ref = dft_magnitudes(r.convex_h)
+    mismatch = float(np.abs(dft_magnitudes(r.cnn["h"]) - ref).max() / ref.max())
     return [
         at_most("spectral_objective_gap", abs(r.cnn_gap), gap_tol,
                 "GD on the circular CNN attains the spectral-l1 program's optimum (relative)"),

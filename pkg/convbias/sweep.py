@@ -13,6 +13,8 @@ milestones are given as fractions of the training length and multiply the rate
 by ``gamma``. The result holds tidy tables: one row per run (``final``) and
 one row per run and record (``curves``), with the mean rank and stable rank of
 the hidden weights (:func:`convbias.lowrank.layer_ranks`) and the accuracies.
+
+Used by chapter 2.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .cache import fingerprint, resumable
+from .cache import fingerprint
 from .executors import submit
 from .lowrank import hidden_weight_names, rank_metrics, spectra
 from .train import EnsembleResult, fit_ensemble

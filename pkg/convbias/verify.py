@@ -8,6 +8,8 @@ For every check it reports how many seeds passed (``k/n``), the margin's minimum
 and median over seeds (:attr:`convbias.checks.Check.margin`: a factor above 1 or
 a distance above 0 passes) and the seeds that failed. A check a seed never reached
 (an earlier cell raised an error) counts as failed for that seed.
+
+Used by the book's tooling (``python -m convbias verify``), not by a chapter's code.
 """
 from __future__ import annotations
 

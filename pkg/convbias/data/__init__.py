@@ -3,6 +3,8 @@
 Real data: :func:`load_mnist`, :func:`load_digits`, :func:`load_cifar10`,
 :func:`load_image`; downloads go through :func:`download` (checksum-verified,
 atomic). Chapter-specific generators live in submodules of this package.
+
+Used by every chapter; each generator's module names its chapter.
 """
 from .download import ChecksumError, DownloadError, cache_dir, download, file_digest
 from .background import add_background_noise, patch_stable_rank

@@ -5,6 +5,8 @@ Following Zhang, Gao, Zou & Cao (2025), noise is added only to the
 strokes), so the clean content is untouched while the data's rank explodes.
 The rank is measured on the **patch matrix**: every ``k x k`` patch of every
 image, flattened to a row of length ``C k^2`` (what a first conv layer sees).
+
+Used by chapter 1.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 A digit of size ``s x s`` is pasted at a random position of a ``canvas x
 canvas`` black image: the label does not depend on where, which is the
 translation structure a CNN's weight sharing is built for and an FCN must learn
-from examples.
+from examples. Used by chapter 5.
 """
 from __future__ import annotations
 

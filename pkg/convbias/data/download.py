@@ -6,6 +6,8 @@ otherwise), and retries a failed transfer; this module turns its errors (and tho
 of ``requests`` underneath) into one-line :class:`DownloadError` /
 :class:`ChecksumError` messages. The cache folder is ``$CONVBIAS_CACHE``, else the
 platform's user cache folder (``~/.cache/convbias`` on Linux).
+
+Used by :mod:`convbias.data.real` (and ``python -m convbias download``).
 """
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ import os
 import tempfile
 from pathlib import Path
 
-CACHE_ENV = "CONVBIAS_CACHE"
+from ..config import CACHE_ENV, user_cache_dir
+from ..config import default_cache_dir as _default_dir
 
 
 class DownloadError(RuntimeError):
@@ -23,12 +26,6 @@ class DownloadError(RuntimeError):
 
 class ChecksumError(DownloadError):
     """A fetched or cached file does not match its expected checksum."""
-
-
-def _default_dir() -> Path:
-    import pooch
-
-    return Path(pooch.os_cache("convbias"))
 
 
 def _usable(folder: Path) -> bool:
@@ -50,7 +47,7 @@ def cache_dir(create: bool = True) -> Path:
     path under a file) the default folder is used instead, with one line saying so.
     """
     configured = os.environ.get(CACHE_ENV)
-    root = Path(configured).expanduser() if configured else _default_dir()
+    root = user_cache_dir()
     if not create:
         return root
     if _usable(root):

@@ -5,7 +5,7 @@
 - :func:`separable`: two classes ``y = sign(<w*, x>)`` in ``{-1, +1}`` with a
   margin ``|<w*, x>| >= margin`` (``w*`` a random unit vector).
 Both return a :class:`~convbias.data.real.Split` (train and test drawn from
-the same distribution) and repeat exactly for the same ``seed``.
+the same distribution) and repeat exactly for the same ``seed``. Used by chapter 2.
 """
 from __future__ import annotations
 

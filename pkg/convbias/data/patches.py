@@ -12,7 +12,7 @@ The case study of Zhang, Gao, Zou & Cao (2025). An image is ``P`` patches in
   signal span, so the noise is orthogonal to the signal.
 
 ``sigma_p = 0`` gives the clean images. Everything is drawn from seeded
-``torch.Generator`` objects: the same seed gives the same tensors.
+``torch.Generator`` objects: the same seed gives the same tensors. Used by chapter 1.
 """
 from __future__ import annotations
 

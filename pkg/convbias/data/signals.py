@@ -2,6 +2,8 @@
 
 As in Dai & Heckel (2019): the network's input is drawn once from ``U[0, 1]`` and
 kept fixed; the target is a step, ``1`` on the first half of the signal, ``0`` after.
+
+Used by chapter 3.
 """
 from __future__ import annotations
 

@@ -9,6 +9,8 @@
 
 The standard FCN "of the same architecture" is
 :func:`convbias.efcn.reinitialized_fcn` applied to the eFCN of one of these.
+
+Used by chapters 5 and 6.
 """
 from __future__ import annotations
 

@@ -18,6 +18,8 @@ The output head is the paper's ``1x1`` convolution with bias followed by a
 sigmoid (``head="sigmoid"``); ``head="none"`` leaves the hidden layers' output as
 is, so a linear, unnormalized net is exactly one circular convolution with the
 end-to-end filter ``h_L * ... * h_1`` (see :mod:`convbias.gradients`).
+
+Used by chapter 3.
 """
 from __future__ import annotations
 

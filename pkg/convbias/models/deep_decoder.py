@@ -30,7 +30,8 @@ Parameter count of the deep decoder (tested), with ``d = depth + 1`` blocks,
 
 (``2k`` per block are the normalization's scale and shift; drop them when
 ``normalize=False``). ``depth=5, k=64, c=1`` gives 25,408; ``k=64, c=3`` gives
-the 25,536 of the deep-decoder paper (its ``d = 6``).
+the 25,536 of the deep-decoder paper (its ``d = 6``): :func:`parameter_formula`.
+Used by chapter 4.
 """
 from __future__ import annotations
 
@@ -66,16 +67,14 @@ def channel_norm(channels: int, normalize: bool = True) -> nn.Module:
     return nn.BatchNorm2d(channels, affine=True, track_running_stats=False) if normalize else nn.Identity()
 
 
-def parameter_count(channels: int = 64, depth: int = 5, out_channels: int = 1, normalize: bool = True,
-                    kernel_size: int = 1) -> int:
-    """Trainable parameters of :class:`DeepDecoder`: ``(depth+1)(s^2 k^2 + 2k) + k c``."""
+def parameter_formula(channels: int = 64, depth: int = 5, out_channels: int = 1, normalize: bool = True,
+                      kernel_size: int = 1) -> int:
+    """Trainable parameters of :class:`DeepDecoder` by formula: ``(depth+1)(s^2 k^2 + 2k) + k c``.
+
+    The count of a built network is :func:`convbias.models.count_parameters`.
+    """
     k, s, d = channels, kernel_size, depth + 1
     return d * (s * s * k * k + (2 * k if normalize else 0)) + k * out_channels
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable scalars of ``model``."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 class _Generator(nn.Module):

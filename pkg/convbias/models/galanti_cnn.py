@@ -1,9 +1,9 @@
-"""A small CNN in the spirit of Galanti et al.'s convolutional experiments.
+"""A small CNN in the spirit of Galanti et al.'s convolutional experiments (:class:`GalantiCNN`).
 
 Blocks Conv2d(3x3) -> [BatchNorm2d without running statistics] -> ReLU ->
 MaxPool(2), then global average pooling and a linear classifier ``head``.
 Conv weights ``(out, in, k, k)`` are ranked as ``(out, in * k * k)`` matrices
-(:func:`convbias.rank.as_matrix`).
+(:func:`convbias.rank.as_matrix`). Used by chapter 2.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from torch import nn
 Tensor = torch.Tensor
 
 
-class SmallCNN(nn.Module):
+class GalantiCNN(nn.Module):
     """``len(channels)`` conv blocks and a linear classifier on globally pooled features."""
 
     def __init__(self, in_channels: int = 1, channels: Sequence[int] = (16, 32), n_classes: int = 10, *,

@@ -16,6 +16,8 @@ with ``\\theta_{ij}`` the angle between rows ``i`` and ``j`` of ``U``. ``\\Sigma
 so its eigenvectors are the Fourier modes; for a smooth filter its eigenvalues
 decay with frequency. Gradient descent therefore fits the low frequencies (the
 image) first and the high frequencies (most of the noise) last.
+:func:`singular_modes` gives the Jacobian's singular values and leading left
+singular vectors. Used by chapter 4.
 """
 from __future__ import annotations
 
@@ -89,7 +91,7 @@ def dominant_frequency(vectors: Tensor) -> Tensor:
     return torch.fft.rfft(vectors, dim=0).abs().argmax(dim=0)
 
 
-def spectrum(J: Tensor, r: int | None = None) -> tuple[Tensor, Tensor]:
+def singular_modes(J: Tensor, r: int | None = None) -> tuple[Tensor, Tensor]:
     """Singular values (descending) and the leading ``r`` left singular vectors of ``J``."""
     W, s, _ = torch.linalg.svd(J, full_matrices=False)
     return s, W[:, : (r or W.shape[1])]

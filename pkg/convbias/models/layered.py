@@ -4,7 +4,7 @@
 -> ... -> pool -> out``) are ``nn.Sequential`` models whose parameterised modules are
 named in forward order, so that ``named_parameters()`` lists the layers from the
 input layer to the output layer under readable names. The activation is ``tanh``
-(smooth, as in the edge-of-stability experiments) or ``relu``.
+(smooth, as in the edge-of-stability experiments) or ``relu``. Used by chapter 7.
 """
 from __future__ import annotations
 

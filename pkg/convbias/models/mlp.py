@@ -9,6 +9,8 @@ ReLU of Galanti et al. followed by a linear classifier ``head``. Options:
 - ``bias=False``: a bias-free, positively homogeneous network
   ``f(x) = W_L relu(W_{L-1} ... relu(W_1 x))`` as in Le & Jegelka.
 - ``init_scale``: multiply every initial weight by this factor (small init).
+
+Used by chapter 2.
 """
 from __future__ import annotations
 

@@ -14,11 +14,11 @@ trained by full-batch gradient descent on the logistic loss. The activation
 :class:`PatchCNN` holds ``E`` independent copies of this network (weights
 ``(E, 2, m, d)``) so that a sweep over seeds and noise levels trains in one
 batched ``einsum`` rather than a Python loop over runs; :func:`fit_gd` trains
-them, :func:`run_sigma_sweep` runs the chapter's experiment.
+them. The chapter's experiment, :func:`convbias.intrinsic_dimension.run_sigma_sweep`,
+builds the data and the batch of networks. Used by chapter 1.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -27,9 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..cache import resumable
 from ..config import cap_steps
-from ..data.patches import PatchDataModel
 from ..rank import stable_rank
 from ..train import History, TrainingDiverged
 
@@ -207,96 +205,3 @@ def fit_gd(
         if step % log_every == 0 or step == steps:
             record(step, loss.detach())
     return hist
-
-
-@dataclass
-class SigmaSweep:
-    """Result of :func:`run_sigma_sweep`; arrays are ``(n_seeds, n_sigmas)`` unless noted."""
-
-    sigmas: np.ndarray
-    seeds: np.ndarray
-    intrinsic_dim: int
-    data_srank: np.ndarray
-    filter_srank: np.ndarray
-    train_acc: np.ndarray
-    test_acc: np.ndarray
-    history: History
-    model: PatchCNN
-    signal_bases: Tensor  # (n_seeds, d, 2K): orthonormal basis U of each seed's signal span
-
-    def along_training(self, key: str) -> np.ndarray:
-        """A recorded metric along training: ``(n_records, n_seeds, n_sigmas)``."""
-        values = self.history[key]
-        return values.reshape(len(values), len(self.seeds), len(self.sigmas))
-
-    def filters(self) -> Tensor:
-        """Trained filter matrices ``(n_seeds, n_sigmas, 2m, d)``."""
-        W = self.model.filters().detach().cpu()
-        return W.reshape(len(self.seeds), len(self.sigmas), *W.shape[1:])
-
-    def signal_energy(self) -> np.ndarray:
-        """Fraction ``||W U||_F^2 / ||W||_F^2`` of the filters' energy inside the signal span."""
-        W = self.filters().double()
-        U = self.signal_bases.double()[:, None]
-        inside = (W @ U).pow(2).sum((-1, -2))
-        return (inside / W.pow(2).sum((-1, -2))).numpy()
-
-
-def run_sigma_sweep(
-    data: PatchDataModel,
-    sigmas: Sequence[float],
-    seeds: Sequence[int],
-    *,
-    n_train: int = 100,
-    n_test: int = 1000,
-    m: int = 20,
-    kappa: float = 0.5,
-    init_std: float = 0.01,
-    lr: float = 1.0,
-    steps: int = 300,
-    log_every: int = 10,
-    device: torch.device | str = "cpu",
-    progress: bool = True,
-    cache: str | None = None,
-) -> SigmaSweep:
-    """Train one patch CNN per (seed, sigma_p) pair, all in one batch, and measure ranks.
-
-    For base seed ``s`` the signal directions use ``direction_seed = s``, the
-    training set ``seed = s`` and the test set ``seed = s + 10_000``; the
-    network is initialised from seed ``s``. Within a seed only ``sigma_p``
-    changes (same labels, signal positions and noise draws, rescaled), so the
-    sweep isolates the effect of the noise level. All pairs train as one batch, so
-    ``cache`` (a name in the results cache, :mod:`convbias.cache`) stores and
-    restores the trained batch as a whole.
-    """
-    sigmas, seeds = [float(s) for s in sigmas], [int(s) for s in seeds]
-    if not sigmas or not seeds:
-        raise ValueError("give at least one sigma_p and one seed")
-    Xs, ys, Xt, yt, dranks, bases = [], [], [], [], [], []
-    for s in seeds:
-        bases.append(replace(data, direction_seed=s).signal_basis())
-        for sig in sigmas:
-            model_s = replace(data, sigma_p=sig, direction_seed=s)
-            train, test = model_s.sample(n_train, seed=s), model_s.sample(n_test, seed=s + 10_000)
-            Xs.append(train.X), ys.append(train.y), Xt.append(test.X), yt.append(test.y)
-            dranks.append(train.stable_rank())
-    X, y, X_test, y_test = torch.stack(Xs), torch.stack(ys), torch.stack(Xt), torch.stack(yt)
-
-    def train() -> tuple[PatchCNN, History]:
-        net = PatchCNN(data.d, m, seeds=[s for s in seeds for _ in sigmas], kappa=kappa,
-                       init_std=init_std).to(device)
-        hist = fit_gd(net, X, y, lr=lr, steps=steps, log_every=log_every, X_test=X_test, y_test=y_test,
-                      progress=progress, desc=f"GD on {len(seeds) * len(sigmas)} CNNs")
-        return net, hist
-
-    config = dict(seeds=seeds, sigmas=sigmas, m=m, kappa=kappa, init_std=init_std, lr=lr, steps=steps,
-                  log_every=log_every, X=X, y=y, X_test=X_test, y_test=y_test, device=str(torch.device(device)))
-    net, hist = resumable(cache, config, train)
-    shape = (len(seeds), len(sigmas))
-    last = lambda key: hist.last(key).reshape(shape)
-    return SigmaSweep(
-        sigmas=np.asarray(sigmas), seeds=np.asarray(seeds), intrinsic_dim=data.intrinsic_dim,
-        data_srank=np.asarray(dranks).reshape(shape), filter_srank=last("filter_srank"),
-        train_acc=last("train_acc"), test_acc=last("test_acc"), history=hist, model=net,
-        signal_bases=torch.stack(bases),
-    )
