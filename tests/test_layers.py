@@ -223,9 +223,7 @@ def test_all_lists_every_public_module():
 NAMES_NO_CHAPTER_YET = {
     "denoise",
     "one_example",
-    "plotting",
     "relax",
-    "report",
     "train",
 }
 USED_BY = re.compile(r"Used by (every chapter|chapters? \d|the appendix|the book)")

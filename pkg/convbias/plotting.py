@@ -1,4 +1,4 @@
-"""The book's house style and figure helpers shared by the chapters.
+"""The book's house style and figure helpers shared by the chapters. Used by every chapter.
 
 Call :func:`set_style` once at the top of a chapter (``start_chapter`` does); then
 :func:`subplots`, :func:`band` (mean and spread over seeds), :func:`heatmap` and

@@ -1,4 +1,5 @@
 """Reporting helpers for chapters: glue values into the book and paper-vs-build tables.
+Used by every chapter.
 
 :func:`glue` stores a value under a key for the built book (myst-nb glue) and
 does nothing when myst-nb is absent (e.g. on Colab), so notebooks run anywhere.
