@@ -48,12 +48,13 @@ class PlainText(str):
         return str(self)
 
 
-def glue_figure(name: str, fig: Any = None) -> Any:
+def glue_figure(name: str, fig: Any = None) -> None:
     """Glue ``fig`` (default: the current figure) for a numbered ``{glue:figure}`` on the page.
 
     In a static build of the book (``CONVBIAS_STATIC=1``) the figure appears only where
     the chapter's ``{glue:figure} name`` directive puts it, with its number, caption and
     alt text; in a live notebook (Colab, Jupyter) it is shown under the cell as usual.
+    Returns nothing, so a cell ending with it does not show the figure twice.
     """
     import matplotlib.pyplot as plt
 
@@ -62,7 +63,7 @@ def glue_figure(name: str, fig: Any = None) -> Any:
     fig = plt.gcf() if fig is None else fig
     if not (_in_kernel() and is_static()):
         plt.show()
-        return fig
+        return
     from IPython import get_ipython
 
     recorder = get_ipython().user_ns.get("__convbias_run__")  # a headless run keeps its figures
@@ -72,10 +73,9 @@ def glue_figure(name: str, fig: Any = None) -> Any:
         from myst_nb import glue as nb_glue
     except ImportError:
         plt.show()
-        return fig
+        return
     nb_glue(name, fig, display=False)
     plt.close(fig)
-    return fig
 
 
 def glue_markdown(name: str, text: str) -> str:
