@@ -62,3 +62,7 @@ def test_mime_bundle_round_trip():
     records = C.from_outputs([{"output_type": "display_data", "data": bundle}])
     assert records[0]["name"] == "a" and records[0]["passed"] and records[0]["margin"] == pytest.approx(3.0)
     assert "passed  a: 3 >= 1" in bundle["text/plain"]
+    html = bundle["text/html"]
+    assert html.count("<tr>") == 2 and "<code>a</code>" in html and "three beats one" in html
+    failing = C.CheckTable("chZ", [C.at_least("b<", 0, 1)])._repr_html_()
+    assert "FAILED" in failing and "b&lt;" in failing

@@ -156,8 +156,22 @@ class CheckTable:
     def __repr__(self) -> str:
         return "\n".join(c.describe() for c in self.checks)
 
+    def _repr_html_(self) -> str:
+        """A table for the page: one row per check (result, name, value, bound, claim)."""
+        from html import escape
+
+        rows = []
+        for c in self.checks:
+            bound = f"in [{_fmt(c.bound[0])}, {_fmt(c.bound[1])}]" if c.op == "in" else f"{c.op} {_fmt(c.bound)}"
+            mark = "passed" if c.passed else "<strong>FAILED</strong>"
+            rows.append(f"<tr><td>{mark}</td><td><code>{escape(c.name)}</code></td><td>{escape(_fmt(c.value))}</td>"
+                        f"<td>{escape(bound)}</td><td>{escape(c.claim or '')}</td></tr>")
+        head = "<tr><th>check</th><th>name</th><th>value</th><th>bound</th><th>claim</th></tr>"
+        return f'<table class="convbias-checks"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
+
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, Any]:
-        return {"text/plain": repr(self), MIME: {"chapter": self.chapter, "checks": [c.to_dict() for c in self.checks]}}
+        return {"text/plain": repr(self), "text/html": self._repr_html_(),
+                MIME: {"chapter": self.chapter, "checks": [c.to_dict() for c in self.checks]}}
 
 
 def require(chapter: str, checks: Sequence[Check]) -> list[Check]:
