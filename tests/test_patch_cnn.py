@@ -4,9 +4,8 @@ import torch
 import torch.nn.functional as F
 
 from convbias.data.patches import PatchDataModel
-from convbias.models.patch_cnn import (
-    HuberizedReLU, PatchCNN, fit_gd, huberized_relu, run_sigma_sweep,
-)
+from convbias.models.patch_cnn import HuberizedReLU, PatchCNN, huberized_relu, run_sigma_sweep
+from convbias.train import fit_gd
 
 KAPPA = 0.5
 

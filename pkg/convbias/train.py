@@ -323,7 +323,7 @@ def fit(
         values = {"loss": train["train_loss"] if mean_loss is None else mean_loss, **train}
         if X_test is not None:
             values.update(evaluate(model, X_test, y_test, loss, prefix="test_"))
-        values.update({k: float(v) for k, v in metric_values(metrics, model).items()})
+        values.update({k: float(v.detach() if torch.is_tensor(v) else v) for k, v in metric_values(metrics, model).items()})
         hist.record(step, **values)
 
     record(0, None)
