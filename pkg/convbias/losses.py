@@ -9,6 +9,7 @@ logistic loss, which needs ``y`` in {-1, +1}). Used by :mod:`convbias.train`
 (chapters 1, 2, 5), :mod:`convbias.one_example` and :mod:`convbias.gradients`
 (chapter 3) and :mod:`convbias.sharpness` (chapter 7).
 """
+
 from __future__ import annotations
 
 import torch
@@ -31,7 +32,9 @@ def check_labels(kind: str, y: Tensor | None, which: str = "y") -> None:
     if not bool(((y == 1) | (y == -1)).all()):
         seen = torch.unique(y.detach().cpu())[:5].tolist()
         hint = " (0/1 labels: pass 2 * y - 1)" if set(seen) <= {0, 1} else ""
-        raise ValueError(f"loss='logistic' needs labels in {{-1, +1}}, but {which} holds {seen}{hint}")
+        raise ValueError(
+            f"loss='logistic' needs labels in {{-1, +1}}, but {which} holds {seen}{hint}"
+        )
 
 
 def logistic_loss(out: Tensor, y: Tensor) -> Tensor:
@@ -42,8 +45,10 @@ def logistic_loss(out: Tensor, y: Tensor) -> Tensor:
 def member_losses(out: Tensor, y: Tensor, members: int) -> Tensor:
     """Mean squared error of each member: ``out`` holds ``members`` blocks shaped like ``y``; returns ``(members,)``."""
     if out.numel() != members * y.numel():
-        raise ValueError(f"output of shape {tuple(out.shape)} does not hold {members} member(s) shaped like "
-                         f"the target {tuple(y.shape)}")
+        raise ValueError(
+            f"output of shape {tuple(out.shape)} does not hold {members} member(s) shaped like "
+            f"the target {tuple(y.shape)}"
+        )
     # (B, E*C, ...) -> (B, E, C*...) -> per-member mean over everything but the member axis
     diff = out.reshape(out.shape[0], members, -1) - y.reshape(y.shape[0], 1, -1)
     return diff.pow(2).mean(dim=(0, 2))
@@ -64,7 +69,11 @@ def loss_value(kind: str, out: Tensor, y: Tensor) -> Tensor:
         if not y.is_floating_point() and out.ndim == 2:
             # one-hot by scatter, not F.one_hot, so it also works inside vmap
             y = torch.zeros_like(out).scatter(-1, y.unsqueeze(-1), 1.0)
-        return F.mse_loss(out, y.reshape(out.shape)) if y.numel() == out.numel() else F.mse_loss(out, y)
+        return (
+            F.mse_loss(out, y.reshape(out.shape))
+            if y.numel() == out.numel()
+            else F.mse_loss(out, y)
+        )
     raise ValueError(f"unknown loss {kind!r}: use one of {LOSSES}")
 
 

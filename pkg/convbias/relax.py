@@ -23,7 +23,7 @@ from .config import device as default_device
 from .data.real import Split
 from .efcn import reinitialized_fcn, subspace_distance, to_fcn, to_lcn
 from .live import progress as progress_bar
-from .train import History, evaluate, fit
+from .train import History, evaluate, fit, steps_per_epoch
 
 
 def log_relax_times(epochs: int, n: int) -> list[int]:
@@ -107,8 +107,8 @@ def _relax_protocol(make_cnn: Callable[[], nn.Sequential], data: Split, *, input
                     momentum: float, weight_decay: float, lcn: bool, log_every: int | None, dev: torch.device,
                     progress: bool, perturb: Callable[[nn.Module], None] | None = None) -> RelaxRun:
     every_time, times = times, cap_items(times)  # a smoke run relaxes at the first and last time only
-    steps_per_epoch = max(1, len(data.X_train) // batch_size)
-    log_every = log_every or steps_per_epoch
+    per_epoch = steps_per_epoch(len(data.X_train), batch_size)
+    log_every = log_every or per_epoch
     train = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, batch_size=batch_size,
                  X_test=data.X_test, y_test=data.y_test, progress=False)
     X, y = data.X_train.to(dev), data.y_train.to(dev)
@@ -123,7 +123,7 @@ def _relax_protocol(make_cnn: Callable[[], nn.Sequential], data: Split, *, input
     for t in sorted(set(times) | {epochs}):
         if t > done:
             h = fit(cnn, X, y, optimizer=opt, epochs=t - done, seed=seed * 1000 + done,
-                    log_every=steps_per_epoch * (t - done), **train)
+                    log_every=per_epoch * (t - done), **train)
             cnn_hist.record(t, test_acc=h.last("test_acc"), train_acc=h.last("train_acc"))
         elif t == 0:
             cnn_hist.record(0, **{k: v for k, v in evaluate(cnn, data.X_test.to(dev), data.y_test.to(dev),
@@ -133,7 +133,7 @@ def _relax_protocol(make_cnn: Callable[[], nn.Sequential], data: Split, *, input
         if t in times:
             snapshots[t] = copy.deepcopy(cnn).eval()
     h = fit(cnn, X, y, optimizer=opt, epochs=relax_train_epochs, seed=seed * 1000 + epochs,
-            log_every=steps_per_epoch * relax_train_epochs, **train)
+            log_every=per_epoch * relax_train_epochs, **train)
     cnn_acc_long = float(h.last("test_acc"))
     histories["cnn"] = cnn_hist
 

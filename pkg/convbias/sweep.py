@@ -32,7 +32,7 @@ from .cache import fingerprint, resumable
 from .executors import submit
 from .lowrank import hidden_weight_names, rank_metrics, spectra
 from .config import device as default_device
-from .train import EnsembleResult, build_members, fit_ensemble
+from .train import EnsembleResult, build_members, fit_ensemble, steps_per_epoch
 
 Tensor = torch.Tensor
 KEYS = ("batch_size", "lr", "weight_decay", "seed")
@@ -144,9 +144,7 @@ def run_sweep(
     finals, curves, ensembles, seconds = [], [], {}, {}
     futures, per_epochs = {}, {}
     for B in batch_sizes:
-        per_epoch = n // B if B < n else 1
-        if per_epoch < 1:
-            raise ValueError(f"batch size {B} exceeds the {n} training examples")
+        per_epoch = steps_per_epoch(n, B)
         total = epochs * per_epoch if compare == "epochs" else steps
         length = epochs if compare == "epochs" else total / per_epoch  # in epochs
         if compare == "epochs":

@@ -193,6 +193,14 @@ def _refuse_random_layers(model: nn.Module) -> None:
 
 
 # ----------------------------------------------------------------------------- batching
+def steps_per_epoch(n: int, batch_size: int | None) -> int:
+    """One epoch, everywhere in the package: ``n // batch_size`` steps (1 for full batch: ``None`` or ``>= n``).
+
+    The batches of one permutation of the ``n`` examples, the last partial batch dropped.
+    """
+    return 1 if batch_size is None or batch_size >= n else n // batch_size
+
+
 def _n_steps(n: int, batch_size: int | None, steps: int | None, epochs: int | None) -> tuple[int, int]:
     """Return (total steps, steps per epoch).
 
@@ -203,7 +211,7 @@ def _n_steps(n: int, batch_size: int | None, steps: int | None, epochs: int | No
     bs = n if batch_size is None else _check_int(batch_size, "batch_size")
     if not 1 <= bs <= n:
         raise ValueError(f"batch_size must lie in [1, {n}] (the number of examples), got {batch_size}")
-    per_epoch = n // bs
+    per_epoch = steps_per_epoch(n, bs)
     if (steps is None) == (epochs is None):
         raise ValueError("give exactly one of steps= or epochs=")
     if steps is not None:
