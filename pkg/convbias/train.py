@@ -1,14 +1,14 @@
 """Training loops, and the vocabulary every loop of the package shares.
 
 Here: one model (:func:`fit`), many small models at once (:func:`fit_ensemble`),
-and full-batch gradient descent on the patch CNN of chapter 1 (:func:`fit_gd`).
-Beside them: one network fitted to one example (:func:`convbias.one_example.fit_one_example`,
+and full-batch gradient descent on the patch CNN of chapter 1 (``fit_gd``).
+Beside them: one network fitted to one example (``convbias.one_example.fit_one_example``,
 chapter 3) and an un-trained generator fitted to one image
-(:func:`convbias.denoise.fit_generator`, chapter 4). All five speak the same language:
+(``convbias.denoise.fit_generator``, chapter 4). All five speak the same language:
 
 - **result**: a :class:`History` (``hist["step"]``, ``hist["loss"]``, ...). A loop that
   leaves more than its records returns a subclass of it: :class:`EnsembleResult` (the
-  trained members) and :class:`convbias.denoise.FitResult` (the best and final images).
+  trained members) and ``convbias.denoise.FitResult`` (the best and final images).
 - **step 0**: the first record is the model before any update, then every
   ``log_every`` steps and the last step.
 - **metrics**: one callable, ``metrics(model)`` (``metrics(params)``, the stacked
@@ -18,12 +18,12 @@ chapter 3) and an un-trained generator fitted to one image
   batch dropped), for the schedule, the sampler and ``epochs=`` alike.
 - **optimizer**: a name (``"sgd"``; ``"adam"`` where the loop supports it) or, for the
   loops that train one ``nn.Module``, a ``torch.optim.Optimizer`` to continue with its state.
-- **progress** ``=True`` and ``desc``: a bar through :func:`convbias.live.progress` (none in
+- **progress** ``=True`` and ``desc``: a bar through ``convbias.live.progress`` (none in
   a static build of the book).
 - **divergence**: :class:`TrainingDiverged` when a recorded loss is NaN or infinite.
 - **device**: a loop given a model trains where the model is; :func:`fit_ensemble`,
   which builds its members, takes ``device`` (default :func:`convbias.config.device`).
-- **losses**: :mod:`convbias.losses`.
+- **losses**: ``convbias.losses``.
 
 All keep the data on the model's device, draw mini-batches from a seeded
 generator (the same batch order for the same seed) and record without a
@@ -74,7 +74,7 @@ class History:
     network) each recorded value is an array with one entry per member, and
     ``array(key)`` returns shape ``(n_records, E)``. A loop that leaves more than its
     records returns a subclass with those as fields (:class:`EnsembleResult`,
-    :class:`convbias.denoise.FitResult`).
+    ``convbias.denoise.FitResult``).
     """
 
     step: list[int] = field(default_factory=list)

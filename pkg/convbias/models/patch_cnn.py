@@ -14,8 +14,8 @@ trained by full-batch gradient descent on the logistic loss. The activation
 :class:`PatchCNN` holds ``E`` independent copies of this network (weights
 ``(E, 2, m, d)``) so that a sweep over seeds and noise levels trains in one
 batched ``einsum`` rather than a Python loop over runs;
-:func:`convbias.train.fit_gd` trains them, :func:`run_sigma_sweep` runs the
-chapter's experiment. The logistic loss is :func:`convbias.losses.logistic_loss`.
+``convbias.train.fit_gd`` trains them, :func:`run_sigma_sweep` runs the
+chapter's experiment. The logistic loss is ``convbias.losses.logistic_loss``.
 """
 from __future__ import annotations
 
