@@ -29,9 +29,9 @@ import torch
 from torch import nn
 
 from .cache import fingerprint, resumable
+from .config import device as default_device
 from .executors import submit
 from .lowrank import hidden_weight_names, rank_metrics, spectra
-from .config import device as default_device
 from .train import EnsembleResult, build_members, fit_ensemble, steps_per_epoch
 
 Tensor = torch.Tensor
