@@ -350,7 +350,7 @@ def dct_recover(y: Tensor, operator, shape: tuple[int, int], lam: float = 1e-3, 
 
 # ----------------------------------------------------------------- the chapter's experiments
 def fit_targets(make_net: Callable[[], nn.Module], targets: dict[str, Tensor], steps: int, lr: float = 0.01,
-                clean: Tensor | None = None, log_every: int = 10, progress: bool = False,
+                clean: Tensor | None = None, log_every: int = 10, progress: bool = True,
                 cache: str | None = None) -> dict[str, FitResult]:
     """Fit a fresh ``make_net()`` (same seed, same initialization) to each named target; PSNR against ``clean``.
 
@@ -372,7 +372,7 @@ def fit_targets(make_net: Callable[[], nn.Module], targets: dict[str, Tensor], s
 
 def compressive_sensing_sweep(image: Tensor, measurements: list[int], make_net: Callable[[], nn.Module],
                               steps: int, lr: float = 0.01, mode: str = "gaussian", lam: float = 1e-2,
-                              baseline_iters: int = 300, seed: int = 0, progress: bool = False,
+                              baseline_iters: int = 300, seed: int = 0, progress: bool = True,
                               cache: str | None = None, executor: Executor | None = None) -> dict[str, np.ndarray]:
     """Recover a gray ``(1, 1, H, W)`` image from ``m`` measurements for each ``m``: generator vs sparse-DCT baseline.
 
@@ -471,7 +471,7 @@ class DenoisingRun:
 
 def denoising_experiment(make_net: Callable[[], nn.Module], clean: Tensor, noisy: Tensor, noise: Tensor,
                          steps: int, fit_steps: int, lr: float = 0.01, log_every: int = 25,
-                         early_stopping: bool = True, progress: bool = False,
+                         early_stopping: bool = True, progress: bool = True,
                          cache: str | None = None) -> DenoisingRun:
     """Fit ``make_net()`` to ``noisy`` for ``steps`` (PSNR to ``clean`` along the way), and to ``clean`` and ``noise``
     for ``fit_steps``; see :class:`DenoisingRun`."""
