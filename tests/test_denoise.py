@@ -94,7 +94,7 @@ def test_fit_generator_tracks_psnr_and_keeps_best_iterate():
     assert res.loss[-1] < 1e-6 * res.loss[0]
     res10 = fit_generator(_Pixels(), noisy, steps=25, lr=1.0, clean=clean, optimizer="sgd", momentum=0.0,
                           log_every=10)
-    assert res10.step.tolist() == [0, 10, 20, 25]
+    assert res10.step == [0, 10, 20, 25]
 
 
 def test_compressive_sensing_sweep_validates_and_returns_one_row_per_m():
@@ -130,11 +130,15 @@ def test_channels_last_fit_computes_the_same_fit():
 def test_late_loss_is_robust_to_one_spike():
     from convbias.denoise import FitResult
 
-    r = FitResult(step=np.arange(0, 50, 10), loss=np.array([5.0, 4.0, 1.0, 9.0, 2.0]))
+    r = FitResult()
+    for t, loss, p in zip(range(0, 50, 10), [5.0, 4.0, 1.0, 9.0, 2.0], [10.0, 20.0, 25.0, 12.0, 24.0]):
+        r.record(t, loss=loss, psnr=p)  # a spike up in the loss and down in the PSNR at the 4th record
     assert r.late_loss() == 2.0  # median of 1, 9 (a spike), 2
     assert r.late_loss(1) == 2.0 and r.late_loss(5) == 4.0
     with pytest.raises(ValueError, match="records"):
         r.late_loss(0)
-    r.psnr = np.array([10.0, 20.0, 25.0, 12.0, 24.0])  # a spike down at the 4th record
     assert r.late_psnr() == 24.0 and r.late_psnr(1) == 24.0
-    assert np.isnan(FitResult(step=np.arange(2), loss=np.ones(2)).late_psnr())  # no clean image, no PSNR
+    assert r.loss_at(31) == 9.0 and r.psnr_at(12) == 20.0
+    no_clean = FitResult()
+    no_clean.record(0, loss=1.0), no_clean.record(1, loss=1.0)
+    assert np.isnan(no_clean.late_psnr())  # no clean image, no PSNR

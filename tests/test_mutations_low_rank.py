@@ -23,7 +23,7 @@ from convbias.collapse import collapse_checks, collapse_metrics
 from convbias.data.mixtures import gaussian_mixture, separable
 from convbias.lowrank import grid_checks, layer_ranks, le_jegelka_checks, top_alignment, weight_decay_srank_check
 from convbias.models.mlp import MLP
-from convbias.sweep import run_sweep, stack_members
+from convbias.sweep import run_sweep
 from convbias.train import fit_ensemble
 
 D, C, WIDTHS = 16, 4, [32, 32]
@@ -110,10 +110,9 @@ def le_jegelka(steps=2000, negative_margin=10.0, init_scale=0.1):
                                     for a, b in zip(names[:-2], names[1:-1])]).mean(0)
         return out
 
-    start = metrics(stack_members(make, [0]))
     h = fit_ensemble(make, sep.X_train, sep.y_train, seeds=[0], lr=1.0, loss="logistic", steps=steps,
-                     log_every=steps, metrics=metrics, progress=False).history
-    return le_jegelka_checks(start["srank"].numpy(), h["srank"][-1], start["align"].numpy(), h["align"][-1])
+                     log_every=steps, metrics=metrics, progress=False)
+    return le_jegelka_checks(h["srank"][0], h["srank"][-1], h["align"][0], h["align"][-1])  # step 0 and the end
 
 
 def test_unmutated_tiny_le_jegelka_passes():
@@ -139,13 +138,12 @@ def collapse(steps=1000, weight_decays=(5e-3, 0.0)):
     data = _collapse_mixture()
     make = lambda: MLP(32, [64, 64, 64], 8)
     metrics = collapse_metrics(make(), data.X_train, data.y_train, 8)
-    start = metrics(stack_members(make, [0, 0]))
     Y = F.one_hot(data.y_train, 8).float()
     h = fit_ensemble(make, data.X_train, Y, seeds=[0, 0], lr=0.2, weight_decay=list(weight_decays),
                      loss="mse", batch_size=64, steps=steps, log_every=steps, metrics=metrics,
-                     progress=False).history
-    return collapse_checks(start["nc1"].numpy(), h["nc1"][-1], start["etf_distance"].numpy(),
-                           h["etf_distance"][-1], [True, False])
+                     progress=False)
+    return collapse_checks(h["nc1"][0], h["nc1"][-1], h["etf_distance"][0], h["etf_distance"][-1],
+                           [True, False])
 
 
 @functools.lru_cache(maxsize=None)

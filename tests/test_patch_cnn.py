@@ -5,9 +5,8 @@ import torch.nn.functional as F
 
 from convbias.data.patches import PatchDataModel
 from convbias.intrinsic_dimension import run_sigma_sweep
-from convbias.models.patch_cnn import (
-    HuberizedReLU, PatchCNN, fit_gd, huberized_relu,
-)
+from convbias.models.patch_cnn import HuberizedReLU, PatchCNN, huberized_relu
+from convbias.train import fit_gd
 
 KAPPA = 0.5
 

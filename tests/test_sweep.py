@@ -33,8 +33,8 @@ def test_tidy_tables(result):
     assert set(result.final.groupby("batch_size")["steps"].first().items()) == {(8, 32), (32, 8)}
     assert np.allclose(result.final["epochs"], 4)
     # records at the same epochs for both batch sizes
-    assert sorted(result.curves.query("batch_size == 8 and member == 0")["epoch"]) == [2.0, 4.0]
-    assert sorted(result.curves.query("batch_size == 32 and member == 0")["epoch"]) == [2.0, 4.0]
+    assert sorted(result.curves.query("batch_size == 8 and member == 0")["epoch"]) == [0.0, 2.0, 4.0]
+    assert sorted(result.curves.query("batch_size == 32 and member == 0")["epoch"]) == [0.0, 2.0, 4.0]
     table = result.grid("rank", "weight_decay", "batch_size")
     assert table.shape == (2, 2) and np.isfinite(table.values).all()
     assert result.layer_names == ["body.1.weight", "body.3.weight"]

@@ -42,8 +42,8 @@ def test_fit_records_test_metrics_and_callbacks():
     torch.manual_seed(0)
     model = mlp()
     hist = fit(model, X, y, lr=0.1, steps=20, log_every=5, X_test=X[:10], y_test=y[:10],
-               metrics={"w_norm": lambda m: m[0].weight.norm().item()}, progress=False)
-    assert hist.step == [5, 10, 15, 20]
+               metrics=lambda m: {"w_norm": m[0].weight.norm()}, progress=False)
+    assert hist.step == [0, 5, 10, 15, 20]
     assert {"loss", "train_acc", "test_acc", "test_loss", "w_norm"} <= set(hist.keys())
     assert hist.last("w_norm") == pytest.approx(model[0].weight.norm().item())
 
@@ -121,8 +121,8 @@ def test_ensemble_metrics_forward_and_config():
     ens = fit_ensemble(mlp, X, y, seeds=[0, 1], lr=[0.1, 0.2], steps=10, log_every=5, X_test=X, y_test=y,
                        metrics=lambda p: {"w0": p["0.weight"].flatten(1).norm(dim=1)}, progress=False)
     assert ens.size == 2
-    assert ens.history["w0"].shape == (2, 2)
-    assert ens.history["test_acc"].shape == (2, 2)
+    assert ens.history["w0"].shape == (3, 2)  # steps 0, 5, 10
+    assert ens["test_acc"].shape == (3, 2)
     assert ens.forward(X).shape == (2, len(X), 3)
     assert torch.allclose(ens.forward(X)[1], ens.member(1)(X), atol=1e-6)
     assert ens.config["lr"].tolist() == pytest.approx([0.1, 0.2])

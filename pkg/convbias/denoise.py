@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -24,6 +24,8 @@ import torch.nn as nn
 from .cache import resumable
 from .config import cap_steps
 from .executors import submit
+from .live import progress as progress_bar
+from .train import History, Metrics, check_metrics, make_optimizer, metric_values, raise_diverged
 
 Tensor = torch.Tensor
 CS_MODES = ("gaussian", "dense-gaussian", "mask")
@@ -173,17 +175,26 @@ class RandomMask:
 
 
 # ----------------------------------------------------------------- the fitting loop
-@dataclass
-class FitResult:
-    """What a fit recorded: loss and PSNR (to the clean image) every ``log_every`` steps, best and final images."""
+@dataclass(kw_only=True)
+class FitResult(History):
+    """The :class:`~convbias.train.History` of :func:`fit_generator` (``loss``, and ``psnr`` to the clean image,
+    every ``log_every`` steps from step 0), with the best and final images.
 
-    step: np.ndarray
-    loss: np.ndarray
-    psnr: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    ``loss`` and ``psnr`` read the records as float32 arrays (as computed on the device).
+    """
+
     best_psnr: float = float("nan")
     best_step: int = -1
     best_image: Tensor | None = None
     final_image: Tensor | None = None
+
+    @property
+    def loss(self) -> np.ndarray:
+        return np.asarray(self.values.get("loss", []), dtype=np.float32)
+
+    @property
+    def psnr(self) -> np.ndarray:
+        return np.asarray(self.values.get("psnr", []), dtype=np.float32)
 
     @property
     def final_psnr(self) -> float:
@@ -199,11 +210,11 @@ class FitResult:
 
     def loss_at(self, step: int) -> float:
         """The recorded loss at the logged step closest to ``step``."""
-        return float(self.loss[int(np.argmin(np.abs(self.step - step)))])
+        return float(self.loss[int(np.argmin(np.abs(self["step"] - step)))])
 
     def psnr_at(self, step: int) -> float:
         """The recorded PSNR at the logged step closest to ``step``."""
-        return float(self.psnr[int(np.argmin(np.abs(self.step - step)))])
+        return float(self.psnr[int(np.argmin(np.abs(self["step"] - step)))])
 
 
 def _median_of_last(values: np.ndarray, records: int) -> float:
@@ -213,23 +224,30 @@ def _median_of_last(values: np.ndarray, records: int) -> float:
     return float(np.median(values[-records:])) if len(values) else float("nan")
 
 
-def fit_generator(net: nn.Module, target: Tensor, steps: int, lr: float = 0.01, clean: Tensor | None = None,
+def fit_generator(net: nn.Module, target: Tensor, steps: int, *, lr: float = 0.01, clean: Tensor | None = None,
                   operator: Callable[[Tensor], Tensor] | None = None, log_every: int = 10,
-                  optimizer: str = "adam", momentum: float = 0.9, progress: bool | str = False,
-                  channels_last: bool | None = None) -> FitResult:
+                  optimizer: str | torch.optim.Optimizer = "adam", momentum: float = 0.9,
+                  weight_decay: float = 0.0, metrics: Metrics | None = None, progress: bool | str = True,
+                  desc: str = "fit", channels_last: bool | None = None) -> FitResult:
     """Fit ``net()`` to ``target`` by minimizing ``mean((A net() - target)^2)``; track PSNR to ``clean``.
 
     ``operator`` is ``A`` (default identity); ``clean`` (optional) is the image the
     PSNR is measured against, at steps ``0, log_every, ..., steps`` (step ``t`` is
-    the image after ``t`` updates). The best iterate by that PSNR is kept on the device.
+    the image after ``t`` updates); ``metrics(net)`` is recorded at the same steps.
+    The best iterate by that PSNR is kept on the device. ``optimizer`` is ``"adam"``
+    (the paper's) or ``"sgd"`` (with ``momentum``), or an optimizer instance.
     ``channels_last`` (default: on a CPU) stores the network's 4-d weights and
     buffers in the NHWC memory format, which made deep-decoder steps 1.2-1.8x faster
     on a CPU (``benchmarks/deep_decoder.py``); the function computed is the same.
+    A NaN or infinite recorded loss raises :class:`convbias.train.TrainingDiverged`.
     """
     if steps < 1 or log_every < 1:
         raise ValueError("steps and log_every must be >= 1")
-    if optimizer not in ("adam", "sgd"):
+    if not isinstance(optimizer, torch.optim.Optimizer) and optimizer not in ("adam", "sgd"):
         raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+    check_metrics(metrics)
+    if isinstance(progress, str):  # the bar's label, as older code passed it
+        progress, desc = True, progress
     steps = cap_steps(steps, log_every)  # a smoke run stops after a few steps
     dev = next(net.parameters()).device
     if channels_last is None:
@@ -242,24 +260,22 @@ def fit_generator(net: nn.Module, target: Tensor, steps: int, lr: float = 0.01, 
     target = target.to(dev)
     clean = None if clean is None else clean.to(dev)
     params = [p for p in net.parameters() if p.requires_grad]
-    opt = (torch.optim.Adam(params, lr=lr) if optimizer == "adam"
-           else torch.optim.SGD(params, lr=lr, momentum=momentum))
-    losses, psnrs, logged = [], [], []
+    opt = make_optimizer(optimizer, params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    losses, psnrs, logged, measured = [], [], [], []
     best_psnr = torch.tensor(-float("inf"), device=dev)
     best_step = torch.tensor(-1, device=dev)
     best_image = None
 
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=steps, desc=progress if isinstance(progress, str) else "fit", leave=False)
+    bar = progress_bar(total=steps, desc=desc, enabled=progress)
     for t in range(steps + 1):
         out = net()
         loss = ((A(out) - target) ** 2).mean()
         if t % log_every == 0 or t == steps:
             logged.append(t)
             losses.append(loss.detach())
+            if metrics is not None:
+                with torch.no_grad():
+                    measured.append(metric_values(metrics, net))
             if clean is not None:
                 p = _psnr_tensor(out.detach().reshape(clean.shape), clean)
                 psnrs.append(p)
@@ -273,13 +289,21 @@ def fit_generator(net: nn.Module, target: Tensor, steps: int, lr: float = 0.01, 
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    res = FitResult(step=np.asarray(logged), loss=torch.stack(losses).cpu().numpy(), final_image=final.cpu())
+        bar.update(1)
+    bar.close()
+    loss_values = torch.stack(losses).cpu().numpy()
+    if not np.isfinite(loss_values).all():
+        raise_diverged(logged[int(np.argmax(~np.isfinite(loss_values)))], "the loss")
+    psnr_values = torch.stack(psnrs).cpu().numpy() if clean is not None else None
+    res = FitResult(final_image=final.cpu())
+    for r, t in enumerate(logged):
+        values = {"loss": loss_values[r]}
+        if psnr_values is not None:
+            values["psnr"] = psnr_values[r]
+        if measured:
+            values.update({k: torch.as_tensor(v).detach().cpu().numpy() for k, v in measured[r].items()})
+        res.record(t, **values)
     if clean is not None:
-        res.psnr = torch.stack(psnrs).cpu().numpy()
         res.best_psnr, res.best_step, res.best_image = float(best_psnr), int(best_step), best_image.cpu()
     return res
 
@@ -326,7 +350,7 @@ def dct_recover(y: Tensor, operator, shape: tuple[int, int], lam: float = 1e-3, 
 
 # ----------------------------------------------------------------- the chapter's experiments
 def fit_targets(make_net: Callable[[], nn.Module], targets: dict[str, Tensor], steps: int, lr: float = 0.01,
-                clean: Tensor | None = None, log_every: int = 10, progress: bool = False,
+                clean: Tensor | None = None, log_every: int = 10, progress: bool = True,
                 cache: str | None = None) -> dict[str, FitResult]:
     """Fit a fresh ``make_net()`` (same seed, same initialization) to each named target; PSNR against ``clean``.
 
@@ -342,13 +366,13 @@ def fit_targets(make_net: Callable[[], nn.Module], targets: dict[str, Tensor], s
         out[name] = resumable(cache and f"{cache}-{name}", config,
                               lambda net=net, target=target, name=name: fit_generator(
                                   net, target, steps, lr=lr, clean=clean, log_every=log_every,
-                                  progress=f"{name}" if progress else False))
+                                  progress=progress, desc=name))
     return out
 
 
 def compressive_sensing_sweep(image: Tensor, measurements: list[int], make_net: Callable[[], nn.Module],
                               steps: int, lr: float = 0.01, mode: str = "gaussian", lam: float = 1e-2,
-                              baseline_iters: int = 300, seed: int = 0, progress: bool = False,
+                              baseline_iters: int = 300, seed: int = 0, progress: bool = True,
                               cache: str | None = None, executor: Executor | None = None) -> dict[str, np.ndarray]:
     """Recover a gray ``(1, 1, H, W)`` image from ``m`` measurements for each ``m``: generator vs sparse-DCT baseline.
 
@@ -371,11 +395,7 @@ def compressive_sensing_sweep(image: Tensor, measurements: list[int], make_net: 
         raise ValueError(f"mode must be one of {CS_MODES}, got {mode!r}")
     h, w = image.shape[-2:]
     rows: dict[str, list] = {"m": [], "net_final": [], "net_best": [], "net_late": [], "baseline": []}
-    ms = measurements
-    if progress:
-        from tqdm.auto import tqdm
-
-        ms = tqdm(measurements, desc=f"{mode} measurements", leave=False)
+    ms = progress_bar(measurements, desc=f"{mode} measurements", enabled=progress)
     futures = []
     for m in ms:
         net = make_net()
@@ -404,7 +424,8 @@ def _recover(net: nn.Module, image: Tensor, m: int, *, mode: str, seed: int, ste
     dev = next(net.parameters()).device
     op.to(dev)
     y = op(image.to(dev))
-    res = fit_generator(net, y, steps, lr=lr, clean=image, operator=op, log_every=max(steps // 20, 1))
+    res = fit_generator(net, y, steps, lr=lr, clean=image, operator=op, log_every=max(steps // 20, 1),
+                        progress=False)
     base = dct_recover(y, op, (h, w), lam=lam, iters=baseline_iters)
     return res.final_psnr, res.best_psnr, res.late_psnr(), psnr(base.cpu(), image.cpu())
 
@@ -450,7 +471,7 @@ class DenoisingRun:
 
 def denoising_experiment(make_net: Callable[[], nn.Module], clean: Tensor, noisy: Tensor, noise: Tensor,
                          steps: int, fit_steps: int, lr: float = 0.01, log_every: int = 25,
-                         early_stopping: bool = True, progress: bool = False,
+                         early_stopping: bool = True, progress: bool = True,
                          cache: str | None = None) -> DenoisingRun:
     """Fit ``make_net()`` to ``noisy`` for ``steps`` (PSNR to ``clean`` along the way), and to ``clean`` and ``noise``
     for ``fit_steps``; see :class:`DenoisingRun`."""

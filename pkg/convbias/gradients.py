@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .one_example import member_losses
+from .losses import member_losses
 
 Tensor = torch.Tensor
 

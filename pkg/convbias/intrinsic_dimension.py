@@ -27,7 +27,6 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .cache import resumable
 from .checks import Check, at_least, at_most
@@ -35,10 +34,11 @@ from .data.background import patch_stable_rank
 from .data.patches import PatchDataModel
 from .data.real import Split
 from .executors import submit
+from .live import progress as progress_bar
 from .models.one_conv import OneConvCNN, first_layer_filters
-from .models.patch_cnn import PatchCNN, fit_gd
+from .models.patch_cnn import PatchCNN
 from .rank import stable_rank
-from .train import History, fit_ensemble
+from .train import History, fit_ensemble, fit_gd
 
 Tensor = torch.Tensor
 
@@ -189,7 +189,7 @@ def run_noise_sweep(
     model_kw.setdefault("image_size", add_noise(split.X_train[:1], 0.0, 0).shape[-1])
     model_kw.setdefault("n_classes", int(split.y_train.max()) + 1)
     data_srank, filter_srank, test_acc, filters, futures = [], [], [], [], []
-    for sigma in tqdm(sigmas, desc="noise levels", disable=not progress, leave=False):
+    for sigma in progress_bar(sigmas, desc="noise levels", enabled=progress):
         X_train, X_test = add_noise(split.X_train, sigma, 0), add_noise(split.X_test, sigma, 1)
         data_srank.append(patch_stable_rank(X_train, kernel))
         train = functools.partial(_train_level, functools.partial(OneConvCNN, **model_kw), X_train, split.y_train,

@@ -16,14 +16,14 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .cache import resumable
 from .config import cap_items, stands_for
 from .config import device as default_device
 from .data.real import Split
 from .efcn import reinitialized_fcn, subspace_distance, to_fcn, to_lcn
-from .train import History, fit
+from .live import progress as progress_bar
+from .train import History, evaluate, fit, steps_per_epoch
 
 
 def log_relax_times(epochs: int, n: int) -> list[int]:
@@ -49,18 +49,6 @@ class RelaxRun:
     off_tying: np.ndarray               # final off-tying fraction of each eFCN
     histories: dict[str, History] = field(default_factory=dict)
     embed_error: np.ndarray | None = None  # relative output error of each embedded snapshot vs its trained CNN
-
-
-def _subspace_metrics() -> dict[str, Callable[[nn.Module], float]]:
-    """Both fractions of :func:`subspace_distance` from one evaluation per record."""
-    cache: dict[str, float] = {}
-
-    def off_support(m: nn.Module) -> float:
-        d = subspace_distance(m)
-        cache["off_tying"] = d["off_tying"].item()
-        return d["off_support"].item()
-
-    return {"off_support": off_support, "off_tying": lambda m: cache.pop("off_tying")}
 
 
 def relax_protocol(make_cnn: Callable[[], nn.Sequential], data: Split, *, input_shape: Sequence[int],
@@ -119,8 +107,8 @@ def _relax_protocol(make_cnn: Callable[[], nn.Sequential], data: Split, *, input
                     momentum: float, weight_decay: float, lcn: bool, log_every: int | None, dev: torch.device,
                     progress: bool, perturb: Callable[[nn.Module], None] | None = None) -> RelaxRun:
     every_time, times = times, cap_items(times)  # a smoke run relaxes at the first and last time only
-    steps_per_epoch = max(1, len(data.X_train) // batch_size)
-    log_every = log_every or steps_per_epoch
+    per_epoch = steps_per_epoch(len(data.X_train), batch_size)
+    log_every = log_every or per_epoch
     train = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, batch_size=batch_size,
                  X_test=data.X_test, y_test=data.y_test, progress=False)
     X, y = data.X_train.to(dev), data.y_train.to(dev)
@@ -135,10 +123,9 @@ def _relax_protocol(make_cnn: Callable[[], nn.Sequential], data: Split, *, input
     for t in sorted(set(times) | {epochs}):
         if t > done:
             h = fit(cnn, X, y, optimizer=opt, epochs=t - done, seed=seed * 1000 + done,
-                    log_every=steps_per_epoch * (t - done), **train)
+                    log_every=per_epoch * (t - done), **train)
             cnn_hist.record(t, test_acc=h.last("test_acc"), train_acc=h.last("train_acc"))
         elif t == 0:
-            from .train import evaluate
             cnn_hist.record(0, **{k: v for k, v in evaluate(cnn, data.X_test.to(dev), data.y_test.to(dev),
                                                              prefix="test_").items() if k == "test_acc"})
         done = t
@@ -146,14 +133,14 @@ def _relax_protocol(make_cnn: Callable[[], nn.Sequential], data: Split, *, input
         if t in times:
             snapshots[t] = copy.deepcopy(cnn).eval()
     h = fit(cnn, X, y, optimizer=opt, epochs=relax_train_epochs, seed=seed * 1000 + epochs,
-            log_every=steps_per_epoch * relax_train_epochs, **train)
+            log_every=per_epoch * relax_train_epochs, **train)
     cnn_acc_long = float(h.last("test_acc"))
     histories["cnn"] = cnn_hist
 
     efcn_acc, lcn_acc, off_support, off_tying, embed_error = [], [], [], [], []
     X_check = data.X_test[:256].to(dev)
     kinds = [("efcn", to_fcn)] + ([("lcn", to_lcn)] if lcn else [])
-    bar = tqdm(total=len(times) * len(kinds) + 1, desc=f"relax (seed {seed})", disable=not progress, leave=False)
+    bar = progress_bar(total=len(times) * len(kinds) + 1, desc=f"relax (seed {seed})", enabled=progress)
     with stands_for(len(every_time) / len(times)):  # what a cost meter counts for the skipped times
         for t in times:
             for kind, embed in kinds:
@@ -163,7 +150,7 @@ def _relax_protocol(make_cnn: Callable[[], nn.Sequential], data: Split, *, input
                         perturb(net)
                     embed_error.append(relative_output_error(net, snapshots[t].to(dev), X_check))
                 h = fit(net, X, y, epochs=relax_train_epochs, seed=seed * 1000 + 500 + t, log_every=log_every,
-                        metrics=_subspace_metrics() if kind == "efcn" else None, **train)
+                        metrics=subspace_distance if kind == "efcn" else None, **train)
                 histories[f"{kind}@{t}"] = h
                 if kind == "efcn":
                     efcn_acc.append(h.last("test_acc"))

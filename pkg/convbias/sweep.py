@@ -31,9 +31,10 @@ import torch
 from torch import nn
 
 from .cache import fingerprint
+from .config import device as default_device
 from .executors import submit
 from .lowrank import hidden_weight_names, rank_metrics, spectra
-from .train import EnsembleResult, fit_ensemble
+from .train import EnsembleResult, build_members, fit_ensemble, steps_per_epoch
 
 Tensor = torch.Tensor
 KEYS = ("batch_size", "lr", "weight_decay", "seed")
@@ -145,9 +146,7 @@ def run_sweep(
     finals, curves, ensembles, seconds = [], [], {}, {}
     futures, per_epochs = {}, {}
     for B in batch_sizes:
-        per_epoch = n // B if B < n else 1
-        if per_epoch < 1:
-            raise ValueError(f"batch size {B} exceeds the {n} training examples")
+        per_epoch = steps_per_epoch(n, B)
         total = epochs * per_epoch if compare == "epochs" else steps
         length = epochs if compare == "epochs" else total / per_epoch  # in epochs
         if compare == "epochs":
@@ -169,14 +168,14 @@ def run_sweep(
                       gamma=gamma, layers=names, tol=tol, loss=loss, log_every=log_every, model=repr(probe),
                       initial_weights=initial,
                       X=X, y=y, X_test=X_test, y_test=y_test,
-                      device=str(torch.device(device) if device is not None else X.device))
+                      device=str(torch.device(device) if device is not None else default_device()))
         futures[B] = submit(executor, cache and f"{cache}-B{B}", config, train)
         per_epochs[B] = per_epoch
     for B in batch_sizes:
         per_epoch = per_epochs[B]
         ens, seconds[B] = futures[B].result()
         ensembles[B] = ens
-        hist = ens.history
+        hist = ens
         metric_keys = [k for k in hist.keys()]
         step = hist["step"]
         for e, (lr, wd, seed) in enumerate(members):
@@ -206,20 +205,15 @@ def initial_weights_fingerprint(make_model: Callable[[], nn.Module], seeds: Sequ
     The global random state is left as it was."""
     state = torch.random.get_rng_state()
     try:
-        out = {}
-        for s in sorted({int(s) for s in seeds}):
-            torch.manual_seed(s)
-            out[str(s)] = fingerprint(make_model())
-        return out
+        unique = sorted({int(s) for s in seeds})
+        return {str(s): fingerprint(m) for s, m in zip(unique, build_members(make_model, unique))}
     finally:
         torch.random.set_rng_state(state)
 
 
 def stack_members(make_model: Callable[[], nn.Module], seeds: Sequence[int]) -> dict[str, Tensor]:
-    """Stacked initial parameters ``{name: (E, ...)}`` of ``make_model()`` built under each seed,
-    exactly as :func:`convbias.train.fit_ensemble` initialises its members."""
-    members = []
-    for s in seeds:
-        torch.manual_seed(int(s))
-        members.append(dict(make_model().named_parameters()))
+    """Stacked initial parameters ``{name: (E, ...)}`` of the members :func:`convbias.train.fit_ensemble`
+    builds (:func:`convbias.train.build_members`). Its result records step 0 itself
+    (``result["step"][0] == 0``), so this is needed only for the parameters, not their metrics."""
+    members = [dict(m.named_parameters()) for m in build_members(make_model, seeds)]
     return {n: torch.stack([m[n].detach() for m in members]) for n in members[0]}

@@ -1,9 +1,33 @@
-"""Training loops: one model (:func:`fit`) and many small models at once (:func:`fit_ensemble`).
+"""Training loops, and the vocabulary every loop of the package shares.
 
-Both keep the data on the model's device, draw mini-batches from a seeded
-generator (the same batch order for the same seed), record a
-:class:`History` every ``log_every`` steps without a host-device sync in
-between, and stop with :class:`TrainingDiverged` when the loss is NaN/inf.
+Here: one model (:func:`fit`), many small models at once (:func:`fit_ensemble`),
+and full-batch gradient descent on the patch CNN of chapter 1 (``fit_gd``).
+Beside them: one network fitted to one example (``convbias.one_example.fit_one_example``,
+chapter 3) and an un-trained generator fitted to one image
+(``convbias.denoise.fit_generator``, chapter 4). All five speak the same language:
+
+- **result**: a :class:`History` (``hist["step"]``, ``hist["loss"]``, ...). A loop that
+  leaves more than its records returns a subclass of it: :class:`EnsembleResult` (the
+  trained members) and ``convbias.denoise.FitResult`` (the best and final images).
+- **step 0**: the first record is the model before any update, then every
+  ``log_every`` steps and the last step.
+- **metrics**: one callable, ``metrics(model)`` (``metrics(params)``, the stacked
+  parameters, for an ensemble), returning a mapping ``name -> number or tensor`` (one
+  value per member for the loops that train members side by side), recorded with the loss.
+- **epoch**: ``n // batch_size`` steps, the batches of one permutation (the last partial
+  batch dropped), for the schedule, the sampler and ``epochs=`` alike.
+- **optimizer**: a name (``"sgd"``; ``"adam"`` where the loop supports it) or, for the
+  loops that train one ``nn.Module``, a ``torch.optim.Optimizer`` to continue with its state.
+- **progress** ``=True`` and ``desc``: a bar through ``convbias.live.progress`` (none in
+  a static build of the book).
+- **divergence**: :class:`TrainingDiverged` when a recorded loss is NaN or infinite.
+- **device**: a loop given a model trains where the model is; :func:`fit_ensemble`,
+  which builds its members, takes ``device`` (default :func:`convbias.config.device`).
+- **losses**: ``convbias.losses``.
+
+All keep the data on the model's device, draw mini-batches from a seeded
+generator (the same batch order for the same seed) and record without a
+host-device sync between records.
 
 The ensemble trainer stacks the parameters of E copies of a model and trains
 them together: one ``vmap``-ed ``functional_call`` forward pass for all members,
@@ -18,31 +42,39 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
-from tqdm.auto import tqdm
 
 from .config import cap_steps
+from .config import device as default_device
+from .live import progress as progress_bar
+from .losses import LOSSES, accuracy, check_labels, check_loss_kind, logistic_loss, loss_value  # noqa: F401
+from .rank import stable_rank
 
 Tensor = torch.Tensor
-LOSSES = ("ce", "logistic", "mse")
+#: ``metrics(model_or_params) -> {name: value}``: what a loop records beside its loss
+Metrics = Callable[[Any], Mapping[str, Any]]
+OPTIMIZERS = ("sgd", "adam")
 
 
 class TrainingDiverged(FloatingPointError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN or infinite (raised by every training loop of the package)."""
 
 
 @dataclass
 class History:
-    """Values recorded along training: ``step`` and one list per metric.
+    """Values recorded along training: ``step`` and one list per metric; what every loop returns.
 
-    For an ensemble each recorded value is an array with one entry per member,
-    and ``array(key)`` returns shape ``(n_records, E)``.
+    The first record is step 0 (before any update). For members trained side by side
+    (an ensemble, a :class:`~convbias.models.patch_cnn.PatchCNN`, a multi-member
+    network) each recorded value is an array with one entry per member, and
+    ``array(key)`` returns shape ``(n_records, E)``. A loop that leaves more than its
+    records returns a subclass with those as fields (:class:`EnsembleResult`,
+    ``convbias.denoise.FitResult``).
     """
 
     step: list[int] = field(default_factory=list)
@@ -73,40 +105,6 @@ class History:
         return self.array(key)[-1]
 
 
-# ----------------------------------------------------------------------------- losses
-def loss_value(kind: str, out: Tensor, y: Tensor) -> Tensor:
-    """Mean loss of outputs ``out`` against targets ``y``.
-
-    ``ce``: cross-entropy on class indices. ``logistic``: ``log(1 + exp(-y f))``
-    with labels in {-1, +1} and one output per example. ``mse``: mean squared
-    error; integer class labels are one-hot encoded to the output width.
-    """
-    if kind == "ce":
-        return F.cross_entropy(out, y)
-    if kind == "logistic":
-        return F.softplus(-y * out.reshape(y.shape)).mean()
-    if kind == "mse":
-        if not y.is_floating_point() and out.ndim == 2:
-            # one-hot by scatter, not F.one_hot, so it also works inside vmap
-            y = torch.zeros_like(out).scatter(-1, y.unsqueeze(-1), 1.0)
-        return F.mse_loss(out, y.reshape(out.shape)) if y.numel() == out.numel() else F.mse_loss(out, y)
-    raise ValueError(f"unknown loss {kind!r}: use one of {LOSSES}")
-
-
-def accuracy(kind: str, out: Tensor, y: Tensor) -> Tensor:
-    """Fraction of correct predictions (labels ±1 for ``logistic``, class indices otherwise)."""
-    if kind == "logistic":
-        return (torch.sign(out.reshape(y.shape)) == torch.sign(y)).float().mean()
-    if y.is_floating_point() and y.ndim == out.ndim:
-        y = y.argmax(-1)
-    return (out.argmax(-1) == y).float().mean()
-
-
-def _check_loss_kind(kind: str) -> None:
-    if kind not in LOSSES:
-        raise ValueError(f"unknown loss {kind!r}: use one of {LOSSES}")
-
-
 # ----------------------------------------------------------------------------- checks of the inputs
 def _check_int(value, name: str, low: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -132,12 +130,48 @@ def _check_data(X: Tensor, y: Tensor, X_test: Tensor | None, y_test: Tensor | No
         raise ValueError("give X_test and y_test together (one was None)")
     if X_test is not None and len(X_test) != len(y_test):
         raise ValueError(f"X_test has {len(X_test)} examples but y_test has {len(y_test)}")
-    if loss == "logistic":
-        for labels, which in ((y, "y"), (y_test, "y_test")):
-            if labels is not None and not bool(((labels == 1) | (labels == -1)).all()):
-                seen = torch.unique(labels.detach().cpu())[:5].tolist()
-                hint = " (0/1 labels: pass 2 * y - 1)" if set(seen) <= {0, 1} else ""
-                raise ValueError(f"loss='logistic' needs labels in {{-1, +1}}, but {which} holds {seen}{hint}")
+    check_labels(loss, y, "y")
+    check_labels(loss, y_test, "y_test")
+
+
+def check_metrics(metrics: Metrics | None) -> None:
+    """Refuse anything but one callable (the package's one metrics signature)."""
+    if metrics is None or callable(metrics):
+        return
+    if isinstance(metrics, Mapping):
+        raise TypeError("metrics must be one callable returning {name: value}, not a mapping of callables: "
+                        "write metrics=lambda m: {name: fn(m) for name, fn in your_mapping.items()}")
+    raise TypeError(f"metrics must be a callable returning {{name: value}}, got {type(metrics).__name__}")
+
+
+def metric_values(metrics: Metrics | None, target: Any) -> dict[str, Any]:
+    """``metrics(target)`` as a plain dict (empty without metrics); values are left where they are."""
+    if metrics is None:
+        return {}
+    values = metrics(target)
+    if not isinstance(values, Mapping):
+        raise TypeError(f"metrics must return a mapping {{name: value}}, got {type(values).__name__}")
+    return dict(values)
+
+
+def make_optimizer(optimizer: str | torch.optim.Optimizer, params, *, lr: float, momentum: float = 0.0,
+                   weight_decay: float = 0.0, allowed: Sequence[str] = OPTIMIZERS) -> torch.optim.Optimizer:
+    """The optimizer a loop steps with: an instance as given, or ``"sgd"`` (SGD with ``momentum``) / ``"adam"``."""
+    if isinstance(optimizer, torch.optim.Optimizer):
+        return optimizer
+    if optimizer not in allowed:
+        raise ValueError(f"unknown optimizer {optimizer!r}: use one of {tuple(allowed)} or a torch.optim.Optimizer")
+    _check_rate(lr, "lr"), _check_rate(momentum, "momentum"), _check_rate(weight_decay, "weight_decay")
+    if optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+
+
+def check_optimizer_name(optimizer: str, allowed: Sequence[str]) -> None:
+    """For loops that write their update out (no optimizer object): refuse other names."""
+    if isinstance(optimizer, torch.optim.Optimizer) or optimizer not in allowed:
+        raise ValueError(f"this loop writes its update out and supports optimizer in {tuple(allowed)}, "
+                         f"got {optimizer!r}")
 
 
 def _first_parameter(model: nn.Module) -> nn.Parameter:
@@ -159,6 +193,14 @@ def _refuse_random_layers(model: nn.Module) -> None:
 
 
 # ----------------------------------------------------------------------------- batching
+def steps_per_epoch(n: int, batch_size: int | None) -> int:
+    """One epoch, everywhere in the package: ``n // batch_size`` steps (1 for full batch: ``None`` or ``>= n``).
+
+    The batches of one permutation of the ``n`` examples, the last partial batch dropped.
+    """
+    return 1 if batch_size is None or batch_size >= n else n // batch_size
+
+
 def _n_steps(n: int, batch_size: int | None, steps: int | None, epochs: int | None) -> tuple[int, int]:
     """Return (total steps, steps per epoch).
 
@@ -169,7 +211,7 @@ def _n_steps(n: int, batch_size: int | None, steps: int | None, epochs: int | No
     bs = n if batch_size is None else _check_int(batch_size, "batch_size")
     if not 1 <= bs <= n:
         raise ValueError(f"batch_size must lie in [1, {n}] (the number of examples), got {batch_size}")
-    per_epoch = n // bs
+    per_epoch = steps_per_epoch(n, bs)
     if (steps is None) == (epochs is None):
         raise ValueError("give exactly one of steps= or epochs=")
     if steps is not None:
@@ -226,7 +268,8 @@ def _lr_factor(epoch: int, milestones: Sequence[int] | None, gamma: float) -> fl
     return gamma ** sum(epoch >= m for m in milestones)
 
 
-def _raise_diverged(step: int, what: str) -> None:
+def raise_diverged(step: int, what: str = "the training loss") -> None:
+    """Raise :class:`TrainingDiverged` with the one message every loop gives."""
     raise TrainingDiverged(
         f"training diverged by step {step}: {what} is NaN or infinite. "
         "Lower the learning rate, or check the inputs for NaN."
@@ -240,7 +283,7 @@ def fit(
     y: Tensor,
     *,
     loss: str = "ce",
-    optimizer: torch.optim.Optimizer | None = None,
+    optimizer: str | torch.optim.Optimizer | None = "sgd",
     lr: float = 0.1,
     momentum: float = 0.0,
     weight_decay: float = 0.0,
@@ -253,22 +296,23 @@ def fit(
     log_every: int = 10,
     X_test: Tensor | None = None,
     y_test: Tensor | None = None,
-    metrics: Mapping[str, Callable[[nn.Module], float]] | None = None,
+    metrics: Metrics | None = None,
     progress: bool = True,
     desc: str = "training",
 ) -> History:
     """Train ``model`` on ``(X, y)`` and return its :class:`History`.
 
-    Without ``optimizer``, SGD(lr, momentum, weight_decay) is used; ``milestones``
-    (in epochs) multiply the learning rate by ``gamma``. ``batch_size=None`` is
-    full-batch gradient descent. Every ``log_every`` steps (and at the end) it
-    records ``loss`` (mean over the steps since the last record), ``train_acc``,
-    ``test_acc``/``test_loss`` when test data are given, and each of ``metrics``.
+    ``optimizer="sgd"`` is SGD(lr, momentum, weight_decay), ``"adam"`` Adam(lr,
+    weight_decay); an optimizer instance is stepped as it is (its state carries on).
+    ``milestones`` (in epochs) multiply the learning rate by ``gamma``.
+    ``batch_size=None`` is full-batch gradient descent. At step 0 (the loss on the
+    whole training set) and every ``log_every`` steps (and at the end) it records
+    ``loss`` (mean over the steps since the last record), ``train_loss``/``train_acc``,
+    ``test_loss``/``test_acc`` when test data are given, and ``metrics(model)``.
     """
-    _check_loss_kind(loss)
+    check_loss_kind(loss)
+    check_metrics(metrics)
     log_every = _check_int(log_every, "log_every")
-    if optimizer is None:
-        _check_rate(lr, "lr"), _check_rate(momentum, "momentum"), _check_rate(weight_decay, "weight_decay")
     _check_data(X, y, X_test, y_test, loss)
     dev = _first_parameter(model).device
     X, y = X.to(dev), y.to(dev)
@@ -276,13 +320,24 @@ def fit(
         X_test, y_test = X_test.to(dev), y_test.to(dev)
     total, per_epoch = _n_steps(len(X), batch_size, steps, epochs)
     total = cap_steps(total, log_every)  # a smoke run stops after a few steps
-    opt = optimizer or torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    opt = make_optimizer("sgd" if optimizer is None else optimizer, model.parameters(), lr=lr, momentum=momentum,
+                         weight_decay=weight_decay)
     base_lrs = [g["lr"] for g in opt.param_groups]
     sampler = BatchSampler(len(X), batch_size, seed, dev)
     hist = History()
+
+    def record(step: int, mean_loss: float | None) -> None:
+        train = evaluate(model, X, y, loss, prefix="train_")
+        values = {"loss": train["train_loss"] if mean_loss is None else mean_loss, **train}
+        if X_test is not None:
+            values.update(evaluate(model, X_test, y_test, loss, prefix="test_"))
+        values.update({k: float(v.detach() if torch.is_tensor(v) else v) for k, v in metric_values(metrics, model).items()})
+        hist.record(step, **values)
+
+    record(0, None)
     running = torch.zeros((), device=dev)
     since = 0
-    bar = tqdm(range(1, total + 1), desc=desc, disable=not progress, leave=False)
+    bar = progress_bar(range(1, total + 1), desc=desc, enabled=progress)
     for step in bar:
         epoch = (step - 1) // per_epoch
         factor = _lr_factor(epoch, milestones, gamma)
@@ -299,13 +354,8 @@ def fit(
         if step % log_every == 0 or step == total:
             mean_loss = (running / since).item()
             if not math.isfinite(mean_loss):
-                _raise_diverged(step, "the training loss")
-            record = {"loss": mean_loss, **evaluate(model, X, y, loss, prefix="train_")}
-            if X_test is not None:
-                record.update(evaluate(model, X_test, y_test, loss, prefix="test_"))
-            for name, fn in (metrics or {}).items():
-                record[name] = float(fn(model))
-            hist.record(step, **record)
+                raise_diverged(step, "the training loss")
+            record(step, mean_loss)
             bar.set_postfix(loss=f"{mean_loss:.3g}")
             running, since = torch.zeros((), device=dev), 0
     return hist
@@ -322,15 +372,23 @@ def evaluate(model: nn.Module, X: Tensor, y: Tensor, loss: str = "ce", prefix: s
 
 
 # ----------------------------------------------------------------------------- ensembles
-@dataclass
-class EnsembleResult:
-    """Stacked parameters of E trained members (leading dimension E) and their history."""
+@dataclass(kw_only=True)
+class EnsembleResult(History):
+    """The :class:`History` of E members trained together, with their stacked parameters (leading dimension E).
+
+    ``result["loss"]`` is ``(n_records, E)``; ``config`` holds each member's ``seed``,
+    ``lr`` and ``weight_decay``.
+    """
 
     base: nn.Module
     params: dict[str, Tensor]
     buffers: dict[str, Tensor]
-    history: History
     config: dict[str, np.ndarray]
+
+    @property
+    def history(self) -> History:
+        """The result itself (it is a :class:`History`); kept so ``result.history[...]`` still reads."""
+        return self
 
     @property
     def size(self) -> int:
@@ -393,7 +451,8 @@ def fit_ensemble(
     log_every: int = 10,
     X_test: Tensor | None = None,
     y_test: Tensor | None = None,
-    metrics: Callable[[dict[str, Tensor]], Mapping[str, Tensor]] | None = None,
+    metrics: Metrics | None = None,
+    optimizer: str = "sgd",
     device: torch.device | str | None = None,
     progress: bool = True,
     desc: str = "ensemble",
@@ -404,11 +463,15 @@ def fit_ensemble(
     mini-batches from a generator seeded with ``seeds[e]`` and uses its own
     ``lr[e]`` and ``weight_decay[e]`` (numbers are broadcast). The update is
     ``v <- momentum * v + (g + weight_decay * w)``, ``w <- w - lr * v`` (PyTorch's
-    SGD). ``metrics(params)`` receives the stacked parameters and returns tensors
-    of shape ``(E,)``; the history stores ``loss``, ``train_acc`` (and
-    ``test_acc``/``test_loss``) with one value per member.
+    SGD; ``optimizer`` can only be ``"sgd"``). ``metrics(params)`` receives the
+    stacked parameters and returns tensors of shape ``(E,)``; the result records,
+    at step 0 and every ``log_every`` steps, ``loss``, ``train_loss``/``train_acc`` (and
+    ``test_loss``/``test_acc``) and the metrics with one value per member. The
+    members are built and trained on ``device`` (default :func:`convbias.config.device`).
     """
-    _check_loss_kind(loss)
+    check_loss_kind(loss)
+    check_metrics(metrics)
+    check_optimizer_name(optimizer, ("sgd",))
     log_every = _check_int(log_every, "log_every")
     _check_rate(lr, "lr"), _check_rate(momentum, "momentum"), _check_rate(weight_decay, "weight_decay")
     _check_data(X, y, X_test, y_test, loss)
@@ -416,11 +479,8 @@ def fit_ensemble(
     if not seeds:
         raise ValueError("seeds must name at least one member")
     E = len(seeds)
-    dev = torch.device(device) if device is not None else X.device
-    members = []
-    for s in seeds:
-        torch.manual_seed(s)
-        members.append(make_model().to(dev))
+    dev = torch.device(device) if device is not None else default_device()
+    members = [m.to(dev) for m in build_members(make_model, seeds)]
     base = members[0]
     _first_parameter(base)
     _refuse_running_stats(base)
@@ -449,9 +509,21 @@ def fit_ensemble(
     for p in params.values():
         p.requires_grad_(True)
     hist = History()
+
+    def record(step: int, mean_loss: np.ndarray | None) -> None:
+        with torch.no_grad():
+            values = _ensemble_eval(base, params, buffers, X, y, loss, "train_")
+            values = {"loss": values["train_loss"] if mean_loss is None else mean_loss, **values}
+            if X_test is not None:
+                values.update(_ensemble_eval(base, params, buffers, X_test, y_test, loss, "test_"))
+            for name, value in metric_values(metrics, params).items():
+                values[name] = torch.as_tensor(value).detach().cpu().numpy()
+        hist.record(step, **values)
+
+    record(0, None)
     running = torch.zeros(E, device=dev)
     since = 0
-    bar = tqdm(range(1, total + 1), desc=f"{desc} (E={E})", disable=not progress, leave=False)
+    bar = progress_bar(range(1, total + 1), desc=f"{desc} (E={E})", enabled=progress)
     for step in bar:
         epoch = (step - 1) // per_epoch
         step_lr = (lrs * _lr_factor(epoch, milestones, gamma)).to(dev)
@@ -475,21 +547,24 @@ def fit_ensemble(
             mean_loss = (running / since).cpu().numpy()
             if not np.isfinite(mean_loss).all():
                 bad = [seeds[i] for i in np.flatnonzero(~np.isfinite(mean_loss))]
-                _raise_diverged(step, f"the training loss of the members with seeds {bad}")
-            record = {"loss": mean_loss}
-            with torch.no_grad():
-                record.update(_ensemble_eval(base, params, buffers, X, y, loss, "train_"))
-                if X_test is not None:
-                    record.update(_ensemble_eval(base, params, buffers, X_test, y_test, loss, "test_"))
-                for name, value in (metrics(params) if metrics else {}).items():
-                    record[name] = torch.as_tensor(value).detach().cpu().numpy()
-            hist.record(step, **record)
+                raise_diverged(step, f"the training loss of the members with seeds {bad}")
+            record(step, mean_loss)
             bar.set_postfix(loss=f"{float(mean_loss.mean()):.3g}")
             running.zero_()
             since = 0
     config = {"seed": np.asarray(seeds), "lr": lrs.cpu().numpy(), "weight_decay": wds.cpu().numpy()}
     params = {n: p.detach() for n, p in params.items()}
-    return EnsembleResult(base=base, params=params, buffers=buffers, history=hist, config=config)
+    return EnsembleResult(step=hist.step, values=hist.values, base=base, params=params, buffers=buffers,
+                          config=config)
+
+
+def build_members(make_model: Callable[[], nn.Module], seeds: Sequence[int]) -> list[nn.Module]:
+    """The E initial members of :func:`fit_ensemble`: ``make_model()`` under ``torch.manual_seed(seeds[e])``."""
+    members = []
+    for s in seeds:
+        torch.manual_seed(int(s))
+        members.append(make_model())
+    return members
 
 
 def _ensemble_eval(base, params, buffers, X, y, loss, prefix) -> dict[str, np.ndarray]:
@@ -500,3 +575,70 @@ def _ensemble_eval(base, params, buffers, X, y, loss, prefix) -> dict[str, np.nd
     losses = vmap(lambda o: loss_value(loss, o, y))(out)
     accs = vmap(lambda o: accuracy(loss, o, y))(out)
     return {f"{prefix}loss": losses.cpu().numpy(), f"{prefix}acc": accs.cpu().numpy()}
+
+
+# ----------------------------------------------------------------------------- the patch CNN of chapter 1
+@torch.no_grad()
+def _accuracy(out: Tensor, y: Tensor) -> Tensor:
+    """Per-member accuracy of outputs ``(E, n)`` against labels ±1 (``(n,)`` or ``(E, n)``): ``(E,)``."""
+    return (torch.sign(out) == y).float().mean(-1)
+
+
+def fit_gd(
+    model: nn.Module,
+    X: Tensor,
+    y: Tensor,
+    *,
+    lr: float = 1.0,
+    steps: int = 300,
+    log_every: int = 10,
+    X_test: Tensor | None = None,
+    y_test: Tensor | None = None,
+    metrics: Metrics | None = None,
+    optimizer: str = "sgd",
+    progress: bool = True,
+    desc: str = "gradient descent",
+) -> History:
+    """Full-batch gradient descent ``W <- W - lr * grad L(W)`` on the logistic loss, all members at once.
+
+    ``model`` is a :class:`~convbias.models.patch_cnn.PatchCNN` (its ``loss_and_grad``
+    gives the gradient in closed form; ``optimizer`` can only be ``"sgd"``, momentum 0).
+    ``X``: ``(n, P, d)`` or ``(E, n, P, d)``; ``y``: ``(n,)`` or ``(E, n)`` in
+    {+1, -1}. At step 0, every ``log_every`` steps and at the end the history
+    records, one value per member, ``loss`` (at the weights the step started from),
+    ``train_acc``, ``test_acc`` (when test data are given), ``filter_srank`` (stable
+    rank of ``W``) and ``metrics(model)``. Values leave the device only at those records.
+    """
+    if lr <= 0 or steps < 1 or log_every < 1:
+        raise ValueError(f"need lr > 0, steps >= 1 and log_every >= 1; got lr={lr}, steps={steps}, log_every={log_every}")
+    check_metrics(metrics)
+    check_optimizer_name(optimizer, ("sgd",))
+    check_labels("logistic", y, "y")
+    check_labels("logistic", y_test, "y_test")
+    steps = cap_steps(steps, log_every)  # a smoke run stops after a few steps
+    dev = model.weight.device
+    X, y = X.to(dev), y.to(dev)
+    if X_test is not None:
+        X_test, y_test = X_test.to(dev), y_test.to(dev)
+    hist = History()
+
+    def record(step: int, loss: Tensor) -> None:
+        with torch.no_grad():
+            out = model(X)
+            values = {"loss": loss, "train_acc": _accuracy(out, y), "filter_srank": stable_rank(model.filters())}
+            if X_test is not None:
+                values["test_acc"] = _accuracy(model(X_test), y_test)
+            values.update(metric_values(metrics, model))
+            values = {k: torch.as_tensor(v).detach().cpu().numpy() for k, v in values.items()}
+        if not np.isfinite(values["loss"]).all():
+            raise_diverged(step, f"the logistic loss (lr={lr})")
+        hist.record(step, **values)
+
+    with torch.no_grad():
+        record(0, logistic_loss(model(X), y))
+    for step in progress_bar(range(1, steps + 1), desc=desc, enabled=progress):
+        loss, grad = model.loss_and_grad(X, y)
+        model.weight.data.sub_(lr * grad)
+        if step % log_every == 0 or step == steps:
+            record(step, loss.detach())
+    return hist

@@ -13,23 +13,19 @@ trained by full-batch gradient descent on the logistic loss. The activation
 
 :class:`PatchCNN` holds ``E`` independent copies of this network (weights
 ``(E, 2, m, d)``) so that a sweep over seeds and noise levels trains in one
-batched ``einsum`` rather than a Python loop over runs; :func:`fit_gd` trains
-them. The chapter's experiment, :func:`convbias.intrinsic_dimension.run_sigma_sweep`,
-builds the data and the batch of networks. Used by chapter 1.
+batched ``einsum`` rather than a Python loop over runs; ``convbias.train.fit_gd``
+trains them with the logistic loss ``convbias.losses.logistic_loss``. The chapter's
+experiment, :func:`convbias.intrinsic_dimension.run_sigma_sweep`, builds the data and
+the batch of networks. Used by chapter 1.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
-from ..config import cap_steps
-from ..rank import stable_rank
-from ..train import History, TrainingDiverged
 
 Tensor = torch.Tensor
 
@@ -42,8 +38,13 @@ def huberized_relu(z: Tensor, kappa: float = 0.5) -> Tensor:
     """
     if kappa <= 0:
         raise ValueError(f"kappa (width of the quadratic piece) must be positive, got {kappa}")
+    return _huberized(z, kappa)[0]
+
+
+def _huberized(z: Tensor, kappa: float) -> tuple[Tensor, Tensor]:
+    """``(sigma(z), clamp(z, 0, kappa))``: the value, and ``kappa`` times the derivative ``sigma'(z)``."""
     zc = z.clamp(0.0, kappa)
-    return zc * zc / (2 * kappa) + (z - kappa).clamp_min(0.0)
+    return zc * zc / (2 * kappa) + (z - kappa).clamp_min(0.0), zc
 
 
 class HuberizedReLU(nn.Module):
@@ -133,8 +134,7 @@ class PatchCNN(nn.Module):
         z = self._preactivations(X)
         n, P = z.shape[1], z.shape[2]
         kappa = self.act.kappa
-        zc = z.clamp(0.0, kappa)
-        act = zc * zc / (2 * kappa) + (z - kappa).clamp_min(0.0)
+        act, zc = _huberized(z, kappa)
         signs = self._output_signs()
         out = act.sum(2) @ signs / m  # (E, n)
         margin = y * out
@@ -146,62 +146,3 @@ class PatchCNN(nn.Module):
         return loss, grad.reshape(E, 2, m, d)
 
 
-def logistic_loss(out: Tensor, y: Tensor) -> Tensor:
-    """Mean logistic loss ``log(1 + exp(-y f))`` per member: ``(E,)``."""
-    return F.softplus(-y * out).mean(-1)
-
-
-@torch.no_grad()
-def _accuracy(out: Tensor, y: Tensor) -> Tensor:
-    return (torch.sign(out) == y).float().mean(-1)
-
-
-def fit_gd(
-    model: PatchCNN,
-    X: Tensor,
-    y: Tensor,
-    *,
-    lr: float = 1.0,
-    steps: int = 300,
-    log_every: int = 10,
-    X_test: Tensor | None = None,
-    y_test: Tensor | None = None,
-    progress: bool = True,
-    desc: str = "gradient descent",
-) -> History:
-    """Full-batch gradient descent ``W <- W - lr * grad L(W)`` on the logistic loss, all members at once.
-
-    ``X``: ``(n, P, d)`` or ``(E, n, P, d)``; ``y``: ``(n,)`` or ``(E, n)`` in
-    {+1, -1}. Every ``log_every`` steps (and at step 0 and the end) the history
-    records, one value per member, ``loss``, ``train_acc``, ``test_acc`` (when
-    test data are given) and ``filter_srank`` (stable rank of ``W``). Values
-    leave the device only at those records.
-    """
-    if lr <= 0 or steps < 1 or log_every < 1:
-        raise ValueError(f"need lr > 0, steps >= 1 and log_every >= 1; got lr={lr}, steps={steps}, log_every={log_every}")
-    steps = cap_steps(steps, log_every)  # a smoke run stops after a few steps
-    dev = model.weight.device
-    X, y = X.to(dev), y.to(dev)
-    if X_test is not None:
-        X_test, y_test = X_test.to(dev), y_test.to(dev)
-    hist = History()
-
-    def record(step: int, loss: Tensor) -> None:
-        with torch.no_grad():
-            out = model(X)
-            values = {"loss": loss, "train_acc": _accuracy(out, y), "filter_srank": stable_rank(model.filters())}
-            if X_test is not None:
-                values["test_acc"] = _accuracy(model(X_test), y_test)
-            values = {k: v.detach().cpu().numpy() for k, v in values.items()}
-        if not np.isfinite(values["loss"]).all():
-            raise TrainingDiverged(f"gradient descent diverged by step {step}: lower the learning rate (lr={lr}).")
-        hist.record(step, **values)
-
-    with torch.no_grad():
-        record(0, logistic_loss(model(X), y))
-    for step in tqdm(range(1, steps + 1), desc=desc, disable=not progress, leave=False):
-        loss, grad = model.loss_and_grad(X, y)
-        model.weight.data.sub_(lr * grad)
-        if step % log_every == 0 or step == steps:
-            record(step, loss.detach())
-    return hist
