@@ -270,7 +270,7 @@ def train_gd(problem: PatchProblem, beta: float, m: int, runs: int, steps: int, 
     ``weight_decay=False`` drops the ``beta/2`` penalty from the training loss (the
     returned objectives still include it, so they are comparable with the convex optimum).
     """
-    from tqdm.auto import tqdm
+    from .live import progress as progress_bar
 
     if runs < 1 or m < 1 or steps < 0:
         raise ValueError(f"need runs >= 1, m >= 1, steps >= 0; got runs={runs}, m={m}, steps={steps}")
@@ -292,7 +292,7 @@ def train_gd(problem: PatchProblem, beta: float, m: int, runs: int, steps: int, 
 
     bU, ba = torch.zeros_like(U), torch.zeros_like(a)
     curves, logged = [], []
-    for step in tqdm(range(steps + 1), desc="GD runs", leave=False, disable=not progress):
+    for step in progress_bar(range(steps + 1), desc="GD runs", enabled=progress):
         obj = objective(U, a, wd)
         if step % log_every == 0 or step == steps:
             with torch.no_grad():

@@ -20,13 +20,16 @@ Used by chapter 3.
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from .losses import member_losses
+
+if TYPE_CHECKING:
+    from .train import History
 
 Tensor = torch.Tensor
 
@@ -172,14 +175,13 @@ def fit_arms(configs: Sequence[tuple], seed: int, arms: dict[str, str] = ARMS, l
     members=members, **arch)`` drawn under ``torch.manual_seed(seed + offset)`` (the same filters
     in both arms) is fitted to ``y`` from ``x`` by SGD for ``steps``.
     """
-    from tqdm.auto import tqdm
-
+    from .live import progress as progress_bar
     from .models.conv1d import DeepConv1d
     from .one_example import fit_one_example
 
     out = {}
-    for name, arch, xin, yt, members, offset, steps in tqdm(configs, desc="configurations", disable=not progress,
-                                                             leave=False):
+    for name, arch, xin, yt, members, offset, steps in progress_bar(configs, desc="configurations",
+                                                                    enabled=progress):
         for arm, norm in arms.items():
             torch.manual_seed(int(seed) + int(offset))
             net = DeepConv1d(norm=norm, members=members, **arch)

@@ -34,9 +34,9 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .checks import Check, at_least, at_most, between
+from .live import progress as progress_bar
 from .sharpness import flat_loss, flat_parameters, hvp_operator, lanczos, unflatten
 from .train import LOSSES, accuracy
 
@@ -276,7 +276,7 @@ def train_recording(model: nn.Module, X: Tensor, y: Tensor, *, lr: float, steps:
         sharp_steps.append(t)
         sharp.append(float(evals[0]))
 
-    for t in tqdm(range(steps), desc=desc, disable=not progress, leave=False):
+    for t in progress_bar(range(steps), desc=desc, enabled=progress):
         if t % sharpness_every == 0:
             measure(t)
         idx = next(batches)
