@@ -93,13 +93,16 @@ def colab_cell_source(repo_url: str, version: str | None = None) -> str:
     return (
         "# On Google Colab only: install this book's release (Colab's own torch is kept).\n"
         "import sys\n"
+        "\n"
         "if \"google.colab\" in sys.modules:\n"
         f"    RELEASE = \"{release_spec(repo_url, version)}\"\n"
         "    %pip install -q {RELEASE}\n"
         "    KEEP_RESULTS_ON_DRIVE = False  # True: results on Google Drive survive a disconnect\n"
         "    if KEEP_RESULTS_ON_DRIVE:\n"
         "        import os\n"
+        "\n"
         "        from google.colab import drive\n"
+        "\n"
         "        drive.mount(\"/content/drive\")\n"
         f"        os.environ[\"CONVBIAS_RESULTS\"] = \"{DRIVE_RESULTS}\""
     )
