@@ -51,6 +51,9 @@ def student_config(root: Path, out: Path) -> Path:
     config.setdefault("sphinx", {}).setdefault("config", {})["hide_solutions"] = True
     config.setdefault("execute", {})["cache"] = str((root / "_build" / ".jupyter_cache").resolve())
     config["title"] = f"{config.get('title', 'Book')} (student edition)"
+    local = config["sphinx"].get("local_extensions") or {}
+    for name, folder in local.items():  # relative to the configuration file, which moves
+        local[name] = str((root / folder).resolve())
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(yaml.safe_dump(config, sort_keys=False))
     return out
