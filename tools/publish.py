@@ -76,6 +76,27 @@ def strip_sources(sources: Path) -> int:
     return changed
 
 
+def unexecuted_config(root: Path, out: Path) -> Path:
+    """Write ``_config.yml`` with notebook execution off to ``out`` (a fast build of the pages' layout).
+
+    ``jupyter-book build . --config <out> --path-output <folder>`` then renders every
+    page from the notebooks' saved outputs (none: they are committed without).
+    """
+    import yaml
+
+    config = yaml.safe_load((root / "_config.yml").read_text())
+    config.setdefault("execute", {})["execute_notebooks"] = "off"
+    sphinx = config.setdefault("sphinx", {}).setdefault("config", {})
+    # nothing was executed, so nothing was glued: only these warnings are expected
+    sphinx["suppress_warnings"] = [*sphinx.get("suppress_warnings", []), "mystnb.glue", "mystnb.glue_ref"]
+    local = config.setdefault("sphinx", {}).get("local_extensions") or {}
+    for name, folder in local.items():
+        local[name] = str((root / folder).resolve())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(config, sort_keys=False))
+    return out
+
+
 MARK = ".student-edition"  # names a folder this script wrote (and may replace)
 
 
@@ -120,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("downloads").add_argument("build", type=Path)
     sub.add_parser("student-config").add_argument("out", type=Path)
+    sub.add_parser("unexecuted-config").add_argument("out", type=Path)
     student = sub.add_parser("student")
     student.add_argument("out", type=Path)
     student.add_argument("--html", type=Path, help="the student build's HTML folder")
@@ -129,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(pages)} page downloads are now the executed notebooks")
     elif args.command == "student-config":
         print(f"student build configuration -> {student_config(notebooks.book_root(), args.out)}")
+    elif args.command == "unexecuted-config":
+        print(f"unexecuted build configuration -> {unexecuted_config(notebooks.book_root(), args.out)}")
     else:
         count, removed = student_edition(notebooks.book_root(), args.out, args.html)
         print(f"student edition: {count} notebooks without {removed} solutions -> {args.out}")

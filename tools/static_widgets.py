@@ -20,6 +20,12 @@ def drop_widget_scripts(app: Any, pagename: str, *args: Any) -> None:
         del js_files[key]
 
 
+def nitpick_pairs(app: Any, config: Any) -> None:
+    """``_config.yml`` can only write ``nitpick_ignore`` as lists; Sphinx compares (type, target) tuples."""
+    config.nitpick_ignore = [tuple(pair) for pair in config.nitpick_ignore]
+
+
 def setup(app: Any) -> dict:
+    app.connect("config-inited", nitpick_pairs)
     app.connect("html-page-context", drop_widget_scripts, priority=100)  # before myst-nb adds them (500)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
