@@ -137,7 +137,7 @@ def table(results: dict[str, dict[int, dict]], counts: dict[str, dict]) -> str:
     keys = ["code_lines", "code_lines_wide", "code_lines_all", "code_lines_wide_all", "output_lines_wide",
             "output_lines", "widget_views", "widget_state", "progress_outputs"]
     total = dict.fromkeys(keys + ["hidden_cells", "interact_manual"], 0)
-    smallest = (9.9, 0.0)
+    smallest = (float("inf"), float("inf"))
     for stem, by_width in results.items():
         s, c = by_width[1280], counts.get(stem, {})
         phone = by_width.get(390, {}).get("page_overflow")
