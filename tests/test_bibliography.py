@@ -1,4 +1,5 @@
 """book/references.bib: every cited key exists, and no two entries get the same author-year label."""
+
 from __future__ import annotations
 
 import re
@@ -17,7 +18,11 @@ import bib_style  # noqa: E402  (tools/)
 def test_author_year_labels_are_unique():
     entries = parse_file(ROOT / "book" / "references.bib").entries
     labels = Counter(bib_style.label(e) for e in entries.values())
-    assert labels["Heckel and Soltanolkotabi, 2020a"] == labels["Heckel and Soltanolkotabi, 2020b"] == 1
+    assert (
+        labels["Heckel and Soltanolkotabi, 2020a"]
+        == labels["Heckel and Soltanolkotabi, 2020b"]
+        == 1
+    )
     assert [label for label, n in labels.items() if n > 1] == []
 
 
@@ -25,7 +30,9 @@ def test_every_cited_key_is_in_the_bibliography():
     keys = set(parse_file(ROOT / "book" / "references.bib").entries)
     cited = set()
     for path in [*ROOT.glob("book/*.ipynb"), *ROOT.glob("book/*.md")]:
-        for group in re.findall(r"\{cite:[pt]\}`([^`]+)`", path.read_text(encoding="utf-8")):
+        for group in re.findall(
+            r"\{cite:[pt]\}`([^`]+)`", path.read_text(encoding="utf-8")
+        ):
             cited |= {k.strip() for k in group.split(",")}
     assert len(cited) > 10
     assert sorted(cited - keys) == []

@@ -9,6 +9,7 @@ chapter notebook imports from ``convbias`` (``from convbias.x import y``, or ``x
 after ``from convbias import x``), documented in the module that defines it, and
 every public name a module defines with a docstring.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,6 +41,7 @@ defines it, with the other public names of that module. This page is generated b
 @dataclass(frozen=True, order=True)
 class Use:
     """A name a notebook takes from the package: ``module.name`` as the notebook writes it."""
+
     module: str
     name: str
     notebook: str = ""
@@ -57,8 +59,15 @@ def code_of(notebook: Path) -> str:
     for cell in nb["cells"]:
         if cell["cell_type"] != "code":
             continue
-        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-        lines = ["" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines()]
+        source = (
+            "".join(cell["source"])
+            if isinstance(cell["source"], list)
+            else cell["source"]
+        )
+        lines = [
+            "" if line.lstrip().startswith(("%", "!")) else line
+            for line in source.splitlines()
+        ]
         cells.append("\n".join(lines))
     return "\n\n".join(cells)
 
@@ -76,8 +85,12 @@ def uses_in_source(source: str, notebook: str = "") -> set[Use]:
     found: set[Use] = set()
     aliases: dict[str, str] = {}  # local name -> a convbias module
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and (
-                node.module == PACKAGE or node.module.startswith(PACKAGE + ".")):
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.level == 0
+            and (node.module == PACKAGE or node.module.startswith(PACKAGE + "."))
+        ):
             for alias in node.names:
                 if alias.name == "*":
                     continue
@@ -89,7 +102,9 @@ def uses_in_source(source: str, notebook: str = "") -> set[Use]:
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name == PACKAGE or alias.name.startswith(PACKAGE + "."):
-                    aliases[alias.asname or alias.name] = alias.name if alias.asname else alias.name
+                    aliases[alias.asname or alias.name] = (
+                        alias.name if alias.asname else alias.name
+                    )
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute):
             chain = []
@@ -100,7 +115,9 @@ def uses_in_source(source: str, notebook: str = "") -> set[Use]:
             if not isinstance(value, ast.Name) or value.id not in aliases:
                 continue
             module, parts = aliases[value.id], chain[::-1]
-            while parts and is_module(f"{module}.{parts[0]}"):  # convbias.data.real.load_mnist
+            while parts and is_module(
+                f"{module}.{parts[0]}"
+            ):  # convbias.data.real.load_mnist
                 module, parts = f"{module}.{parts[0]}", parts[1:]
             if parts:
                 found.add(Use(module, parts[0], notebook))
@@ -119,9 +136,16 @@ def notebook_uses(notebooks: list[Path]) -> list[Use]:
 def home(use: Use) -> tuple[str, str]:
     """(module, name) where the object a notebook uses is defined (re-exports followed)."""
     obj = getattr(importlib.import_module(use.module), use.name)
-    module = getattr(obj, "__module__", None) if (inspect.isclass(obj) or inspect.isfunction(obj)) else None
-    if module and (module == PACKAGE or module.startswith(PACKAGE + ".")) and hasattr(
-            importlib.import_module(module), use.name):
+    module = (
+        getattr(obj, "__module__", None)
+        if (inspect.isclass(obj) or inspect.isfunction(obj))
+        else None
+    )
+    if (
+        module
+        and (module == PACKAGE or module.startswith(PACKAGE + "."))
+        and hasattr(importlib.import_module(module), use.name)
+    ):
         return module, use.name
     return use.module, use.name
 
@@ -129,8 +153,14 @@ def home(use: Use) -> tuple[str, str]:
 def package_modules() -> list[str]:
     """Every module of the package, sorted (``__main__`` left out)."""
     package = importlib.import_module(PACKAGE)
-    names = [PACKAGE] + [m.name for m in pkgutil.walk_packages(package.__path__, PACKAGE + ".")]
-    return sorted(n for n in names if n not in SKIP_MODULES and not n.rsplit(".", 1)[-1].startswith("_"))
+    names = [PACKAGE] + [
+        m.name for m in pkgutil.walk_packages(package.__path__, PACKAGE + ".")
+    ]
+    return sorted(
+        n
+        for n in names
+        if n not in SKIP_MODULES and not n.rsplit(".", 1)[-1].startswith("_")
+    )
 
 
 def attribute_docs(module: str) -> dict[str, str]:
@@ -141,8 +171,11 @@ def attribute_docs(module: str) -> dict[str, str]:
         docs = ModuleAnalyzer.for_module(module).find_attr_docs()
     except PycodeError:
         return {}
-    return {name: " ".join(line.strip() for line in lines if line.strip())
-            for (scope, name), lines in docs.items() if scope == ""}
+    return {
+        name: " ".join(line.strip() for line in lines if line.strip())
+        for (scope, name), lines in docs.items()
+        if scope == ""
+    }
 
 
 CONSTANT = re.compile(r"[A-Z][A-Z0-9_]*")
@@ -160,7 +193,11 @@ def documented_names(module: str) -> list[str]:
         if inspect.isclass(obj) or inspect.isfunction(obj):
             if getattr(obj, "__module__", None) == module:
                 found.append(name)
-        elif (name in data or CONSTANT.fullmatch(name)) and not inspect.ismodule(obj) and not callable(obj):
+        elif (
+            (name in data or CONSTANT.fullmatch(name))
+            and not inspect.ismodule(obj)
+            and not callable(obj)
+        ):
             found.append(name)
     return found
 
@@ -175,7 +212,9 @@ def entry(module: str, name: str) -> list[str]:
         return [f".. autoclass:: {target}", "   :members:", "   :undoc-members:"]
     if callable(obj):
         return [f".. autofunction:: {target}"]
-    text = attribute_docs(module).get(name)  # its #: comment, roles as code (no napoleon, no cross-reference)
+    text = attribute_docs(module).get(
+        name
+    )  # its #: comment, roles as code (no napoleon, no cross-reference)
     if text:
         text = re.sub(r":[a-z:]+:`~?([^`<]*?)(?: <[^>]*>)?`", r"``\1``", text)
     # py:module has set the module: the short name (a dotted one would be read as module.module.name)
@@ -226,14 +265,22 @@ def render(root: Path) -> str:
         chapters = sorted(n for m, n in used if m == module)
         if chapters:
             lines.append("")
-            lines.append("Used in the chapters: " + ", ".join(f"`{n}`" for n in chapters) + ".")
+            lines.append(
+                "Used in the chapters: " + ", ".join(f"`{n}`" for n in chapters) + "."
+            )
         parts.append("\n".join(lines) + "\n")
     return "\n".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="tools/api_page.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="fail when book/api.md is stale; write nothing")
+    parser = argparse.ArgumentParser(
+        prog="tools/api_page.py", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="fail when book/api.md is stale; write nothing",
+    )
     args = parser.parse_args(argv)
     from convbias import notebooks
 

@@ -7,6 +7,7 @@ author, year, title) whose labels read like the citations: "Heckel and
 Soltanolkotabi, 2020a" (two papers of the same authors and year carry a/b in
 their ``year`` field, book/references.bib).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -30,7 +31,9 @@ def authors(entry: Any) -> str:
 
 def label(entry: Any) -> str:
     """The label of an entry, as the author-year citation writes it."""
-    return f"{authors(entry)}, {entry.fields.get('year', 'n.d.')}".replace("{", "").replace("}", "")
+    return f"{authors(entry)}, {entry.fields.get('year', 'n.d.')}".replace(
+        "{", ""
+    ).replace("}", "")
 
 
 class AuthorYearLabels(BaseLabelStyle):

@@ -6,11 +6,14 @@ makes the kernel record the widget's state even when, in a static build
 the page, with the widget scripts loaded from a CDN, for nothing a reader can use.
 This drops both from every page before it is written.
 """
+
 from __future__ import annotations
 
 from typing import Any
 
-WIDGET_KEYS = "ipywidgets_"  # myst-nb's keys: ipywidgets_state, ipywidgets_0, ipywidgets_1, ...
+WIDGET_KEYS = (
+    "ipywidgets_"  # myst-nb's keys: ipywidgets_state, ipywidgets_0, ipywidgets_1, ...
+)
 
 
 def drop_widget_scripts(app: Any, pagename: str, *args: Any) -> None:
@@ -27,5 +30,7 @@ def nitpick_pairs(app: Any, config: Any) -> None:
 
 def setup(app: Any) -> dict:
     app.connect("config-inited", nitpick_pairs)
-    app.connect("html-page-context", drop_widget_scripts, priority=100)  # before myst-nb adds them (500)
+    app.connect(
+        "html-page-context", drop_widget_scripts, priority=100
+    )  # before myst-nb adds them (500)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
