@@ -135,7 +135,10 @@ def notebook_uses(notebooks: list[Path]) -> list[Use]:
 # ----------------------------------------------------------------------------- the package
 def home(use: Use) -> tuple[str, str]:
     """(module, name) where the object a notebook uses is defined (re-exports followed)."""
-    obj = getattr(importlib.import_module(use.module), use.name)
+    try:
+        obj = getattr(importlib.import_module(use.module), use.name)
+    except (ImportError, AttributeError):  # a name the package lacks: reported by exists()
+        return use.module, use.name
     module = (
         getattr(obj, "__module__", None)
         if (inspect.isclass(obj) or inspect.isfunction(obj))
@@ -148,6 +151,13 @@ def home(use: Use) -> tuple[str, str]:
     ):
         return module, use.name
     return use.module, use.name
+
+
+def exists(use: Use) -> bool:
+    try:
+        return hasattr(importlib.import_module(use.module), use.name)
+    except ImportError:
+        return False
 
 
 def package_modules() -> list[str]:
@@ -234,7 +244,10 @@ def summary(module: str) -> str:
 def sections(uses: list[Use]) -> dict[str, list[str]]:
     """module -> names to document there (the notebooks' names first, in the module's order)."""
     wanted: dict[str, set[str]] = {}
-    for use in uses:
+    missing = sorted({u.qualified + f" ({u.notebook})" for u in uses if not exists(u)})
+    if missing:
+        print("not in the package, left off the page: " + ", ".join(missing), file=sys.stderr)
+    for use in [u for u in uses if exists(u)]:
         module, name = home(use)
         wanted.setdefault(module, set()).add(name)
     table: dict[str, list[str]] = {}
@@ -252,7 +265,7 @@ def render(root: Path) -> str:
     from convbias import notebooks
 
     uses = notebook_uses(notebooks.toc_notebooks(root))
-    used = {home(u) for u in uses}
+    used = {home(u) for u in uses if exists(u)}
     parts = [HEADER]
     for module, names in sections(uses).items():
         title = f"## `{module}`"
