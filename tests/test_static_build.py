@@ -87,3 +87,9 @@ def test_student_config_finds_the_local_extensions(tmp_path):
         Path(folder).is_absolute() and (Path(folder) / f"{name}.py").exists()
         for name, folder in local.items()
     )
+
+
+def test_make_book_checks_the_pages_it_built():
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile[makefile.index("\nbook:") : makefile.index("\ntest:")]
+    assert "tools/page_check.py --html _build/html --screenshots _build/screenshots" in recipe
