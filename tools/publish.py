@@ -121,8 +121,9 @@ def student_edition(root: Path, out: Path, html_dir: Path | None = None) -> tupl
     out = page
     out.mkdir(parents=True, exist_ok=True)
     pages, removed = notebooks.toc_notebooks(root), 0
+    index = notebooks.BookIndex(root)  # plain Markdown as on Colab, without the solutions
     for nb in pages:
-        removed += notebooks.student_version(nb, out / nb.name)
+        removed += notebooks.colab_version(nb, out / nb.name, index, solutions=False)["solutions"]
     with zipfile.ZipFile(out / "convbias-student.zip", "w", zipfile.ZIP_DEFLATED) as archive:
         for nb in pages:
             archive.write(out / nb.name, nb.name)

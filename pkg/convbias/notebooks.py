@@ -5,8 +5,12 @@
   ``_config.yml`` at the tag ``v<convbias.__version__>``), leaving Colab's own torch
   alone, and offers in one line to keep the results cache on Google Drive.
 - :func:`student_version` removes the hidden solutions (``{solution}`` blocks) and
-  all outputs, for handing notebooks to students; ``student_edition`` does it for every
-  chapter, never into the book's own folders nor over existing files unless forced.
+  all outputs; ``student_edition`` writes every chapter for handing to students as its
+  Colab copy without solutions, never into the book's own folders nor over existing
+  files unless forced.
+- :func:`colab_version` / :func:`colab_edition`: the Colab copies (``colab/book/``),
+  MyST turned into plain Markdown (numbered exercises, hidden solutions, readable
+  citations, cross-references as text or links to the online book).
 - :func:`~convbias.runner.run_headless` / :func:`~convbias.runner.run_chapter` execute a
   chapter in a Jupyter kernel, saving its figures, glued values and checks.
 """
@@ -172,6 +176,9 @@ def student_version(src: Path, dst: Path, force: bool = False) -> int:
 def student_edition(root: Path, out_dir: Path, force: bool = False) -> tuple[list[Path], int]:
     """Every chapter of the book at ``root`` without solutions, in ``out_dir``; returns (files, solutions removed).
 
+    The copies are the Colab copies (:func:`colab_version`) without the solutions:
+    plain Markdown, exercises numbered as in the book, outputs cleared.
+
     Refuses to write into the book's own folders (``book/`` or any folder holding
     one of its notebooks) and, unless ``force``, over notebooks already in ``out_dir``;
     both checks run before anything is written.
@@ -188,7 +195,8 @@ def student_edition(root: Path, out_dir: Path, force: bool = False) -> tuple[lis
     if existing and not force:
         raise FileExistsError(f"{out_dir} already holds {len(existing)} of the notebooks ({existing[0].name}, ...): "
                               "pass --force to overwrite them")
-    total = sum(student_version(nb, t, force=force) for nb, t in zip(sources, targets))
+    index = BookIndex(root)  # plain Markdown as on Colab: numbered exercises, readable citations
+    total = sum(colab_version(nb, t, index, solutions=False)["solutions"] for nb, t in zip(sources, targets))
     return targets, total
 
 
