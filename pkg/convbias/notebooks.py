@@ -295,6 +295,10 @@ class BookIndex:
                 self.sections[target.group("label")] = (stem, heading.group(1).strip() if heading else target.group("label"))
             title = re.search(r"^#\s+(.+)$", markdown, re.M)
             self.titles[stem] = title.group(1).strip() if title else stem
+        glossary = self.root / "book" / "glossary.md"
+        # the glossary's terms as written (Sphinx keeps their case in the anchors: term-Huberized-ReLU)
+        self.terms = {t.strip().lower(): t.strip() for t in re.findall(r"^([^\s`:#][^\n]*)\n  \S", glossary.read_text(
+            encoding="utf-8"), re.M)} if glossary.exists() else {}
         for md in (self.root / "book").glob("*.md"):
             title = re.search(r"^#\s+(.+)$", md.read_text(encoding="utf-8"), re.M)
             self.titles.setdefault(md.stem, title.group(1).strip() if title else md.stem)
@@ -373,7 +377,8 @@ class ColabConverter:
             return self.glue(text)
         if role == "term":
             title, term = _split_target(text)
-            anchor = "term-" + re.sub(r"[^\w]+", "-", term.lower()).strip("-")
+            term = self.index.terms.get(term.lower(), term)
+            anchor = "term-" + re.sub(r"[^\w]+", "-", term).strip("-")
             return f"[{title or term}]({self.index.page('glossary', anchor)})"
         if role == "doc":
             title, target = _split_target(text)
