@@ -4,7 +4,8 @@ Creating an ipywidgets control (a slider handed to :func:`convbias.live.explore`
 makes the kernel record the widget's state even when, in a static build
 (``CONVBIAS_STATIC=1``), no widget is displayed; myst-nb then embeds that state in
 the page, with the widget scripts loaded from a CDN, for nothing a reader can use.
-This drops both from every page before it is written.
+This drops both from every page before it is written. It also turns
+``_config.yml``'s ``nitpick_ignore`` pairs (YAML lists) into the tuples Sphinx compares.
 """
 
 from __future__ import annotations
