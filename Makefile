@@ -23,6 +23,10 @@ $(BOOK_STAMP): $(TEST_STAMP)
 	$(PIP) -e ".[dev]"
 	touch $@
 
+# CONVBIAS_STATIC=1 (convbias.live): a static page saves no progress bar and no live
+# widget (a widget draws its default once); every jupyter-book build below sets it.
+STATIC := CONVBIAS_STATIC=1
+
 # Every page is re-read (--all) so that the reproducibility page's glued numbers come
 # from this build's executions; jupyter-cache still skips notebooks whose code cells
 # are unchanged, unless the package's code changed since the last build (then its
@@ -31,7 +35,8 @@ book: $(BOOK_STAMP)
 	@code=$$($(BIN)/python -c "from convbias.cache import code_fingerprint; print(code_fingerprint())"); \
 	if [ -d _build/.jupyter_cache ] && [ "$$(cat _build/.package-code 2>/dev/null)" != "$$code" ]; then \
 	  echo "the package changed since the last build: every notebook runs again"; rm -rf _build/.jupyter_cache; fi; \
-	$(BIN)/jupyter-book build . --all -W -n --keep-going && echo "$$code" > _build/.package-code
+	$(STATIC) $(BIN)/jupyter-book build . --all -W -n --keep-going && echo "$$code" > _build/.package-code
+	$(BIN)/python tools/page_check.py --html _build/html --screenshots _build/screenshots
 
 # Notebooks and test files run on two worker processes, one torch thread each: on a
 # 2-core machine that beats one process with two threads, which spin-wait on each other.
@@ -52,14 +57,14 @@ site: book
 # notebooks without solutions or outputs in student/notebooks/ (one by one and zipped).
 student: $(BOOK_STAMP)
 	$(BIN)/python tools/publish.py student-config _build/student/_config.yml
-	$(BIN)/jupyter-book build . --config _build/student/_config.yml --path-output _build/student --keep-going
+	$(STATIC) $(BIN)/jupyter-book build . --config _build/student/_config.yml --path-output _build/student --keep-going
 	$(BIN)/python tools/publish.py student _build/html/student --html _build/student/_build/html
 
 # Every external link of the book, checked without executing a notebook (weekly in CI):
 # Sphinx runs on a conf.py generated from _config.yml, removed afterwards.
 linkcheck: $(BOOK_STAMP)
 	@$(BIN)/jupyter-book config sphinx . >/dev/null; \
-	$(BIN)/sphinx-build -b linkcheck -q -D nb_execution_mode=off -D linkcheck_timeout=30 . _build/linkcheck; \
+	$(STATIC) $(BIN)/sphinx-build -b linkcheck -q -D nb_execution_mode=off -D linkcheck_timeout=30 . _build/linkcheck; \
 	rc=$$?; rm -f conf.py; echo "report: _build/linkcheck/output.txt"; exit $$rc
 
 benchmarks: $(TEST_STAMP)

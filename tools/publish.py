@@ -51,6 +51,9 @@ def student_config(root: Path, out: Path) -> Path:
     config.setdefault("sphinx", {}).setdefault("config", {})["hide_solutions"] = True
     config.setdefault("execute", {})["cache"] = str((root / "_build" / ".jupyter_cache").resolve())
     config["title"] = f"{config.get('title', 'Book')} (student edition)"
+    local = config["sphinx"].get("local_extensions") or {}
+    for name, folder in local.items():  # relative to the configuration file, which moves
+        local[name] = str((root / folder).resolve())
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(yaml.safe_dump(config, sort_keys=False))
     return out
@@ -71,6 +74,27 @@ def strip_sources(sources: Path) -> int:
                 path.write_text(notebooks.strip_solutions(text), encoding="utf-8")
                 changed += 1
     return changed
+
+
+def unexecuted_config(root: Path, out: Path) -> Path:
+    """Write ``_config.yml`` with notebook execution off to ``out`` (a fast build of the pages' layout).
+
+    ``jupyter-book build . --config <out> --path-output <folder>`` then renders every
+    page from the notebooks' saved outputs (none: they are committed without).
+    """
+    import yaml
+
+    config = yaml.safe_load((root / "_config.yml").read_text())
+    config.setdefault("execute", {})["execute_notebooks"] = "off"
+    sphinx = config.setdefault("sphinx", {}).setdefault("config", {})
+    # nothing was executed, so nothing was glued: only these warnings are expected
+    sphinx["suppress_warnings"] = [*sphinx.get("suppress_warnings", []), "mystnb.glue", "mystnb.glue_ref"]
+    local = config.setdefault("sphinx", {}).get("local_extensions") or {}
+    for name, folder in local.items():
+        local[name] = str((root / folder).resolve())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(config, sort_keys=False))
+    return out
 
 
 MARK = ".student-edition"  # names a folder this script wrote (and may replace)
@@ -97,8 +121,9 @@ def student_edition(root: Path, out: Path, html_dir: Path | None = None) -> tupl
     out = page
     out.mkdir(parents=True, exist_ok=True)
     pages, removed = notebooks.toc_notebooks(root), 0
+    index = notebooks.BookIndex(root)  # plain Markdown as on Colab, without the solutions
     for nb in pages:
-        removed += notebooks.student_version(nb, out / nb.name)
+        removed += notebooks.colab_version(nb, out / nb.name, index, solutions=False)["solutions"]
     with zipfile.ZipFile(out / "convbias-student.zip", "w", zipfile.ZIP_DEFLATED) as archive:
         for nb in pages:
             archive.write(out / nb.name, nb.name)
@@ -117,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("downloads").add_argument("build", type=Path)
     sub.add_parser("student-config").add_argument("out", type=Path)
+    sub.add_parser("unexecuted-config").add_argument("out", type=Path)
     student = sub.add_parser("student")
     student.add_argument("out", type=Path)
     student.add_argument("--html", type=Path, help="the student build's HTML folder")
@@ -126,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(pages)} page downloads are now the executed notebooks")
     elif args.command == "student-config":
         print(f"student build configuration -> {student_config(notebooks.book_root(), args.out)}")
+    elif args.command == "unexecuted-config":
+        print(f"unexecuted build configuration -> {unexecuted_config(notebooks.book_root(), args.out)}")
     else:
         count, removed = student_edition(notebooks.book_root(), args.out, args.html)
         print(f"student edition: {count} notebooks without {removed} solutions -> {args.out}")

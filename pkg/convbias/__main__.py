@@ -1,4 +1,4 @@
-"""Command line: ``python -m convbias {run,cache,student} ...`` (or ``convbias ...``), from a checkout of the book.
+"""Command line: ``python -m convbias {run,cache,student,colab} ...`` (or ``convbias ...``), from a checkout of the book.
 
 - ``run CHAPTER [--profile quick|full] [--out results] [--no-cache] [--trace]``: execute a
   chapter headless (in a Jupyter kernel, without a notebook server), saving its figures, the
@@ -18,6 +18,10 @@
   own folders and files, each named before it goes; never in ``/``, the home folder or a checkout).
 - ``student OUT_DIR [--force]``: write every notebook without solutions or outputs (never into
   ``book/``; over existing files only with ``--force``).
+- ``colab [OUT_DIR] [--check] [--no-solutions]``: write the Colab copies of the chapters
+  (default ``colab/book/``, what the book's Colab button opens): exercises numbered plain
+  Markdown, solutions hidden in ``<details>`` (or left out), citations and cross-references
+  readable; ``--check`` writes nothing and fails when a copy is stale.
 - ``--version``: the package's version.
 
 Maintainers' commands (the Colab cell, screenshots) live in the checkout's ``tools/`` folder.
@@ -92,6 +96,10 @@ def _main(argv: list[str] | None = None) -> int:
     student = sub.add_parser("student", help="write notebooks without solutions")
     student.add_argument("out_dir", type=Path)
     student.add_argument("--force", action="store_true", help="overwrite notebooks already in OUT_DIR")
+    colab = sub.add_parser("colab", help="write the Colab copies of the chapters (plain Markdown)")
+    colab.add_argument("out_dir", type=Path, nargs="?", default=None, help="default: colab/book in the checkout")
+    colab.add_argument("--check", action="store_true", help="write nothing; fail when a copy is stale")
+    colab.add_argument("--no-solutions", action="store_true", help="leave the exercise solutions out (students)")
     args = parser.parse_args(argv)
 
     if args.command == "cache":
@@ -124,6 +132,8 @@ def _main(argv: list[str] | None = None) -> int:
         return 0 if summary["checks_passed"] else 1
     if args.command == "student":
         return _student_command(root, args.out_dir, args.force)
+    if args.command == "colab":
+        return _colab_command(root, args.out_dir, args.check, not args.no_solutions)
     return 2  # argparse allows no other command
 
 
@@ -132,6 +142,22 @@ def _student_command(root: Path, out_dir: Path, force: bool) -> int:
 
     written, total = notebooks.student_edition(root, out_dir, force=force)
     print(f"wrote {len(written)} notebooks without {total} solutions to {out_dir}")
+    return 0
+
+
+def _colab_command(root: Path, out_dir: Path | None, check: bool, solutions: bool) -> int:
+    from . import notebooks
+
+    changed = notebooks.colab_edition(root, out_dir, solutions=solutions, check=check)
+    where = out_dir or root / notebooks.COLAB_DIR / "book"
+    if check:
+        if changed:
+            print(f"stale Colab copies in {where}: {', '.join(p.name for p in changed)}: run python -m convbias colab",
+                  file=sys.stderr)
+            return 1
+        print(f"the Colab copies in {where} are up to date")
+        return 0
+    print(f"wrote {len(changed)} Colab copies to {where} ({len(notebooks.toc_notebooks(root)) - len(changed)} unchanged)")
     return 0
 
 

@@ -5,8 +5,12 @@
   ``_config.yml`` at the tag ``v<convbias.__version__>``), leaving Colab's own torch
   alone, and offers in one line to keep the results cache on Google Drive.
 - :func:`student_version` removes the hidden solutions (``{solution}`` blocks) and
-  all outputs, for handing notebooks to students; ``student_edition`` does it for every
-  chapter, never into the book's own folders nor over existing files unless forced.
+  all outputs; ``student_edition`` writes every chapter for handing to students as its
+  Colab copy without solutions, never into the book's own folders nor over existing
+  files unless forced.
+- :func:`colab_version` / :func:`colab_edition`: the Colab copies (``colab/book/``),
+  MyST turned into plain Markdown (numbered exercises, hidden solutions, readable
+  citations, cross-references as text or links to the online book).
 - :func:`~convbias.runner.run_headless` / :func:`~convbias.runner.run_chapter` execute a
   chapter in a Jupyter kernel, saving its figures, glued values and checks.
 
@@ -177,6 +181,9 @@ def student_version(src: Path, dst: Path, force: bool = False) -> int:
 def student_edition(root: Path, out_dir: Path, force: bool = False) -> tuple[list[Path], int]:
     """Every chapter of the book at ``root`` without solutions, in ``out_dir``; returns (files, solutions removed).
 
+    The copies are the Colab copies (:func:`colab_version`) without the solutions:
+    plain Markdown, exercises numbered as in the book, outputs cleared.
+
     Refuses to write into the book's own folders (``book/`` or any folder holding
     one of its notebooks) and, unless ``force``, over notebooks already in ``out_dir``;
     both checks run before anything is written.
@@ -193,8 +200,326 @@ def student_edition(root: Path, out_dir: Path, force: bool = False) -> tuple[lis
     if existing and not force:
         raise FileExistsError(f"{out_dir} already holds {len(existing)} of the notebooks ({existing[0].name}, ...): "
                               "pass --force to overwrite them")
-    total = sum(student_version(nb, t, force=force) for nb, t in zip(sources, targets))
+    index = BookIndex(root)  # plain Markdown as on Colab: numbered exercises, readable citations
+    total = sum(colab_version(nb, t, index, solutions=False)["solutions"] for nb, t in zip(sources, targets))
     return targets, total
+
+
+# ----------------------------------------------------------------------------- Colab copies
+BOOK_URL = "https://convbias.github.io/implicit-bias-cnn-book/"
+COLAB_DIR = "colab"  # the copies: colab/book/<chapter>.ipynb, what the Colab button opens
+FENCE = re.compile(r"^(?P<fence>`{3,}|:{3,})\{(?P<name>[\w:-]+)\}(?P<arg>[^\n]*)\n(?P<body>.*?)^(?P=fence)[ \t]*$\n?",
+                   re.S | re.M)
+ROLE = re.compile(r"\{(?P<role>[\w:-]+)\}`(?P<text>[^`]*)`")
+TARGET = re.compile(r"^\((?P<label>[\w-]+)\)=[ \t]*\n", re.M)
+ADMONITIONS = {"note", "tip", "warning", "important", "caution", "attention", "hint", "seealso", "admonition",
+               "margin", "sidebar", "danger", "error"}
+
+
+def read_bib(path: Path) -> dict[str, dict[str, str]]:
+    """A small BibTeX reader: key -> fields (braces removed), enough for the book's references.bib."""
+    text = Path(path).read_text(encoding="utf-8")
+    entries: dict[str, dict[str, str]] = {}
+    for match in re.finditer(r"@(\w+)\s*\{\s*([^,\s]+)\s*,(.*?)\n\}", text, re.S):
+        fields = {"type": match.group(1).lower()}
+        for field in re.finditer(r"(\w+)\s*=\s*\{((?:[^{}]|\{[^{}]*\})*)\}", match.group(3)):
+            fields[field.group(1).lower()] = re.sub(r"[{}]", "", " ".join(field.group(2).split()))
+        entries[match.group(2)] = fields
+    return entries
+
+
+def _last_names(authors: str) -> list[str]:
+    names = []
+    for person in authors.split(" and "):
+        person = person.strip()
+        if person == "others":
+            return names + ["others", "others"]  # "et al." below
+        names.append(person.split(",")[0].strip() if "," in person else person.split()[-1])
+    return names
+
+
+def cite_authors(entry: dict[str, str]) -> str:
+    last = _last_names(entry.get("author", "Anonymous"))
+    if len(last) == 1:
+        return last[0]
+    if len(last) == 2:
+        return f"{last[0]} & {last[1]}"
+    return f"{last[0]} et al."
+
+
+def reference_line(entry: dict[str, str]) -> str:
+    """One entry of a chapter's reference list: authors (year). Title. Venue."""
+    people = []
+    for person in entry.get("author", "").split(" and "):
+        if person.strip() == "others":
+            people.append("et al.")
+            continue
+        last, _, first = person.partition(",")
+        people.append(f"{last.strip()}, {first.strip()}" if first else person.strip())
+    authors = "; ".join(people)
+    venue = entry.get("booktitle") or entry.get("journal") or entry.get("publisher") or ""
+    return f"{authors} ({entry.get('year', 'n.d.')}). {entry.get('title', '')}." + (f" *{venue}*." if venue else "")
+
+
+class BookIndex:
+    """What the book's cross-references point to, numbered as the built book numbers them.
+
+    Exercises (sphinx-exercise) and figures (``{glue:figure}`` / ``{figure}`` with a
+    ``:name:``; Sphinx's numfig without numbered sections) are numbered 1, 2, ... across
+    the chapters of ``_toc.yml``; section targets ``(label)=`` keep their page and heading.
+    """
+
+    def __init__(self, root: Path, book_url: str = BOOK_URL):
+        import nbformat
+
+        self.root, self.url = Path(root), book_url.rstrip("/") + "/"
+        self.exercises: dict[str, tuple[str, int]] = {}
+        self.figures: dict[str, tuple[str, int]] = {}
+        self.sections: dict[str, tuple[str, str]] = {}
+        self.titles: dict[str, str] = {}
+        self.first_exercise: dict[str, int] = {}
+        self.bib = read_bib(self.root / "book" / "references.bib") if (self.root / "book" / "references.bib").exists() else {}
+        count = figure = 0
+        for nb_path in toc_notebooks(self.root):
+            stem = nb_path.stem
+            self.first_exercise[stem] = count + 1
+            nb = nbformat.read(nb_path, as_version=4)
+            markdown = "\n\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+            for block in FENCE.finditer(markdown):
+                name, body = block.group("name"), block.group("body")
+                label = re.search(r"^:(?:label|name):\s*(\S+)", body, re.M)
+                if name == "exercise" and not re.search(r"^:nonumber:", body, re.M):
+                    count += 1
+                    if label:
+                        self.exercises[label.group(1)] = (stem, count)
+                elif name in ("glue:figure", "figure") and label:
+                    figure += 1
+                    self.figures[label.group(1)] = (stem, figure)
+            for target in TARGET.finditer(markdown):
+                heading = re.search(r"^#+\s+(.+)$", markdown[target.end():], re.M)
+                self.sections[target.group("label")] = (stem, heading.group(1).strip() if heading else target.group("label"))
+            title = re.search(r"^#\s+(.+)$", markdown, re.M)
+            self.titles[stem] = title.group(1).strip() if title else stem
+        glossary = self.root / "book" / "glossary.md"
+        # the glossary's terms as written (Sphinx keeps their case in the anchors: term-Huberized-ReLU)
+        self.terms = {t.strip().lower(): t.strip() for t in re.findall(r"^([^\s`:#][^\n]*)\n  \S", glossary.read_text(
+            encoding="utf-8"), re.M)} if glossary.exists() else {}
+        for md in (self.root / "book").glob("*.md"):
+            title = re.search(r"^#\s+(.+)$", md.read_text(encoding="utf-8"), re.M)
+            self.titles.setdefault(md.stem, title.group(1).strip() if title else md.stem)
+
+    def page(self, stem: str, anchor: str = "") -> str:
+        return f"{self.url}book/{stem}.html" + (f"#{anchor}" if anchor else "")
+
+
+def _split_target(text: str) -> tuple[str | None, str]:
+    match = re.fullmatch(r"\s*(.*?)\s*<([^>]+)>\s*", text, re.S)
+    return (match.group(1), match.group(2)) if match else (None, text.strip())
+
+
+class ColabConverter:
+    """MyST markdown of one chapter -> plain Markdown that Colab (or any Jupyter) renders."""
+
+    def __init__(self, index: BookIndex, stem: str, solutions: bool = True, values: dict | None = None):
+        self.index, self.stem, self.solutions = index, stem, solutions
+        self.values = values or {}
+        self.cited: list[str] = []
+
+    # --- roles
+    def cite(self, keys: str, textual: bool) -> str:
+        parts = []
+        for key in [k.strip() for k in keys.split(",") if k.strip()]:
+            entry = self.index.bib.get(key)
+            if key not in self.cited:
+                self.cited.append(key)
+            if entry is None:
+                parts.append(key)
+            elif textual:
+                parts.append(f"{cite_authors(entry)} ({entry.get('year', 'n.d.')})")
+            else:
+                parts.append(f"{cite_authors(entry)}, {entry.get('year', 'n.d.')}")
+        return " and ".join(parts) if textual else "(" + "; ".join(parts) + ")"
+
+    def reference(self, text: str, numbered: bool) -> str:
+        title, label = _split_target(text)
+        if label in self.index.exercises:
+            stem, number = self.index.exercises[label]
+            name = f"Exercise {number}"
+        elif label in self.index.figures:
+            stem, number = self.index.figures[label]
+            name = f"Figure {number}"
+        elif label in self.index.sections:
+            stem, name = self.index.sections[label]
+        else:
+            return title or label
+        if numbered and title and "%s" in title:
+            name = title.replace("%s", name.split()[-1])
+        elif title and not numbered:
+            name = title
+        if stem == self.stem:
+            return name
+        return f"[{name}]({self.index.page(stem, label if label in self.index.sections else '')})"
+
+    def glue(self, text: str) -> str:
+        key, _, spec = text.partition(":")
+        if key in self.values:
+            value = self.values[key]
+            try:
+                return format(value, spec) if spec else str(value)
+            except (TypeError, ValueError):
+                return str(value)
+        return f"[*value in the online book*]({self.index.page(self.stem)})"
+
+    def role(self, match: re.Match) -> str:
+        role, text = match.group("role"), match.group("text")
+        if role in ("cite:p", "cite", "cite:ps", "cite:alp"):
+            return self.cite(text, textual=False)
+        if role in ("cite:t", "cite:ts", "cite:author"):
+            return self.cite(text, textual=True)
+        if role in ("numref", "ref", "eq"):
+            return self.reference(text, numbered=role == "numref")
+        if role.startswith("glue"):
+            return self.glue(text)
+        if role == "term":
+            title, term = _split_target(text)
+            term = self.index.terms.get(term.lower(), term)
+            anchor = "term-" + re.sub(r"[^\w]+", "-", term).strip("-")
+            return f"[{title or term}]({self.index.page('glossary', anchor)})"
+        if role == "doc":
+            title, target = _split_target(text)
+            stem = Path(target).stem
+            return f"[{title or self.index.titles.get(stem, stem)}]({self.index.page(stem)})"
+        if role.startswith("py:"):
+            title, target = _split_target(text)
+            target = target.lstrip("~")
+            shown = title or (text.lstrip("~").rsplit(".", 1)[-1] if text.startswith("~") else target)
+            return f"[`{shown}`]({self.index.page('api', target)})"
+        if role == "math":
+            return f"${text}$"
+        title, target = _split_target(text)
+        return title or target
+
+    # --- directives
+    def directive(self, match: re.Match) -> str:
+        name, arg = match.group("name"), match.group("arg").strip()
+        options, body = {}, match.group("body")
+        lines = body.split("\n")
+        while lines and re.match(r"^:[\w-]+:", lines[0]):
+            key, _, value = lines.pop(0)[1:].partition(":")
+            options[key] = value.strip()
+        body = "\n".join(lines).strip("\n")
+        if name == "exercise":
+            label = options.get("label")
+            number = self.index.exercises.get(label, (None, None))[1] if label else None
+            head = f"**Exercise {number}.**" if number else "**Exercise.**"
+            if arg:
+                head += f" *{arg}.*"
+            return f"{head} {body.strip()}\n"
+        if name == "solution":
+            if not self.solutions:
+                return ""
+            number = self.index.exercises.get(arg, (None, None))[1]
+            summary = f"Solution to Exercise {number}" if number else "Solution"
+            return f"<details>\n<summary>{summary}</summary>\n\n{body.strip()}\n\n</details>\n"
+        if name in ("glue:figure", "figure"):
+            label = options.get("name")
+            number = self.index.figures.get(label, (None, None))[1] if label else None
+            head = f"**Figure {number}.** " if number else ""
+            image = f"![{options.get('alt', '')}]({arg})\n\n" if name == "figure" else ""
+            where = "" if name == "figure" else "*(The figure is drawn by the code cell above.)* "
+            return f"{image}{head}{where}{body.strip()}\n"
+        if name in ("math", "equation"):
+            return f"$$\n{body.strip()}\n$$\n"
+        if name in ("code-block", "code", "code-cell"):
+            return f"```{arg.split()[0] if arg else ''}\n{body}\n```\n"
+        if name in ("glossary", "bibliography", "toctree", "tableofcontents", "eval-rst", "raw"):
+            return ""
+        title = arg if name == "admonition" and arg else name.replace("-", " ").capitalize()
+        quoted = "\n".join("> " + line if line else ">" for line in body.strip().split("\n"))
+        return f"> **{title}.**\n>\n{quoted}\n"
+
+    def convert(self, markdown: str) -> str:
+        text = TARGET.sub("", markdown)
+        text = re.sub(r"^<!--.*?-->\s*$\n?", "", text, flags=re.M | re.S)
+        for _ in range(5):  # innermost first: a fence whose body holds no other fence
+            new = FENCE.sub(lambda m: self.directive(m) if not FENCE.search(m.group("body")) else m.group(0), text)
+            if new == text:
+                break
+            text = new
+        return ROLE.sub(self.role, text).strip("\n")
+
+
+def colab_version(src: Path, dst: Path, index: BookIndex, solutions: bool = True,
+                  values: dict | None = None) -> dict[str, int]:
+    """Write the Colab copy of ``src`` to ``dst``: MyST turned into plain Markdown, outputs cleared.
+
+    Exercises become "**Exercise N.** ...", numbered as in the book; solutions a
+    hidden ``<details>`` block (left out when ``solutions`` is false); citations
+    "(Heckel & Soltanolkotabi, 2020a)" with a reference list at the end; figure
+    captions, cross-references, glossary terms and API names text or links to the
+    online book. Returns counts: exercises, solutions, citations.
+    """
+    import nbformat
+
+    src, dst = Path(src), Path(dst)
+    if dst.exists() and dst.resolve() == src.resolve():
+        raise FileExistsError(f"{dst} is the notebook itself: write the Colab copy somewhere else")
+    nb = nbformat.read(src, as_version=4)
+    convert = ColabConverter(index, src.stem, solutions=solutions, values=values)
+    counts = {"exercises": 0, "solutions": 0}
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            counts["exercises"] += len(re.findall(r"^[`:]{3,}\{exercise\}", cell.source, re.M))
+            counts["solutions"] += len(re.findall(r"^[`:]{3,}\{solution\}", cell.source, re.M))
+            cell.source = convert.convert(cell.source)
+        elif cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    nb.cells = [c for c in nb.cells if c.cell_type != "markdown" or c.source.strip()]
+    banner = (f"*This is the Colab copy of a chapter of* [{index.titles.get('intro', 'the book')}]({index.url}): "
+              f"[read it online]({index.page(src.stem)}). Run the first cell to install the book's package.")
+    nb.cells.insert(0, nbformat.v4.new_markdown_cell(banner))
+    nb.cells[0].id = "colab-banner"
+    if convert.cited:
+        lines = [f"- {reference_line(index.bib[k])}" for k in convert.cited if k in index.bib]
+        cell = nbformat.v4.new_markdown_cell("## References\n\n" + "\n".join(lines))
+        cell.id = "colab-references"
+        nb.cells.append(cell)
+    counts["citations"] = len(convert.cited)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".part")
+    nbformat.write(nb, tmp)
+    tmp.replace(dst)
+    return counts
+
+
+def colab_edition(root: Path, out_dir: Path | None = None, solutions: bool = True,
+                  check: bool = False) -> list[Path]:
+    """The Colab copy of every chapter in ``out_dir`` (default ``<root>/colab/book``).
+
+    With ``check`` nothing is written: returns the copies that are missing or differ
+    from what would be written (stale).
+    """
+    import tempfile
+
+    root = Path(root)
+    out = Path(out_dir) if out_dir is not None else root / COLAB_DIR / "book"
+    book_dirs = {(root / "book").resolve(), *(nb.parent.resolve() for nb in toc_notebooks(root))}
+    if out.resolve() in book_dirs:
+        raise ValueError(f"{out} is the book's own folder: write the Colab copies somewhere else, e.g. colab/book")
+    index = BookIndex(root)
+    stale = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for nb in toc_notebooks(root):
+            target = out / nb.name
+            fresh = Path(scratch) / nb.name
+            colab_version(nb, fresh, index, solutions=solutions)
+            if target.exists() and target.read_bytes() == fresh.read_bytes():
+                continue
+            stale.append(target)
+            if not check:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                fresh.replace(target)
+    return stale
 
 
 # ----------------------------------------------------------------------------- headless runs

@@ -189,12 +189,42 @@ def kernel_environment() -> dict[str, str]:
 
     ``PYTHONPATH`` is made absolute and starts with the folder this package was
     imported from, so the kernel runs this very code; ``MPLBACKEND`` is the inline
-    backend, so the executed notebook holds its figures.
+    backend, so the executed notebook holds its figures; ``CONVBIAS_STATIC=1``
+    (unless set otherwise), so no progress bar or live widget is saved in it.
     """
+    from .live import STATIC_VAR
+
     here = str(Path(__file__).resolve().parents[1])
     paths = [str(Path(p).resolve()) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    return {**os.environ, "MPLBACKEND": INLINE_BACKEND,
+    return {STATIC_VAR: "1", **os.environ, "MPLBACKEND": INLINE_BACKEND,
             "PYTHONPATH": os.pathsep.join(dict.fromkeys([here, *paths]))}
+
+
+WIDGET_MIMES = ("application/vnd.jupyter.widget-view+json", "application/vnd.jupyter.widget-state+json")
+
+
+def strip_widgets(nb) -> int:
+    """Remove saved widget state (``metadata.widgets``) and widget outputs from ``nb``; returns outputs removed.
+
+    A widget's saved view draws nothing once its kernel is gone (a progress bar
+    frozen half-full, a dead slider); outputs that also hold text or an image keep those.
+    """
+    nb.metadata.pop("widgets", None)
+    removed = 0
+    for cell in nb.cells:
+        kept = []
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if any(m in data for m in WIDGET_MIMES):
+                for mime in WIDGET_MIMES:
+                    data.pop(mime, None)
+                if not set(data) - {"text/plain"}:
+                    removed += 1
+                    continue
+            kept.append(output)
+        if "outputs" in cell:
+            cell["outputs"] = kept
+    return removed
 
 
 def run_headless(notebook: Path, out_dir: Path, progress: bool = True, trace: bool = False,
@@ -262,6 +292,7 @@ def run_headless(notebook: Path, out_dir: Path, progress: bool = True, trace: bo
     failed = [c["name"] for c in checks if not c["passed"]]
     if failed and judged():
         summary["checks_passed"] = False
+    strip_widgets(nb)
     nbformat.write(nb, out_dir / f"{notebook.stem}.ipynb")
     from .config import base_seed
 

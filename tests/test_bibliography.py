@@ -1,0 +1,38 @@
+"""book/references.bib: every cited key exists, and no two entries get the same author-year label."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+from pybtex.database import parse_file
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+
+import bib_style  # noqa: E402  (tools/)
+
+
+def test_author_year_labels_are_unique():
+    entries = parse_file(ROOT / "book" / "references.bib").entries
+    labels = Counter(bib_style.label(e) for e in entries.values())
+    assert (
+        labels["Heckel and Soltanolkotabi, 2020a"]
+        == labels["Heckel and Soltanolkotabi, 2020b"]
+        == 1
+    )
+    assert [label for label, n in labels.items() if n > 1] == []
+
+
+def test_every_cited_key_is_in_the_bibliography():
+    keys = set(parse_file(ROOT / "book" / "references.bib").entries)
+    cited = set()
+    for path in [*ROOT.glob("book/*.ipynb"), *ROOT.glob("book/*.md")]:
+        for group in re.findall(
+            r"\{cite:[pt]\}`([^`]+)`", path.read_text(encoding="utf-8")
+        ):
+            cited |= {k.strip() for k in group.split(",")}
+    assert len(cited) > 10
+    assert sorted(cited - keys) == []
