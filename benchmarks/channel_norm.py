@@ -5,6 +5,7 @@ few tensor operations) and of a loop over channels (one mean/variance per channe
 as in the reference implementation of Dai & Heckel), and their ratio, for a few
 channel counts. Run: ``python benchmarks/channel_norm.py``.
 """
+
 from __future__ import annotations
 
 import time
@@ -15,7 +16,9 @@ from convbias.config import device, run_info
 from convbias.models.conv1d import ChannelNorm1d
 
 
-def looped_channel_norm(x: torch.Tensor, bias: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+def looped_channel_norm(
+    x: torch.Tensor, bias: torch.Tensor, eps: float = 1e-5
+) -> torch.Tensor:
     """Reference: normalize channel by channel in Python (what the vectorised module replaces)."""
     out = torch.zeros_like(x)
     for c in range(x.shape[1]):
@@ -40,9 +43,13 @@ def seconds_per_call(fn, x: torch.Tensor, repeats: int) -> float:
 def main(channels=(1, 4, 32, 128), n: int = 1024, repeats: int = 50) -> None:
     dev = device()
     if dev.type == "cpu":
-        torch.set_num_threads(1)  # small tensors: one thread gives stable, comparable timings
+        torch.set_num_threads(
+            1
+        )  # small tensors: one thread gives stable, comparable timings
     print(run_info())
-    print(f"{'channels':>8} {'vectorised (ms)':>16} {'loop (ms)':>10} {'loop / vectorised':>18}")
+    print(
+        f"{'channels':>8} {'vectorised (ms)':>16} {'loop (ms)':>10} {'loop / vectorised':>18}"
+    )
     for C in channels:
         torch.manual_seed(0)
         x = torch.randn(1, C, n, device=dev, requires_grad=True)

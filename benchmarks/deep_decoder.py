@@ -7,6 +7,7 @@ here (e.g. torch.compile without a working compiler) is reported, not fatal.
 
     python benchmarks/deep_decoder.py [--size 64] [--channels 64] [--iters 60]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,11 +19,21 @@ import torch.nn.functional as F
 from convbias.models.deep_decoder import DeepDecoder
 
 
-def fit_iterations(dev: torch.device, args, channels_last: bool = False, compile_: bool = False,
-                   bf16: bool = False) -> float:
+def fit_iterations(
+    dev: torch.device,
+    args,
+    channels_last: bool = False,
+    compile_: bool = False,
+    bf16: bool = False,
+) -> float:
     """Iterations per second of Adam on ``||net() - target||^2`` (after a warm-up)."""
     torch.manual_seed(0)
-    net = DeepDecoder(out_channels=3, channels=args.channels, depth=5, output_size=(args.size, args.size)).to(dev)
+    net = DeepDecoder(
+        out_channels=3,
+        channels=args.channels,
+        depth=5,
+        output_size=(args.size, args.size),
+    ).to(dev)
     target = torch.rand(1, 3, args.size, args.size, device=dev)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
@@ -55,10 +66,18 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=64)
     parser.add_argument("--iters", type=int, default=60)
     args = parser.parse_args()
-    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-    variants = {"eager fp32": {}, "channels_last": {"channels_last": True}, "torch.compile": {"compile_": True},
-                "bf16 autocast": {"bf16": True}}
-    print(f"deep decoder depth 5, k={args.channels}, {args.size}x{args.size}x3, Adam; torch {torch.__version__}")
+    devices = [torch.device("cpu")] + (
+        [torch.device("cuda")] if torch.cuda.is_available() else []
+    )
+    variants = {
+        "eager fp32": {},
+        "channels_last": {"channels_last": True},
+        "torch.compile": {"compile_": True},
+        "bf16 autocast": {"bf16": True},
+    }
+    print(
+        f"deep decoder depth 5, k={args.channels}, {args.size}x{args.size}x3, Adam; torch {torch.__version__}"
+    )
     print(f"{'device':<8}{'variant':<16}{'it/s':>9}{'vs eager':>10}")
     for dev in devices:
         base = None
@@ -66,7 +85,9 @@ def main() -> None:
             try:
                 rate = fit_iterations(dev, args, **kw)
             except Exception as exc:  # report and go on
-                print(f"{dev.type:<8}{name:<16}{'failed':>9}  ({type(exc).__name__}: {str(exc).splitlines()[0][:60]})")
+                print(
+                    f"{dev.type:<8}{name:<16}{'failed':>9}  ({type(exc).__name__}: {str(exc).splitlines()[0][:60]})"
+                )
                 continue
             base = base or rate
             print(f"{dev.type:<8}{name:<16}{rate:>9.1f}{rate / base:>9.2f}x")

@@ -7,6 +7,7 @@ memory it reports belongs to that method alone, and the two methods alternate
 for three rounds (the fastest run of each is kept: a shared machine's load
 changes between runs). Prints a table and the speed-up.
 """
+
 from __future__ import annotations
 
 import multiprocessing as mp
@@ -45,7 +46,9 @@ def loop_conv_to_dense(conv: nn.Conv2d, in_shape: tuple[int, int, int]) -> torch
                 for b in range(kw):
                     x = j * sw - pw + b
                     if 0 <= x < W:
-                        dense[rows[:, None], (cols_c + y * W + x)[None, :]] = w[:, :, a, b]
+                        dense[rows[:, None], (cols_c + y * W + x)[None, :]] = w[
+                            :, :, a, b
+                        ]
     return dense
 
 
@@ -84,7 +87,9 @@ def _run(method: str, queue) -> None:
 def main(rounds: int = 3) -> None:
     ctx = mp.get_context("spawn")
     runs: dict[str, list] = {"scatter (to_fcn)": [], "loop over positions": []}
-    for _ in range(rounds):  # alternate the two methods, a fresh process each time; keep each one's fastest
+    for _ in range(
+        rounds
+    ):  # alternate the two methods, a fresh process each time; keep each one's fastest
         for method in runs:
             q = ctx.Queue()
             p = ctx.Process(target=_run, args=(method, q))
@@ -92,17 +97,27 @@ def main(rounds: int = 3) -> None:
             runs[method].append(q.get())
             p.join()
     rows = [min(r, key=lambda row: row[1]) for r in runs.values()]
-    print(f"AlexNet-style on {INPUT_SHAPE}, float32, {torch.get_num_threads()} threads, "
-          f"fastest of {rounds} alternating runs each")
-    print(f"{'method':<22}{'wall (s)':>10}{'CPU (s)':>10}{'peak extra RSS (MB)':>22}{'result (MB)':>14}"
-          f"{'peak / result':>15}")
+    print(
+        f"AlexNet-style on {INPUT_SHAPE}, float32, {torch.get_num_threads()} threads, "
+        f"fastest of {rounds} alternating runs each"
+    )
+    print(
+        f"{'method':<22}{'wall (s)':>10}{'CPU (s)':>10}{'peak extra RSS (MB)':>22}{'result (MB)':>14}"
+        f"{'peak / result':>15}"
+    )
     for method, sec, cpu, peak, size in rows:
-        print(f"{method:<22}{sec:>10.3f}{cpu:>10.3f}{peak:>22.0f}{size:>14.0f}{peak / size:>15.2f}")
+        print(
+            f"{method:<22}{sec:>10.3f}{cpu:>10.3f}{peak:>22.0f}{size:>14.0f}{peak / size:>15.2f}"
+        )
     (_, t_fast, c_fast, m_fast, _), (_, t_loop, c_loop, m_loop, _) = rows
-    print(f"speed-up {t_loop / t_fast:.1f}x wall, {c_loop / c_fast:.1f}x CPU; "
-          f"peak memory ratio loop/scatter {m_loop / m_fast:.2f}")
-    print("note: the scatter row converts the whole network (dense layers and biases included); "
-          "the loop row only the conv matrices.")
+    print(
+        f"speed-up {t_loop / t_fast:.1f}x wall, {c_loop / c_fast:.1f}x CPU; "
+        f"peak memory ratio loop/scatter {m_loop / m_fast:.2f}"
+    )
+    print(
+        "note: the scatter row converts the whole network (dense layers and biases included); "
+        "the loop row only the conv matrices."
+    )
 
 
 if __name__ == "__main__":

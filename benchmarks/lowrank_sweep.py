@@ -7,6 +7,7 @@ Both are measured in this one run, on the same device.
 
     python benchmarks/lowrank_sweep.py [--epochs 8] [--device cpu]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,25 +40,52 @@ def main() -> None:
     make = lambda: MLP(32, [64, 64, 64], 8)
     lrs, wds, seeds = [0.1, 0.2, 0.3], [0.0, 1e-2, 2e-2, 3e-2], [0]
     print(run_info(), f"| device used: {dev}")
-    print(f"grid: {len(lrs)} lr x {len(wds)} weight decays x {len(seeds)} seed per batch size, {args.epochs} epochs")
-    print(f"{'B':>5} {'runs':>5} {'ensemble s':>11} {'one by one s':>13} {'speed-up':>9}")
+    print(
+        f"grid: {len(lrs)} lr x {len(wds)} weight decays x {len(seeds)} seed per batch size, {args.epochs} epochs"
+    )
+    print(
+        f"{'B':>5} {'runs':>5} {'ensemble s':>11} {'one by one s':>13} {'speed-up':>9}"
+    )
     tot_e = tot_s = 0.0
     for B in args.batch_sizes:
         _sync(dev)
         t0 = time.perf_counter()
-        run_sweep(make, X, y, batch_sizes=[B], lrs=lrs, weight_decays=wds, seeds=seeds, epochs=args.epochs,
-                  records=1, device=dev, progress=False)
+        run_sweep(
+            make,
+            X,
+            y,
+            batch_sizes=[B],
+            lrs=lrs,
+            weight_decays=wds,
+            seeds=seeds,
+            epochs=args.epochs,
+            records=1,
+            device=dev,
+            progress=False,
+        )
         _sync(dev)
         t_ens = time.perf_counter() - t0
         t0 = time.perf_counter()
         for lr, wd, s in itertools.product(lrs, wds, seeds):
             torch.manual_seed(s)
-            fit(make().to(dev), X, y, lr=lr, weight_decay=wd, batch_size=B, epochs=args.epochs, seed=s,
-                log_every=10**9, progress=False)
+            fit(
+                make().to(dev),
+                X,
+                y,
+                lr=lr,
+                weight_decay=wd,
+                batch_size=B,
+                epochs=args.epochs,
+                seed=s,
+                log_every=10**9,
+                progress=False,
+            )
         _sync(dev)
         t_seq = time.perf_counter() - t0
         tot_e, tot_s = tot_e + t_ens, tot_s + t_seq
-        print(f"{B:>5} {len(lrs) * len(wds) * len(seeds):>5} {t_ens:>11.2f} {t_seq:>13.2f} {t_seq / t_ens:>8.2f}x")
+        print(
+            f"{B:>5} {len(lrs) * len(wds) * len(seeds):>5} {t_ens:>11.2f} {t_seq:>13.2f} {t_seq / t_ens:>8.2f}x"
+        )
     print(f"{'all':>5} {'':>5} {tot_e:>11.2f} {tot_s:>13.2f} {tot_s / tot_e:>8.2f}x")
 
 

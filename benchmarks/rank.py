@@ -9,6 +9,7 @@ with the default number.
 
     python benchmarks/rank.py
 """
+
 from __future__ import annotations
 
 import time
@@ -42,7 +43,9 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     default_threads = torch.get_num_threads()
     print(f"torch {torch.__version__}, float32 matrices; best of 3")
-    print(f"{'batch x shape':<18}{'threads':>8}{'loop s':>10}{'batched s':>11}{'speed-up':>10}")
+    print(
+        f"{'batch x shape':<18}{'threads':>8}{'loop s':>10}{'batched s':>11}{'speed-up':>10}"
+    )
     for B, m, n in [(64, 100, 100), (512, 32, 64), (4096, 10, 20), (16, 256, 256)]:
         low = torch.randn(B, m, 5, generator=g) @ torch.randn(B, 5, n, generator=g)
         W = low + 1e-2 * torch.randn(B, m, n, generator=g)
@@ -50,12 +53,16 @@ def main() -> None:
         ref_n, ref_s = loop_ranks(W_np)
         ours = ranks(W)
         ours_n, ours_s = ours["numerical"].numpy(), ours["stable"].numpy()
-        assert np.array_equal(ref_n, ours_n) and np.allclose(ref_s, ours_s, rtol=1e-4), "results differ"
+        assert np.array_equal(ref_n, ours_n) and np.allclose(
+            ref_s, ours_s, rtol=1e-4
+        ), "results differ"
         for threads in sorted({1, default_threads}):
             torch.set_num_threads(threads)
             t_loop = best_of(lambda: loop_ranks(W_np))
             t_batch = best_of(lambda: ranks(W))
-            print(f"{f'{B} x {m}x{n}':<18}{threads:>8}{t_loop:>10.3f}{t_batch:>11.3f}{t_loop / t_batch:>9.1f}x")
+            print(
+                f"{f'{B} x {m}x{n}':<18}{threads:>8}{t_loop:>10.3f}{t_batch:>11.3f}{t_loop / t_batch:>9.1f}x"
+            )
         torch.set_num_threads(default_threads)
     if torch.cuda.is_available():
         W = torch.randn(4096, 64, 64, device="cuda")

@@ -4,6 +4,7 @@
 lax mode (cells run, outputs not compared), each notebook of the book's table of
 contents. ``CONVBIAS_SKIP_NOTEBOOKS=1`` leaves the notebooks out.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,10 @@ def pytest_configure(config):
         config.option.nbval_current_env = True
         from convbias.notebooks import toc_notebooks
 
-        config.args.extend(str(p.relative_to(Path.cwd())) if p.is_relative_to(Path.cwd()) else str(p)
-                           for p in toc_notebooks(ROOT))
+        config.args.extend(
+            str(p.relative_to(Path.cwd())) if p.is_relative_to(Path.cwd()) else str(p)
+            for p in toc_notebooks(ROOT)
+        )
 
 
 @pytest.fixture()

@@ -46,7 +46,12 @@ def test_interrupted_sweep_resumes(store):
     with pytest.raises(KeyboardInterrupt):
         [rc.resumable("sq", c, lambda c=c: run(c), store=store) for c in configs]
     ran = []
-    results = [rc.resumable("sq", c, lambda c=c: ran.append(c["i"]) or c["i"] ** 2, store=store) for c in configs]
+    results = [
+        rc.resumable(
+            "sq", c, lambda c=c: ran.append(c["i"]) or c["i"] ** 2, store=store
+        )
+        for c in configs
+    ]
     assert results == [0, 1, 4, 9]
     assert ran == [2, 3]  # items 0 and 1 came from the cache
     assert not list(store.root.rglob("*.tmp"))
@@ -75,13 +80,18 @@ def test_results_of_older_code_are_pruned(store, monkeypatch, capsys):
     store.save("e", {"a": 1}, torch.zeros(1000))
     monkeypatch.setattr(rc, "code_fingerprint", lambda: new)
     store.save("e", {"a": 1}, torch.zeros(10))
-    assert store.load("e", {"a": 1}).numel() == 10  # the new code does not see the old result
+    assert (
+        store.load("e", {"a": 1}).numel() == 10
+    )  # the new code does not see the old result
     usage = store.usage()
     assert set(usage) == {old, new} and usage[old][0] == usage[new][0] == 1
     assert usage[old][1] > usage[new][1]
     top_level = store.root / ("not-in-a-code-folder-" + "0" * 24 + ".pt")
     top_level.write_bytes(b"x" * 10)
-    assert set(store.usage()) == {old, new}  # a file outside the code folders is not a result of ours
+    assert set(store.usage()) == {
+        old,
+        new,
+    }  # a file outside the code folders is not a result of ours
     freed = store.prune()
     assert freed == usage[old][1] and set(store.usage()) == {new} and top_level.exists()
     monkeypatch.setenv(rc.RESULTS_ENV, str(store.root))

@@ -1,4 +1,5 @@
 """The checks vocabulary: pass/fail, margins, NaN, report mode, records for the runners."""
+
 from __future__ import annotations
 
 import math
@@ -14,7 +15,9 @@ def test_pass_fail_and_margins():
     c = C.between("c", 0.5, 0.1, 10.0, scale="ratio")
     assert a.passed and a.margin == pytest.approx(1.2)
     assert not b.passed and b.margin == pytest.approx(-1.0)
-    assert c.passed and c.margin == pytest.approx(5.0)  # nearer the low bound: 0.5 / 0.1
+    assert c.passed and c.margin == pytest.approx(
+        5.0
+    )  # nearer the low bound: 0.5 / 0.1
     assert C.failed([a, b, c]) == ["b"]
 
 
@@ -57,12 +60,22 @@ def test_require_is_not_an_assert_statement():
 
 
 def test_mime_bundle_round_trip():
-    table = C.CheckTable("chZ", [C.at_least("a", 3, 1, "three beats one", scale="ratio")])
+    table = C.CheckTable(
+        "chZ", [C.at_least("a", 3, 1, "three beats one", scale="ratio")]
+    )
     bundle = table._repr_mimebundle_()
     records = C.from_outputs([{"output_type": "display_data", "data": bundle}])
-    assert records[0]["name"] == "a" and records[0]["passed"] and records[0]["margin"] == pytest.approx(3.0)
+    assert (
+        records[0]["name"] == "a"
+        and records[0]["passed"]
+        and records[0]["margin"] == pytest.approx(3.0)
+    )
     assert "passed  a: 3 >= 1" in bundle["text/plain"]
     html = bundle["text/html"]
-    assert html.count("<tr>") == 2 and "<code>a</code>" in html and "three beats one" in html
+    assert (
+        html.count("<tr>") == 2
+        and "<code>a</code>" in html
+        and "three beats one" in html
+    )
     failing = C.CheckTable("chZ", [C.at_least("b<", 0, 1)])._repr_html_()
     assert "FAILED" in failing and "b&lt;" in failing

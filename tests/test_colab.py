@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from convbias import notebooks
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,19 +1,31 @@
 """Neural-collapse metrics and network rank summaries against known answers."""
+
 import math
 
 import pytest
 import torch
 
-from convbias.collapse import class_means, collapse_metrics, equinorm_cv, etf_distance, nc1, simplex_etf_gram
+from convbias.collapse import (
+    class_means,
+    collapse_metrics,
+    equinorm_cv,
+    etf_distance,
+    nc1,
+    simplex_etf_gram,
+)
 from convbias.lowrank import layer_ranks, spectra, top_alignment
-from convbias.rank import numerical_rank
 from convbias.models.mlp import MLP
+from convbias.rank import numerical_rank
 
 
 def _simplex(C: int, p: int) -> torch.Tensor:
     """Columns of a C-class simplex ETF embedded in R^p."""
     M = torch.eye(C) - torch.ones(C, C) / C
-    Q, _ = torch.linalg.qr(torch.randn(p, p, dtype=torch.float64, generator=torch.Generator().manual_seed(0)))
+    Q, _ = torch.linalg.qr(
+        torch.randn(
+            p, p, dtype=torch.float64, generator=torch.Generator().manual_seed(0)
+        )
+    )
     return (M.double() @ Q[:C]) * math.sqrt(C / (C - 1))
 
 
@@ -22,7 +34,9 @@ def test_nc1_zero_when_features_are_class_means():
     labels = torch.arange(4).repeat(5)
     feats = means[labels]
     assert nc1(feats, labels).item() == pytest.approx(0.0, abs=1e-10)
-    assert etf_distance(class_means(feats, labels)).item() == pytest.approx(0.0, abs=1e-6)
+    assert etf_distance(class_means(feats, labels)).item() == pytest.approx(
+        0.0, abs=1e-6
+    )
     assert equinorm_cv(means).item() == pytest.approx(0.0, abs=1e-6)
 
 
@@ -44,7 +58,9 @@ def test_nc1_batched_matches_loop():
 
 def test_etf_gram_and_distance_of_non_simplex():
     G = simplex_etf_gram(3)
-    assert torch.allclose(G.diagonal(), torch.ones(3)) and G[0, 1].item() == pytest.approx(-0.5)
+    assert torch.allclose(G.diagonal(), torch.ones(3)) and G[
+        0, 1
+    ].item() == pytest.approx(-0.5)
     orthogonal = torch.eye(3)  # centred orthogonal vectors are a simplex too
     assert etf_distance(orthogonal).item() == pytest.approx(0.0, abs=1e-6)
     collinear = torch.tensor([[1.0, 0], [2.0, 0], [3.0, 0]])
@@ -60,10 +76,15 @@ def test_collapse_metrics_on_stacked_params():
     torch.manual_seed(0)
     model = MLP(5, [6], 3)
     X, y = torch.randn(30, 5), torch.arange(3).repeat(10)
-    params = {n: torch.stack([p.detach(), 2 * p.detach()]) for n, p in model.named_parameters()}
+    params = {
+        n: torch.stack([p.detach(), 2 * p.detach()])
+        for n, p in model.named_parameters()
+    }
     out = collapse_metrics(model, X, y)(params)
     assert out["nc1"].shape == (2,)
-    assert out["nc1"][0].item() == pytest.approx(nc1(model.features(X).detach(), y).item(), rel=1e-4)
+    assert out["nc1"][0].item() == pytest.approx(
+        nc1(model.features(X).detach(), y).item(), rel=1e-4
+    )
 
 
 def test_frobenius_rank_known_matrices():
@@ -97,7 +118,9 @@ def test_layer_ranks_and_spectra_stacked():
 def test_top_alignment():
     u = torch.tensor([1.0, 0.0, 0.0])
     W1 = torch.outer(u, torch.tensor([0.0, 1.0]))  # top left singular vector e1
-    W2 = torch.outer(torch.tensor([1.0]), torch.tensor([0.6, 0.8, 0.0]))  # top right singular vector (.6,.8,0)
+    W2 = torch.outer(
+        torch.tensor([1.0]), torch.tensor([0.6, 0.8, 0.0])
+    )  # top right singular vector (.6,.8,0)
     assert top_alignment(W1, W2).item() == pytest.approx(0.6)
     with pytest.raises(ValueError):
         top_alignment(W1, torch.randn(2, 2))

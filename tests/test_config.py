@@ -5,7 +5,10 @@ import torch
 from convbias import config
 
 
-@pytest.mark.parametrize("value,expected", [("quick", "quick"), ("full", "full"), (" QUICK ", "quick"), ("Full", "full")])
+@pytest.mark.parametrize(
+    "value,expected",
+    [("quick", "quick"), ("full", "full"), (" QUICK ", "quick"), ("Full", "full")],
+)
 def test_profile_parses_explicit_values(monkeypatch, value, expected):
     monkeypatch.setenv(config.ENV_VAR, value)
     assert config.profile() == expected

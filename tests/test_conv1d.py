@@ -1,4 +1,5 @@
 """Deep 1-D circular conv nets, channel normalization and the end-to-end filter (Chapter 3)."""
+
 from __future__ import annotations
 
 from functools import reduce
@@ -9,8 +10,13 @@ import torch
 from torch import nn
 
 from convbias.data.signals import random_input, step_signal
-from convbias.gradients import (circular_convolve, end_to_end_filter, end_to_end_spectrum, layer_gradient_norms,
-                                linear_net_gradient)
+from convbias.gradients import (
+    circular_convolve,
+    end_to_end_filter,
+    end_to_end_spectrum,
+    layer_gradient_norms,
+    linear_net_gradient,
+)
 from convbias.models.conv1d import ChannelBias1d, ChannelNorm1d, DeepConv1d
 from convbias.one_example import fit_one_example, member_losses
 
@@ -32,7 +38,9 @@ def test_channel_norm_zero_mean_unit_variance_per_channel():
     mean = y.mean(-1)
     var = y.var(-1, correction=0)
     assert torch.allclose(mean, torch.zeros_like(mean), atol=1e-5)
-    assert torch.allclose(var, torch.ones_like(var), atol=1e-3)  # eps = 1e-5 against variances >= 25
+    assert torch.allclose(
+        var, torch.ones_like(var), atol=1e-3
+    )  # eps = 1e-5 against variances >= 25
 
 
 def test_channel_norm_unbiased_variance_is_the_n_minus_1_version():
@@ -69,8 +77,12 @@ def test_channel_norm_equals_batch_norm_on_a_batch_of_one():
 def test_channel_norm_matches_a_per_channel_loop():
     torch.manual_seed(2)
     x = torch.randn(1, 4, 50)
-    looped = torch.stack([(x[0, c] - x[0, c].mean()) / torch.sqrt(x[0, c].var(correction=0) + 1e-5)
-                          for c in range(4)])
+    looped = torch.stack(
+        [
+            (x[0, c] - x[0, c].mean()) / torch.sqrt(x[0, c].var(correction=0) + 1e-5)
+            for c in range(4)
+        ]
+    )
     assert torch.allclose(ChannelNorm1d(4)(x)[0], looped, atol=1e-6)
 
 
@@ -79,7 +91,9 @@ def test_bias_control_only_adds_the_bias_and_bad_shapes_are_refused():
     with torch.no_grad():
         ctrl.bias.copy_(torch.tensor([1.0, -2.0]))
     x = torch.randn(1, 2, 8)
-    assert torch.allclose(ctrl(x) - x, torch.tensor([1.0, -2.0]).reshape(1, 2, 1).expand(1, 2, 8))
+    assert torch.allclose(
+        ctrl(x) - x, torch.tensor([1.0, -2.0]).reshape(1, 2, 1).expand(1, 2, 8)
+    )
     with pytest.raises(ValueError, match="expected"):
         ChannelNorm1d(3)(torch.randn(1, 2, 8))
 
@@ -98,7 +112,9 @@ def test_delta_filters_make_the_linear_net_the_identity():
 def test_convolution_is_circular():
     net = DeepConv1d(1, kernel_size=3, norm="none", head="none")
     with torch.no_grad():
-        net.conv_layers()[0].weight.copy_(torch.tensor([[[1.0, 0.0, 0.0]]]))  # y[i] = x[i - 1]
+        net.conv_layers()[0].weight.copy_(
+            torch.tensor([[[1.0, 0.0, 0.0]]])
+        )  # y[i] = x[i - 1]
     x = torch.arange(6.0).reshape(1, 1, 6)
     assert torch.equal(net(x)[0, 0], torch.tensor([5.0, 0.0, 1.0, 2.0, 3.0, 4.0]))
 
@@ -138,7 +154,12 @@ def test_gradient_of_the_linear_net_matches_the_closed_form():
     net = DeepConv1d(L, kernel_size=k, norm="none", head="none")
     x, y = torch.randn(1, 1, n), torch.randn(1, 1, n)
     loss = (net(x) - y).pow(2).mean()
-    autograd = torch.stack([g[0, 0] for g in torch.autograd.grad(loss, [c.weight for c in net.conv_layers()])])
+    autograd = torch.stack(
+        [
+            g[0, 0]
+            for g in torch.autograd.grad(loss, [c.weight for c in net.conv_layers()])
+        ]
+    )
     closed = linear_net_gradient(net.filters()[:, 0, 0, 0].detach(), x, y)
     assert torch.allclose(autograd, closed, atol=1e-5)
 
@@ -154,13 +175,14 @@ def test_gradient_of_the_linear_net_matches_the_closed_form():
 
     mats = [circulant(w) for w in W]
     xv, yv = x.double().numpy().ravel(), y.double().numpy().ravel()
+
     def product(ms):  # ms[-1] @ ... @ ms[0]
         return reduce(lambda acc, m: m @ acc, ms, np.eye(n))
 
     r = product(mats) @ xv - yv
     dense = np.zeros((L, k))
     for l in range(L):
-        after, before = product(mats[l + 1:]), product(mats[:l])
+        after, before = product(mats[l + 1 :]), product(mats[:l])
         for j in range(k):
             dense[l, j] = 2 / n * r @ after @ circulant(np.eye(k)[j]) @ before @ xv
     np.testing.assert_allclose(closed.double().numpy(), dense, atol=1e-5)
@@ -168,12 +190,14 @@ def test_gradient_of_the_linear_net_matches_the_closed_form():
 
 def test_members_are_independent_networks():
     torch.manual_seed(5)
-    net = DeepConv1d(3, channels=2, kernel_size=3, activation="relu", in_channels=2, members=3)
+    net = DeepConv1d(
+        3, channels=2, kernel_size=3, activation="relu", in_channels=2, members=3
+    )
     x = random_input(2, 20, seed=1)
     out = net(x)
     assert out.shape == (1, 3, 20)
     for e in range(3):
-        assert torch.allclose(out[:, e:e + 1], net.member(e)(x), atol=1e-6)
+        assert torch.allclose(out[:, e : e + 1], net.member(e)(x), atol=1e-6)
 
 
 def test_member_gradients_are_their_own_gradients():
@@ -184,7 +208,9 @@ def test_member_gradients_are_their_own_gradients():
     assert layer_norms.shape == (3, 2)
     for e in range(2):
         lone = net.member(e)
-        assert torch.allclose(layer_norms[:, e], layer_gradient_norms(lone, x, y)[:, 0], rtol=1e-4)
+        assert torch.allclose(
+            layer_norms[:, e], layer_gradient_norms(lone, x, y)[:, 0], rtol=1e-4
+        )
 
 
 def test_init_follows_pytorch_default_fan_in():
@@ -212,7 +238,9 @@ def test_fit_one_example_trains_each_member_like_a_lone_net():
     x, y = random_input(1, 32, seed=3), step_signal(32)
     hist = fit_one_example(net, y, x, steps=40, log_every=10)
     assert hist["loss"].shape == (5, 2) and hist["step"].tolist() == [0, 10, 20, 30, 40]
-    for e, model in enumerate(lone):  # the same SGD(lr 0.1, momentum 0.9) run, one net at a time
+    for e, model in enumerate(
+        lone
+    ):  # the same SGD(lr 0.1, momentum 0.9) run, one net at a time
         opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
         for _ in range(40):
             loss = (model(x) - y).pow(2).mean()

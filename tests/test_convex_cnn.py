@@ -1,4 +1,5 @@
 """Known answers for chapter 6's modules: arrangements, the convex program, spectral l1, capacity."""
+
 from __future__ import annotations
 
 import itertools
@@ -23,10 +24,16 @@ def test_enumerated_patterns_match_the_cell_count_formula_and_brute_force(N, h):
     assert len(pats) == cc.cell_count(N, h) == len({p.tobytes() for p in pats})
     # brute force: of all 2^N sign vectors, exactly these have a non-empty open cell
     from scipy.optimize import linprog
+
     brute = set()
     for bits in itertools.product((False, True), repeat=N):
         s = 2.0 * np.array(bits) - 1.0
-        res = linprog(np.zeros(h), A_ub=-(s[:, None] * A), b_ub=-np.ones(N), bounds=[(None, None)] * h)
+        res = linprog(
+            np.zeros(h),
+            A_ub=-(s[:, None] * A),
+            b_ub=-np.ones(N),
+            bounds=[(None, None)] * h,
+        )
         if res.status == 0:
             brute.add(np.array(bits).tobytes())
     assert brute == {p.tobytes() for p in pats}
@@ -35,9 +42,9 @@ def test_enumerated_patterns_match_the_cell_count_formula_and_brute_force(N, h):
 
 
 def test_cell_count_known_values():
-    assert cc.cell_count(5, 2) == 10          # 2N lines through the origin of the plane
+    assert cc.cell_count(5, 2) == 10  # 2N lines through the origin of the plane
     assert cc.cell_count(4, 3) == 2 * (1 + 3 + 3) == 14
-    assert cc.cell_count(3, 3) == 8           # three generic planes: the 8 octants
+    assert cc.cell_count(3, 3) == 8  # three generic planes: the 8 octants
 
 
 def test_every_pattern_is_realised_by_a_filter_strictly_inside_its_cell():
@@ -46,7 +53,13 @@ def test_every_pattern_is_realised_by_a_filter_strictly_inside_its_cell():
         s = 2.0 * p - 1.0
         # a feasibility LP: s_j a_j . u >= 1 has a solution iff the open cell is non-empty
         from scipy.optimize import linprog
-        res = linprog(np.zeros(3), A_ub=-(s[:, None] * A), b_ub=-np.ones(len(A)), bounds=[(None, None)] * 3)
+
+        res = linprog(
+            np.zeros(3),
+            A_ub=-(s[:, None] * A),
+            b_ub=-np.ones(len(A)),
+            bounds=[(None, None)] * 3,
+        )
         assert res.status == 0
 
 
@@ -87,11 +100,17 @@ def test_convex_optimum_lower_bounds_random_and_trained_cnns(tiny):
     beta = 1.0
     sol = cc.solve_convex(problem, beta, pats)
     rng = np.random.default_rng(0)
-    for _ in range(200):   # any CNN, any width, is feasible for the convex program after regrouping
+    for _ in range(
+        200
+    ):  # any CNN, any width, is feasible for the convex program after regrouping
         m = int(rng.integers(1, 6))
         U, a = rng.standard_normal((m, 2)), rng.standard_normal(m)
-        assert cc.cnn_objective(problem.X, problem.y, U, a, beta) >= sol.objective - 1e-7
-    gd = cc.train_gd(problem, beta, m=8, runs=8, steps=1500, lr=0.004, seed=1000, progress=False)
+        assert (
+            cc.cnn_objective(problem.X, problem.y, U, a, beta) >= sol.objective - 1e-7
+        )
+    gd = cc.train_gd(
+        problem, beta, m=8, runs=8, steps=1500, lr=0.004, seed=1000, progress=False
+    )
     assert gd.objectives.min() >= sol.objective * (1 - 1e-6)
     assert gd.objectives.min() <= sol.objective * (1 + 1e-3)
 
@@ -115,7 +134,9 @@ def test_active_filters_merges_parallel_copies():
     U = np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0], [1e-6, 1.0]])
     alpha = np.array([1.0, 0.5, -1.0, 1e-9])
     assert cc.active_filters(U, alpha) == 2
-    assert cc.active_filters(U, -np.array([1.0, -0.5, 1.0, 0.0])) == 3   # same direction, other sign
+    assert (
+        cc.active_filters(U, -np.array([1.0, -0.5, 1.0, 0.0])) == 3
+    )  # same direction, other sign
     # copies each below the threshold still make one neuron when their sizes add up
     U2 = np.array([[1.0, 0.0]] + [[0.0, 1.0]] * 3)
     assert cc.active_filters(U2, np.array([1.0, 0.006, 0.006, 0.006])) == 2
@@ -126,14 +147,19 @@ def test_active_filters_merges_parallel_copies():
 def test_end_to_end_filter_is_the_circular_cnn():
     torch.manual_seed(0)
     d = 10
-    w1, w2, x = torch.randn(d, dtype=torch.float64), torch.randn(d, dtype=torch.float64), torch.randn(4, d,
-                                                                                                   dtype=torch.float64)
+    w1, w2, x = (
+        torch.randn(d, dtype=torch.float64),
+        torch.randn(d, dtype=torch.float64),
+        torch.randn(4, d, dtype=torch.float64),
+    )
     h = sp.end_to_end_filter(w1, w2)
     direct = (sp.circular_conv(w1, x) * w2).sum(-1)
     torch.testing.assert_close(x @ h, direct)
     # circular_conv is the textbook sum
     y = sp.circular_conv(w1, x[0])
-    want = torch.stack([sum(w1[s] * x[0, (t - s) % d] for s in range(d)) for t in range(d)])
+    want = torch.stack(
+        [sum(w1[s] * x[0, (t - s) % d] for s in range(d)) for t in range(d)]
+    )
     torch.testing.assert_close(y, want)
 
 
@@ -142,7 +168,7 @@ def test_weight_decay_of_a_balanced_factorisation_is_the_spectral_l1_with_its_df
     d, lam = 16, 0.7
     h = rng.standard_normal(d)
     H = np.fft.fft(h)
-    w1_hat = np.sqrt(np.abs(H))                       # real, even: a real w1
+    w1_hat = np.sqrt(np.abs(H))  # real, even: a real w1
     w2_hat = H / np.where(w1_hat > 0, w1_hat, 1)
     w1, w2 = np.fft.ifft(w1_hat).real, np.fft.ifft(w2_hat).real
     h_back = sp.end_to_end_filter(torch.tensor(w1), torch.tensor(w2)).numpy()
@@ -173,18 +199,28 @@ def test_spectral_support_of_a_cosine():
 
 
 def test_gd_on_the_circular_cnn_solves_the_spectral_l1_program():
-    r = sp.spectral_experiment(n=12, d=16, freqs=(2,), lam=0.5, steps=1200, lr=1.0, seed=0)
+    r = sp.spectral_experiment(
+        n=12, d=16, freqs=(2,), lam=0.5, steps=1200, lr=1.0, seed=0
+    )
     assert abs(r.cnn_gap) < 1e-5
     assert abs(r.dense_gap) < 1e-5
-    np.testing.assert_allclose(sp.dft_magnitudes(r.cnn["h"]), sp.dft_magnitudes(r.convex_h), atol=1e-3)
+    np.testing.assert_allclose(
+        sp.dft_magnitudes(r.cnn["h"]), sp.dft_magnitudes(r.convex_h), atol=1e-3
+    )
     assert r.support(r.cnn["h"]) < r.support(r.dense["h"])
 
 
 # ----------------------------------------------------------------------------- capacity
-@pytest.mark.parametrize("shape,c_in,c_out,k", [((6, 6), 1, 3, 3), ((5, 7), 2, 4, 3), ((8, 8), 3, 2, 5)])
-def test_dense_norm_of_a_circular_conv_is_sqrt_positions_times_the_kernel_norm(shape, c_in, c_out, k):
+@pytest.mark.parametrize(
+    "shape,c_in,c_out,k", [((6, 6), 1, 3, 3), ((5, 7), 2, 4, 3), ((8, 8), 3, 2, 5)]
+)
+def test_dense_norm_of_a_circular_conv_is_sqrt_positions_times_the_kernel_norm(
+    shape, c_in, c_out, k
+):
     torch.manual_seed(0)
-    conv = nn.Conv2d(c_in, c_out, k, padding=k // 2, padding_mode="circular", bias=False).double()
+    conv = nn.Conv2d(
+        c_in, c_out, k, padding=k // 2, padding_mode="circular", bias=False
+    ).double()
     dense = to_fcn(nn.Sequential(conv), (c_in, *shape))
     W = [m for m in dense if isinstance(m, nn.Linear)][0].weight.detach()
     want = math.sqrt(shape[0] * shape[1]) * float(conv.weight.detach().norm())
@@ -194,7 +230,9 @@ def test_dense_norm_of_a_circular_conv_is_sqrt_positions_times_the_kernel_norm(s
 def test_zero_padding_breaks_the_exact_sqrt_positions_identity():
     torch.manual_seed(0)
     conv = nn.Conv2d(1, 2, 3, padding=1, bias=False).double()
-    W = [m for m in to_fcn(nn.Sequential(conv), (1, 6, 6)) if isinstance(m, nn.Linear)][0].weight.detach()
+    W = [m for m in to_fcn(nn.Sequential(conv), (1, 6, 6)) if isinstance(m, nn.Linear)][
+        0
+    ].weight.detach()
     assert float(W.norm()) < 6 * float(conv.weight.detach().norm()) * 0.99
 
 
@@ -207,5 +245,6 @@ def test_capacity_counts_and_bound_formula():
     assert c.predicted_ratio == 36.0
     assert c.rho_dense / c.rho_kernel == pytest.approx(36.0, rel=1e-9)
     B = float(X.flatten(1).norm(dim=1).max())  # float64, as capacity() computes it
-    assert c.bound_kernel == pytest.approx(B * (math.sqrt(6 * math.log(2)) + 1) * c.rho_kernel / math.sqrt(10),
-                                           rel=1e-9)
+    assert c.bound_kernel == pytest.approx(
+        B * (math.sqrt(6 * math.log(2)) + 1) * c.rho_kernel / math.sqrt(10), rel=1e-9
+    )

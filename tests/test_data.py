@@ -85,8 +85,17 @@ def test_cache_dir_follows_environment(monkeypatch, tmp_path):
 
 def test_offline_mnist_split():
     split = data.load_mnist(source="offline", test_fraction=0.2, seed=0)
-    assert split.X_train.shape == (4000, 1, 28, 28) and split.X_test.shape == (1000, 1, 28, 28)
-    assert split.X_train.dtype == torch.float32 and 0 <= split.X_train.min() and split.X_train.max() <= 1
+    assert split.X_train.shape == (4000, 1, 28, 28) and split.X_test.shape == (
+        1000,
+        1,
+        28,
+        28,
+    )
+    assert (
+        split.X_train.dtype == torch.float32
+        and 0 <= split.X_train.min()
+        and split.X_train.max() <= 1
+    )
     assert set(split.y_train.unique().tolist()) == set(range(10))
     assert split.source == "mnist-5k"
     again = data.load_mnist(source="offline", seed=0)
@@ -95,7 +104,9 @@ def test_offline_mnist_split():
 
 def test_auto_mnist_falls_back_offline_and_says_so(monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("CONVBIAS_CACHE", str(tmp_path))
-    monkeypatch.setattr(data.real, "MNIST_URL", "http://127.0.0.1:9/")  # discard port: refused
+    monkeypatch.setattr(
+        data.real, "MNIST_URL", "http://127.0.0.1:9/"
+    )  # discard port: refused
     split = data.load_mnist(source="auto")
     assert split.source == "mnist-5k"
     assert "using the 5,000 offline digits" in capsys.readouterr().out
@@ -117,7 +128,10 @@ def test_bad_source_is_rejected():
 
 def test_digits():
     split = data.load_digits()
-    assert split.X_train.shape[1:] == (1, 8, 8) and len(split.X_train) + len(split.X_test) == 1797
+    assert (
+        split.X_train.shape[1:] == (1, 8, 8)
+        and len(split.X_train) + len(split.X_test) == 1797
+    )
     assert split.X_train.max() == pytest.approx(1.0)
 
 
@@ -137,8 +151,14 @@ def test_package_imports_fast_and_reexports():
     import sys
 
     code = "import time; t = time.perf_counter(); import convbias; print(time.perf_counter() - t)"
-    seconds = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
-    assert seconds < 0.5, f"import convbias took {seconds:.2f} s: it must not import torch eagerly"
+    seconds = float(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    assert seconds < 0.5, (
+        f"import convbias took {seconds:.2f} s: it must not import torch eagerly"
+    )
     import convbias.models as models
 
     for name in data.__all__:

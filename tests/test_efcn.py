@@ -1,4 +1,5 @@
 """The eFCN/eLCN embeddings are exact, refuse what they cannot embed, and train."""
+
 from __future__ import annotations
 
 import itertools
@@ -8,8 +9,17 @@ import torch
 from torch import nn
 
 from convbias.efcn import (
-    EmbeddedLinear, FlatMaxPool, MaskedLinear, SparseLinear, UnsupportedModule, conv_to_dense,
-    identity_basis_matrix, reinitialized_fcn, subspace_distance, to_fcn, to_lcn,
+    EmbeddedLinear,
+    FlatMaxPool,
+    MaskedLinear,
+    SparseLinear,
+    UnsupportedModule,
+    conv_to_dense,
+    identity_basis_matrix,
+    reinitialized_fcn,
+    subspace_distance,
+    to_fcn,
+    to_lcn,
 )
 from convbias.models import count_parameters
 from convbias.models.canvas_cnn import canvas_cnn, skinny_cnn
@@ -47,7 +57,9 @@ def test_conv_matrix_equals_identity_basis_oracle(dim, cfg):
     W, b, out_shape = conv_to_dense(conv, shape)
     A, c = identity_basis_matrix(lambda x: conv.double()(x), shape)
     conv.float()
-    assert W.shape == A.shape and tuple(out_shape) == tuple(conv(torch.zeros(1, *shape)).shape[1:])
+    assert W.shape == A.shape and tuple(out_shape) == tuple(
+        conv(torch.zeros(1, *shape)).shape[1:]
+    )
     assert torch.allclose(W.double(), A, atol=1e-6)
     expected_bias = c if conv.bias is not None else torch.zeros_like(c)
     got_bias = b.double() if b is not None else torch.zeros_like(c)
@@ -64,9 +76,16 @@ def _model(dim: int, cfg: dict, shape) -> nn.Sequential:
         b.running_var.uniform_(0.5, 2.0)
         b.weight.data.normal_()
         b.bias.data.normal_()
-    model = nn.Sequential(_conv(dim, cfg), bn, nn.Tanh(),
-                          nn.Sequential(Max(2, ceil_mode=True), nn.Dropout(0.5)), bn2, nn.GELU(), Avg(2, ceil_mode=True),
-                          nn.Flatten())
+    model = nn.Sequential(
+        _conv(dim, cfg),
+        bn,
+        nn.Tanh(),
+        nn.Sequential(Max(2, ceil_mode=True), nn.Dropout(0.5)),
+        bn2,
+        nn.GELU(),
+        Avg(2, ceil_mode=True),
+        nn.Flatten(),
+    )
     model.eval()
     with torch.no_grad():
         n = model(torch.zeros(1, *shape)).shape[1]
@@ -77,7 +96,9 @@ def _model(dim: int, cfg: dict, shape) -> nn.Sequential:
 
 
 @pytest.mark.parametrize("dim,cfg", list(itertools.product([1, 2], CONV_CONFIGS)))
-@pytest.mark.parametrize("embed,sparse", [(to_fcn, False), (to_fcn, True), (to_lcn, False)])
+@pytest.mark.parametrize(
+    "embed,sparse", [(to_fcn, False), (to_fcn, True), (to_lcn, False)]
+)
 def test_embedding_is_exact(dim, cfg, embed, sparse):
     torch.manual_seed(1)
     shape = (4, 13) if dim == 1 else (4, 9, 10)
@@ -104,13 +125,24 @@ def test_layers_kinds_and_maxpool_kept_as_operator():
     cnn = canvas_cnn((1, 8, 8), width=4).eval()
     net = to_fcn(cnn, (1, 8, 8))
     kinds = [type(m) for m in net]
-    assert kinds == [nn.Flatten, EmbeddedLinear, nn.ReLU, FlatMaxPool, EmbeddedLinear, nn.ReLU, FlatMaxPool,
-                     EmbeddedLinear]
+    assert kinds == [
+        nn.Flatten,
+        EmbeddedLinear,
+        nn.ReLU,
+        FlatMaxPool,
+        EmbeddedLinear,
+        nn.ReLU,
+        FlatMaxPool,
+        EmbeddedLinear,
+    ]
     assert isinstance(to_lcn(cnn, (1, 8, 8))[1], MaskedLinear)
     assert isinstance(to_fcn(cnn, (1, 8, 8), sparse=True)[1], SparseLinear)
 
 
-@pytest.mark.parametrize("module", [nn.LSTM(4, 4), nn.Softmax(dim=1), nn.LayerNorm(8), nn.Upsample(scale_factor=2)])
+@pytest.mark.parametrize(
+    "module",
+    [nn.LSTM(4, 4), nn.Softmax(dim=1), nn.LayerNorm(8), nn.Upsample(scale_factor=2)],
+)
 def test_unsupported_module_is_named(module):
     model = nn.Sequential(nn.Conv2d(1, 2, 3), module)
     with pytest.raises(UnsupportedModule, match=type(module).__name__):
@@ -125,7 +157,12 @@ def test_refusals_explain_what_to_do():
     with pytest.raises(UnsupportedModule, match="nn.Sequential"):
         to_fcn(Custom(), (1, 4, 4))
     with pytest.raises(UnsupportedModule, match="track_running_stats"):
-        to_fcn(nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2, track_running_stats=False)), (1, 6, 6))
+        to_fcn(
+            nn.Sequential(
+                nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2, track_running_stats=False)
+            ),
+            (1, 6, 6),
+        )
     with pytest.raises(ValueError, match="Flatten"):
         to_fcn(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Linear(4, 3)), (1, 6, 6))
     with pytest.raises(ValueError, match="input_shape"):
@@ -149,7 +186,9 @@ def test_gradients_flow_and_subspace_distance():
                 p -= 0.5 * p.grad
         d1 = subspace_distance(net)
         if embed is to_fcn:  # a dense gradient leaves the conv's support and tying
-            assert float(d1["off_support"]) > 0 and float(d1["off_tying"]) > float(d1["off_support"])
+            assert float(d1["off_support"]) > 0 and float(d1["off_tying"]) > float(
+                d1["off_support"]
+            )
         else:  # the eLCN keeps its support but unties its weights
             assert float(d1["off_support"]) == 0.0 and float(d1["off_tying"]) > 0
     sp = to_fcn(cnn, (1, 8, 8), sparse=True)
@@ -162,13 +201,17 @@ def test_subspace_distance_known_value():
     conv = nn.Conv1d(1, 1, 2, bias=False)
     conv.weight.data[:] = torch.tensor([[[1.0, 2.0]]])
     net = to_fcn(nn.Sequential(conv), (1, 4))
-    W = net[1].weight.data  # 3 x 4 banded matrix with rows (1 2 0 0), (0 1 2 0), (0 0 1 2)
+    W = net[
+        1
+    ].weight.data  # 3 x 4 banded matrix with rows (1 2 0 0), (0 1 2 0), (0 0 1 2)
     assert torch.equal(W, torch.tensor([[1.0, 2, 0, 0], [0, 1, 2, 0], [0, 0, 1, 2]]))
     W[2, 0] = 1.0
     d = subspace_distance(net)
     assert float(d["off_support"]) == pytest.approx(1 / 16)
     W[2, 0] = 0.0
-    W[0, 0] = 3.0  # taps (1 -> entries 3, 1, 1; mean 5/3): residual 2 * (2/3)^2 + (4/3)^2 = 8/3
+    W[0, 0] = (
+        3.0  # taps (1 -> entries 3, 1, 1; mean 5/3): residual 2 * (2/3)^2 + (4/3)^2 = 8/3
+    )
     d = subspace_distance(net)
     assert float(d["off_tying"]) == pytest.approx((8 / 3) / (9 + 1 + 1 + 4 * 3))
 
@@ -177,8 +220,16 @@ def test_reinitialized_fcn_has_same_architecture_and_fresh_weights():
     cnn = canvas_cnn((1, 8, 8), width=4)
     net = to_fcn(cnn, (1, 8, 8))
     fcn = reinitialized_fcn(net, seed=0)
-    assert [type(m) for m in fcn] == [nn.Flatten, nn.Linear, nn.ReLU, FlatMaxPool, nn.Linear, nn.ReLU, FlatMaxPool,
-                                      nn.Linear]
+    assert [type(m) for m in fcn] == [
+        nn.Flatten,
+        nn.Linear,
+        nn.ReLU,
+        FlatMaxPool,
+        nn.Linear,
+        nn.ReLU,
+        FlatMaxPool,
+        nn.Linear,
+    ]
     assert count_parameters(fcn) == count_parameters(net)
     assert float(subspace_distance(net)["off_support"]) == 0.0
     assert (fcn[1].weight == 0).float().mean() < 0.01  # dense, unlike the eFCN
@@ -190,10 +241,23 @@ def test_reshape_only_modules_anywhere(embed):
     and a conv followed only by reshapes keeps its conv support (a masked layer in the eLCN)."""
     torch.manual_seed(3)
     model = nn.Sequential(
-        nn.Flatten(), nn.Unflatten(1, (2, 6, 6)), nn.Identity(), nn.AvgPool2d(2), nn.Dropout(),
-        nn.Conv2d(2, 3, 3, padding=1), nn.Dropout(), nn.Flatten(), nn.Unflatten(1, (3, 3, 3)), nn.ReLU(),
-        nn.Conv2d(3, 4, 3, padding=1), nn.Flatten(), nn.Dropout(), nn.Unflatten(1, (4, 3, 3)), nn.Tanh(),
-        nn.Flatten(), nn.Linear(36, 4),
+        nn.Flatten(),
+        nn.Unflatten(1, (2, 6, 6)),
+        nn.Identity(),
+        nn.AvgPool2d(2),
+        nn.Dropout(),
+        nn.Conv2d(2, 3, 3, padding=1),
+        nn.Dropout(),
+        nn.Flatten(),
+        nn.Unflatten(1, (3, 3, 3)),
+        nn.ReLU(),
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.Flatten(),
+        nn.Dropout(),
+        nn.Unflatten(1, (4, 3, 3)),
+        nn.Tanh(),
+        nn.Flatten(),
+        nn.Linear(36, 4),
     ).eval()
     net = embed(model, (2, 6, 6))
     x = torch.randn(8, 2, 6, 6)

@@ -1,4 +1,5 @@
 """The cost meter and the time estimate on known answers."""
+
 from __future__ import annotations
 
 import math
@@ -8,7 +9,13 @@ import torch
 
 from convbias import config
 from convbias.costs import GPUS, CostMeter, op_gpu_seconds
-from convbias.estimate import ALLOCATOR_SLACK, CUDA_CONTEXT_BYTES, book_estimate, chapter_estimate, report
+from convbias.estimate import (
+    ALLOCATOR_SLACK,
+    CUDA_CONTEXT_BYTES,
+    book_estimate,
+    chapter_estimate,
+    report,
+)
 
 
 def _loop(n: int, every: int, a: int = 32, b: int = 64) -> None:
@@ -25,9 +32,17 @@ def _loop(n: int, every: int, a: int = 32, b: int = 64) -> None:
 
 def test_cap_steps_only_in_smoke_mode(monkeypatch):
     monkeypatch.delenv(config.SMOKE_VAR, raising=False)
-    assert not config.smoke() and config.cap_steps(1000) == 1000 and config.cap_items([1, 2, 3]) == [1, 2, 3]
+    assert (
+        not config.smoke()
+        and config.cap_steps(1000) == 1000
+        and config.cap_items([1, 2, 3]) == [1, 2, 3]
+    )
     monkeypatch.setenv(config.SMOKE_VAR, "1")
-    assert config.smoke() and config.cap_steps(1000) == config.SMOKE_STEPS and config.cap_steps(1) == 1
+    assert (
+        config.smoke()
+        and config.cap_steps(1000) == config.SMOKE_STEPS
+        and config.cap_steps(1) == 1
+    )
     assert config.cap_items([0, 1, 2, 5, 10]) == [0, 10]
     monkeypatch.setenv(config.SMOKE_STEPS_VAR, "5")
     assert config.cap_steps(1000) == 5
@@ -56,7 +71,9 @@ def test_meter_scales_a_capped_loop_to_its_full_length(monkeypatch):
 def test_roofline_prices_an_operator():
     t4 = GPUS["T4"]
     assert op_gpu_seconds(t4, 1e12, 0) == pytest.approx(1e12 / t4.flops + t4.overhead)
-    assert op_gpu_seconds(t4, 0, 10**9) == pytest.approx(2e9 / t4.bandwidth + t4.overhead)
+    assert op_gpu_seconds(t4, 0, 10**9) == pytest.approx(
+        2e9 / t4.bandwidth + t4.overhead
+    )
 
 
 def test_meter_tracks_the_peak_of_live_tensors():
@@ -71,21 +88,51 @@ def test_meter_tracks_the_peak_of_live_tensors():
     assert meter.live_bytes == 0
 
 
-def _cost(chapter: str, t4: float, h100: float, tensors: int, host: int, completed: bool = True) -> dict:
-    return {"chapter": chapter, "profile": "full", "completed": completed, "host_seconds": 30.0,
-            "predicted": {"ops": 10, "flops": 1e13, "seconds": 600.0, "gpu_seconds": {"T4": t4, "H100": h100}},
-            "peak_host_bytes": host, "peak_tensor_bytes": tensors}
+def _cost(
+    chapter: str,
+    t4: float,
+    h100: float,
+    tensors: int,
+    host: int,
+    completed: bool = True,
+) -> dict:
+    return {
+        "chapter": chapter,
+        "profile": "full",
+        "completed": completed,
+        "host_seconds": 30.0,
+        "predicted": {
+            "ops": 10,
+            "flops": 1e13,
+            "seconds": 600.0,
+            "gpu_seconds": {"T4": t4, "H100": h100},
+        },
+        "peak_host_bytes": host,
+        "peak_tensor_bytes": tensors,
+    }
 
 
 def test_estimate_adds_host_time_and_flags_what_is_over_budget():
-    fits = chapter_estimate(_cost("01_a", t4=270.0, h100=60.0, tensors=2**30, host=2**31))
-    assert fits["T4_seconds"] == 300.0 and fits["H100_seconds"] == 90.0 and fits["cpu_seconds"] == 630.0
-    assert fits["gpu_bytes"] == pytest.approx(2**30 * ALLOCATOR_SLACK + CUDA_CONTEXT_BYTES)
+    fits = chapter_estimate(
+        _cost("01_a", t4=270.0, h100=60.0, tensors=2**30, host=2**31)
+    )
+    assert (
+        fits["T4_seconds"] == 300.0
+        and fits["H100_seconds"] == 90.0
+        and fits["cpu_seconds"] == 630.0
+    )
+    assert fits["gpu_bytes"] == pytest.approx(
+        2**30 * ALLOCATOR_SLACK + CUDA_CONTEXT_BYTES
+    )
     assert fits["over"] == []
-    over = chapter_estimate(_cost("02_b", t4=700.0, h100=100.0, tensors=14 * 2**30, host=13 * 2**30))
+    over = chapter_estimate(
+        _cost("02_b", t4=700.0, h100=100.0, tensors=14 * 2**30, host=13 * 2**30)
+    )
     assert over["over"] == ["T4 > 10 min", "host memory > 12 GB", "GPU memory > 15 GB"]
     book = book_estimate([_cost(f"0{i}_c", 100.0, 170.0, 1, 1) for i in range(5)])
-    assert book["total_seconds"]["H100"] == 5 * 200.0 and book["over"] == ["book on H100 > 15 min"]
+    assert book["total_seconds"]["H100"] == 5 * 200.0 and book["over"] == [
+        "book on H100 > 15 min"
+    ]
     text = report([_cost("01_a", 270.0, 60.0, 2**30, 2**31)])
     assert "01_a" in text and "5.0" in text and "method:" in text
     assert math.isclose(float(text.splitlines()[1].split()[1]), 5.0)
@@ -95,18 +142,28 @@ def test_announce_run_speaks_only_under_the_full_profile(monkeypatch, capsys):
     monkeypatch.setenv(config.ENV_VAR, "quick")
     assert config.announce_run("ch2") is None and capsys.readouterr().out == ""
     monkeypatch.setenv(config.ENV_VAR, "full")
-    monkeypatch.setattr(config, "full_profile_minutes", lambda ch: {"T4": 7.6, "H100": 1.2, "CPU": 95.0})
+    monkeypatch.setattr(
+        config, "full_profile_minutes", lambda ch: {"T4": 7.6, "H100": 1.2, "CPU": 95.0}
+    )
     line = config.announce_run("ch2")
     assert capsys.readouterr().out.strip() == line
-    assert "about 95 min on this CPU" in line and 'os.environ["CONVBIAS_PROFILE"] = "quick"' in line
+    assert (
+        "about 95 min on this CPU" in line
+        and 'os.environ["CONVBIAS_PROFILE"] = "quick"' in line
+    )
 
 
 def test_budget_rounds_minutes_per_chapter(tmp_path):
     from convbias.estimate import budget, save_budget
 
     costs = [_cost("01_a", t4=270.0, h100=60.0, tensors=2**30, host=2**31)]
-    assert budget(costs)["chapters"]["ch1"] == {"T4": 5.0, "H100": 1.5, "CPU": 10.5, "host_GB": 2.0,
-                                                "gpu_GB": round((2**30 * 1.15 + 0.6 * 2**30) / 2**30, 2)}
+    assert budget(costs)["chapters"]["ch1"] == {
+        "T4": 5.0,
+        "H100": 1.5,
+        "CPU": 10.5,
+        "host_GB": 2.0,
+        "gpu_GB": round((2**30 * 1.15 + 0.6 * 2**30) / 2**30, 2),
+    }
     path = save_budget(costs, tmp_path / "budget.json")
     assert "ch1" in path.read_text()
 
@@ -135,5 +192,11 @@ def test_stand_ins_only_in_smoke_runs_that_ask(monkeypatch):
     monkeypatch.setenv(config.SMOKE_VAR, "1")
     assert real.stand_ins()
     split = real.stand_in("cifar10", (3, 4, 4), 20, 10)
-    assert split.X_train.shape == (20, 3, 4, 4) and split.y_test.tolist() == list(range(10))
-    assert 0 <= float(split.X_train.min()) and float(split.X_train.max()) <= 1 and split.source == "cifar10-stand-in"
+    assert split.X_train.shape == (20, 3, 4, 4) and split.y_test.tolist() == list(
+        range(10)
+    )
+    assert (
+        0 <= float(split.X_train.min())
+        and float(split.X_train.max()) <= 1
+        and split.source == "cifar10-stand-in"
+    )

@@ -1,4 +1,5 @@
 """Sweeps on any concurrent.futures.Executor, with the results cache as the store."""
+
 from __future__ import annotations
 
 import functools
@@ -14,8 +15,15 @@ from convbias.data.mixtures import gaussian_mixture
 from convbias.executors import submit
 from convbias.models.mlp import MLP
 
-GRID = dict(batch_sizes=[8, 32], lrs=[0.05, 0.2], weight_decays=[0.0, 1e-2], seeds=[0], epochs=3, records=1,
-            progress=False)
+GRID = dict(
+    batch_sizes=[8, 32],
+    lrs=[0.05, 0.2],
+    weight_decays=[0.0, 1e-2],
+    seeds=[0],
+    epochs=3,
+    records=1,
+    progress=False,
+)
 make = functools.partial(MLP, 6, [8, 8], 3)  # picklable, unlike a lambda
 
 
@@ -31,24 +39,41 @@ def here(data):
 
 def _same(a, b):
     cols = ["batch_size", "lr", "weight_decay", "seed", "rank", "srank", "train_acc"]
-    np.testing.assert_allclose(a.final[cols].to_numpy(float), b.final[cols].to_numpy(float), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        a.final[cols].to_numpy(float),
+        b.final[cols].to_numpy(float),
+        rtol=1e-5,
+        atol=1e-6,
+    )
     for B in a.ensembles:
         for name, p in a.ensembles[B].params.items():
-            torch.testing.assert_close(p, b.ensembles[B].params[name], rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(
+                p, b.ensembles[B].params[name], rtol=1e-5, atol=1e-6
+            )
 
 
 def test_submit_without_executor_runs_now_and_stops_at_an_error(results_cache):
     calls = []
-    assert submit(None, "answer", {"x": 1}, lambda: calls.append(1) or 42).result() == 42
-    assert submit(None, "answer", {"x": 1}, lambda: calls.append(1) or 0).result() == 42  # stored
+    assert (
+        submit(None, "answer", {"x": 1}, lambda: calls.append(1) or 42).result() == 42
+    )
+    assert (
+        submit(None, "answer", {"x": 1}, lambda: calls.append(1) or 0).result() == 42
+    )  # stored
     assert calls == [1]
     with pytest.raises(ZeroDivisionError):
         submit(None, None, {}, lambda: 1 / 0)
 
 
-def test_process_pool_gives_the_same_grid_and_fills_the_shared_store(data, here, results_cache, monkeypatch):
-    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
-        there = sweep.run_sweep(make, data.X_train, data.y_train, cache="grid", executor=pool, **GRID)
+def test_process_pool_gives_the_same_grid_and_fills_the_shared_store(
+    data, here, results_cache, monkeypatch
+):
+    with ProcessPoolExecutor(
+        2, mp_context=multiprocessing.get_context("spawn")
+    ) as pool:
+        there = sweep.run_sweep(
+            make, data.X_train, data.y_train, cache="grid", executor=pool, **GRID
+        )
     _same(here, there)
     stored = sorted(p.name.split("-")[1] for p in results_cache.rglob("grid-*.pt"))
     assert stored == ["B32", "B8"]  # one entry per batch size, written by the workers
@@ -62,10 +87,19 @@ def test_process_pool_gives_the_same_grid_and_fills_the_shared_store(data, here,
 
 
 def test_dask_cluster_runs_the_grid(data, here):
-    distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed: pip install distributed")
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client:
-        there = sweep.run_sweep(make, data.X_train, data.y_train, executor=client.get_executor(), **GRID)
+    distributed = pytest.importorskip(
+        "distributed",
+        reason="dask.distributed is not installed: pip install distributed",
+    )
+    with (
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        there = sweep.run_sweep(
+            make, data.X_train, data.y_train, executor=client.get_executor(), **GRID
+        )
     _same(here, there)
 
 
@@ -90,17 +124,28 @@ def test_other_sweep_drivers_take_an_executor():
     kw = dict(steps=20, lr=0.05, mode="gaussian", baseline_iters=10)
     here = compressive_sensing_sweep(img, [16, 48], _Pixels8, **kw)
     g = torch.Generator().manual_seed(0)
-    split = Split(torch.rand(64, 1, 12, 12, generator=g), torch.arange(64) % 2, torch.rand(32, 1, 12, 12, generator=g),
-                  torch.arange(32) % 2, "random")
+    split = Split(
+        torch.rand(64, 1, 12, 12, generator=g),
+        torch.arange(64) % 2,
+        torch.rand(32, 1, 12, 12, generator=g),
+        torch.arange(32) % 2,
+        "random",
+    )
     noise_kw = dict(model_kw=dict(width=4), epochs=1, batch_size=32, progress=False)
-    noise_here = run_noise_sweep(split, [0.0, 0.5], [0, 1], add_background_noise, **noise_kw)
+    noise_here = run_noise_sweep(
+        split, [0.0, 0.5], [0, 1], add_background_noise, **noise_kw
+    )
     # one thread: threads share torch's global random generator, which the ensembles seed to
     # initialise their members (a pool of processes, or Dask workers, runs items side by side)
     with ThreadPoolExecutor(1) as pool:
         there = compressive_sensing_sweep(img, [16, 48], _Pixels8, executor=pool, **kw)
-        noise_there = run_noise_sweep(split, [0.0, 0.5], [0, 1], add_background_noise, executor=pool, **noise_kw)
+        noise_there = run_noise_sweep(
+            split, [0.0, 0.5], [0, 1], add_background_noise, executor=pool, **noise_kw
+        )
     for key in here:
         np.testing.assert_allclose(here[key], there[key], rtol=1e-5)
     assert here["m"].tolist() == [16, 48]
-    np.testing.assert_allclose(noise_here.filter_srank, noise_there.filter_srank, rtol=1e-5)
+    np.testing.assert_allclose(
+        noise_here.filter_srank, noise_there.filter_srank, rtol=1e-5
+    )
     np.testing.assert_allclose(noise_here.test_acc, noise_there.test_acc)

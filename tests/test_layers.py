@@ -37,8 +37,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import convbias
 import pytest
+
+import convbias
 
 PACKAGE = Path(convbias.__file__).resolve().parent
 REPO = PACKAGE.parent.parent
@@ -65,7 +66,9 @@ LAYERS: list[tuple[str, set[str], set[str]]] = [
 # fmt: on
 
 #: imports that break a rule today and are being removed: (importer, imported module)
-KNOWN_EXCEPTIONS: set[tuple[str, str]] = set()  # (importer, imported) pairs allowed against the table
+KNOWN_EXCEPTIONS: set[tuple[str, str]] = (
+    set()
+)  # (importer, imported) pairs allowed against the table
 
 LAYER_OF = {module: layer for layer, modules, _ in LAYERS for module in modules}
 MAY_IMPORT = {layer: allowed | {layer} for layer, _, allowed in LAYERS}

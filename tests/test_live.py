@@ -1,4 +1,5 @@
 """Progress bars and widgets leave nothing behind in a static build."""
+
 import matplotlib
 
 matplotlib.use("Agg")

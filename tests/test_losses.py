@@ -1,4 +1,5 @@
 """The one loss module: per-model and per-member losses agree, and labels a loss cannot read are refused."""
+
 import pytest
 import torch
 
@@ -11,12 +12,16 @@ def test_logistic_loss_is_the_mean_logistic_loss_of_each_member():
     expected = torch.log1p(torch.exp(-y * out)).mean(-1)
     torch.testing.assert_close(logistic_loss(out, y), expected)
     for e in range(2):  # each member's value is the one-model loss of that member
-        torch.testing.assert_close(logistic_loss(out, y)[e], loss_value("logistic", out[e], y))
+        torch.testing.assert_close(
+            logistic_loss(out, y)[e], loss_value("logistic", out[e], y)
+        )
 
 
 def test_member_losses_are_each_members_mean_squared_error():
     y = torch.zeros(1, 1, 4)
-    out = torch.cat([torch.ones(1, 1, 4), 2 * torch.ones(1, 1, 4)], dim=1)  # two members
+    out = torch.cat(
+        [torch.ones(1, 1, 4), 2 * torch.ones(1, 1, 4)], dim=1
+    )  # two members
     torch.testing.assert_close(member_losses(out, y, 2), torch.tensor([1.0, 4.0]))
     assert member_losses(out, y, 2)[1] == loss_value("mse", out[:, 1:], y)
 

@@ -1,4 +1,5 @@
 """MLP / GalantiCNN shapes, parameter counts, options, and the mixture generators."""
+
 import pytest
 import torch
 
@@ -49,7 +50,9 @@ def test_mlp_batchnorm_has_no_running_stats():
     assert len(list(m.buffers())) == 0
     h = m.body(torch.randn(32, 4) * 5 + 3)
     pre = m.body[1](torch.randn(32, 4) * 5 + 3)
-    assert torch.allclose(m.body[2](pre).mean(0), torch.zeros(6), atol=1e-5)  # batch statistics in eval too
+    assert torch.allclose(
+        m.body[2](pre).mean(0), torch.zeros(6), atol=1e-5
+    )  # batch statistics in eval too
     assert h.shape == (32, 6)
 
 
@@ -65,16 +68,23 @@ def test_galanti_cnn_shapes_and_counts():
     assert m(torch.randn(2, 1, 28, 28)).shape == (2, 10)
     assert m.features(torch.randn(2, 1, 28, 28)).shape == (2, 8)
     names = hidden_weight_names(m)
-    assert [tuple(dict(m.named_parameters())[n].shape) for n in names] == [(4, 1, 3, 3), (8, 4, 3, 3)]
+    assert [tuple(dict(m.named_parameters())[n].shape) for n in names] == [
+        (4, 1, 3, 3),
+        (8, 4, 3, 3),
+    ]
     # conv (no bias with BN) + BN affine, twice, then the head
-    assert sum(p.numel() for p in m.parameters()) == (36 + 8) + (288 + 16) + (8 * 10 + 10)
+    assert sum(p.numel() for p in m.parameters()) == (36 + 8) + (288 + 16) + (
+        8 * 10 + 10
+    )
 
 
 def test_gaussian_mixture_is_balanced_and_seeded():
     a = gaussian_mixture(100, 50, d=5, n_classes=4, seed=3)
     b = gaussian_mixture(100, 50, d=5, n_classes=4, seed=3)
     assert torch.equal(a.X_train, b.X_train) and torch.equal(a.y_test, b.y_test)
-    assert a.X_train.shape == (100, 5) and torch.bincount(a.y_train).tolist() == [25] * 4
+    assert (
+        a.X_train.shape == (100, 5) and torch.bincount(a.y_train).tolist() == [25] * 4
+    )
     # noise-free points sit exactly on their class means
     c = gaussian_mixture(40, 8, d=5, n_classes=4, noise=0.0, seed=0)
     for k in range(4):

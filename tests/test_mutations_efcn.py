@@ -3,6 +3,7 @@
 Each mutation reruns the relax-time protocol (:func:`convbias.relax.relax_protocol`) with one
 natural change and asserts the named check FAILS; the unmutated tiny run passes.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -29,9 +30,21 @@ def data():
 
 def protocol(data, relax_epochs=(0, EPOCHS), **kw):
     shape = tuple(data.X_train.shape[1:])
-    return relax_protocol(lambda: canvas_cnn(shape, width=WIDTH), data, input_shape=shape, epochs=EPOCHS,
-                          relax_epochs=list(relax_epochs), relax_train_epochs=5, lr=LR, momentum=0.9,
-                          batch_size=50, seed=0, log_every=10, progress=False, **kw)
+    return relax_protocol(
+        lambda: canvas_cnn(shape, width=WIDTH),
+        data,
+        input_shape=shape,
+        epochs=EPOCHS,
+        relax_epochs=list(relax_epochs),
+        relax_train_epochs=5,
+        lr=LR,
+        momentum=0.9,
+        batch_size=50,
+        seed=0,
+        log_every=10,
+        progress=False,
+        **kw,
+    )
 
 
 def random_fcn_noise(net: torch.nn.Module) -> None:
@@ -40,8 +53,10 @@ def random_fcn_noise(net: torch.nn.Module) -> None:
     with torch.no_grad():
         for layer in net.modules():
             if isinstance(layer, EmbeddedLinear):
-                bound = layer.in_features ** -0.5
-                layer.weight.add_((torch.rand(layer.weight.shape, generator=gen) * 2 - 1) * bound)
+                bound = layer.in_features**-0.5
+                layer.weight.add_(
+                    (torch.rand(layer.weight.shape, generator=gen) * 2 - 1) * bound
+                )
 
 
 def random_error(data, perturb=None) -> float:
@@ -55,7 +70,9 @@ def random_error(data, perturb=None) -> float:
 
 
 def checks(data, run, perturb=None):
-    return relax_checks([run], random_error(data, perturb), late_from=EPOCHS, beat_from=EPOCHS)
+    return relax_checks(
+        [run], random_error(data, perturb), late_from=EPOCHS, beat_from=EPOCHS
+    )
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
 """Known answers for gradient oscillation and sharpness (convbias.oscillation, convbias.sharpness)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,9 +8,21 @@ import torch
 from torch import nn
 
 from convbias.models.layered import layered_cnn, layered_mlp
-from convbias.oscillation import (adjacent_cosines, layer_index, layer_sums, oscillating_part, oscillation_share,
-                                  train_recording)
-from convbias.sharpness import flat_loss, hvp_operator, lanczos, power_iteration, sharpness
+from convbias.oscillation import (
+    adjacent_cosines,
+    layer_index,
+    layer_sums,
+    oscillating_part,
+    oscillation_share,
+    train_recording,
+)
+from convbias.sharpness import (
+    flat_loss,
+    hvp_operator,
+    lanczos,
+    power_iteration,
+    sharpness,
+)
 
 
 class Quadratic(nn.Module):
@@ -41,8 +54,12 @@ def test_lanczos_and_power_iteration_find_the_top_eigenvalue_of_a_known_matrix()
     ritz, vec = lanczos(lambda v: A @ v, 30, k=30, generator=gen, dtype=torch.float64)
     assert float(ritz[0]) == pytest.approx(5.0, abs=1e-8)
     assert abs(float(vec @ Q[:, -1])) == pytest.approx(1.0, abs=1e-6)
-    assert np.allclose(np.sort(ritz.numpy()), evals.numpy(), atol=1e-8)  # k = dim: the whole spectrum
-    lam, v = power_iteration(lambda v: A @ v, 30, iters=2000, tol=1e-14, generator=gen, dtype=torch.float64)
+    assert np.allclose(
+        np.sort(ritz.numpy()), evals.numpy(), atol=1e-8
+    )  # k = dim: the whole spectrum
+    lam, v = power_iteration(
+        lambda v: A @ v, 30, iters=2000, tol=1e-14, generator=gen, dtype=torch.float64
+    )
     assert lam == pytest.approx(5.0, rel=1e-6)
 
 
@@ -79,13 +96,31 @@ def test_gd_beyond_two_over_eta_oscillates_with_cosine_minus_one():
     # Hessian diag(2 a^2 / d) = diag(2/3, 8/3, 6); lr 0.34 > 2/6: the top coordinate flips and grows,
     # the others shrink without flipping, so the gradient turns to the top direction and c -> -1
     model, X, y = quadratic([1.0, 2.0, 3.0])
-    tr = train_recording(model, X, y, lr=0.34, steps=60, sharpness_every=20, lanczos_steps=3, progress=False)
+    tr = train_recording(
+        model,
+        X,
+        y,
+        lr=0.34,
+        steps=60,
+        sharpness_every=20,
+        lanczos_steps=3,
+        progress=False,
+    )
     assert np.allclose(tr.cos[-10:], -1.0, atol=1e-4)
     assert np.allclose(tr.sharp, 6.0, rtol=1e-4)
     assert tr.sharpness_ratio() == pytest.approx(6.0 / (2 / 0.34), rel=1e-4)
     # below 2/eta (and below 1/eta for every direction) the gradient never reverses
     model, X, y = quadratic([1.0, 2.0, 3.0])
-    tr = train_recording(model, X, y, lr=0.1, steps=30, sharpness_every=10, lanczos_steps=3, progress=False)
+    tr = train_recording(
+        model,
+        X,
+        y,
+        lr=0.1,
+        steps=30,
+        sharpness_every=10,
+        lanczos_steps=3,
+        progress=False,
+    )
     assert (tr.cos > 0.9).all() and tr.osc_share_total == 0.0
     assert tr.rises() == 0.0 and tr.loss_drop() > 1
 
@@ -120,7 +155,9 @@ def test_per_layer_cosines_equal_a_naive_loop_over_modules():
         for k, name in enumerate(names):
             a = torch.cat([c for c, o in zip(chunks[0], owners) if o == name])
             b = torch.cat([c for c, o in zip(chunks[1], owners) if o == name])
-            assert float(fast[t, k]) == pytest.approx(float(a @ b / (a.norm() * b.norm())), abs=1e-5)
+            assert float(fast[t, k]) == pytest.approx(
+                float(a @ b / (a.norm() * b.norm())), abs=1e-5
+            )
     assert torch.allclose(layer_sums(G, index, 3).sum(1), G.sum(1), atol=1e-4)
 
 
@@ -135,16 +172,31 @@ def test_recorded_layer_statistics_match_stored_gradients():
         g = torch.func.grad(f)(th)
         G.append(g)
         th = th - 0.5 * g
-    tr = train_recording(model, X, y, lr=0.5, steps=8, sharpness_every=100, lanczos_steps=2, progress=False)
-    assert np.allclose(tr.cos, adjacent_cosines(torch.stack(G), index, 3).double().numpy(), atol=1e-5)
+    tr = train_recording(
+        model,
+        X,
+        y,
+        lr=0.5,
+        steps=8,
+        sharpness_every=100,
+        lanczos_steps=2,
+        progress=False,
+    )
+    assert np.allclose(
+        tr.cos, adjacent_cosines(torch.stack(G), index, 3).double().numpy(), atol=1e-5
+    )
     assert np.allclose(tr.sq[-1], tr.module_sq_last, rtol=1e-5)
-    assert torch.allclose(flat_loss(model, X, y, "mse")[1], th, atol=1e-5)  # the model holds the final weights
+    assert torch.allclose(
+        flat_loss(model, X, y, "mse")[1], th, atol=1e-5
+    )  # the model holds the final weights
 
 
 def test_train_recording_refuses_bad_input():
     model, X, y = quadratic([1.0])
     with pytest.raises(ValueError, match="optimizer"):
-        train_recording(model, X, y, lr=0.1, steps=5, optimizer="rmsprop", progress=False)
+        train_recording(
+            model, X, y, lr=0.1, steps=5, optimizer="rmsprop", progress=False
+        )
     with pytest.raises(ValueError, match="lr > 0"):
         train_recording(model, X, y, lr=0.0, steps=5, progress=False)
     with pytest.raises(FloatingPointError, match="diverged"):
@@ -158,8 +210,9 @@ def test_layered_models_name_their_layers_input_first_and_refuse_bad_shapes():
     cnn = layered_cnn(1, 8, [2, 3], 10)
     assert cnn(torch.zeros(3, 1, 8, 8)).shape == (3, 10)
     # parameters: conv1 1*2*9+2, conv2 2*3*9+3, out 3*4*4*10+10
-    assert layer_sums(torch.ones(sum(p.numel() for p in cnn.parameters())), layer_index(cnn)[1],
-                      3).tolist() == [20.0, 57.0, 490.0]
+    assert layer_sums(
+        torch.ones(sum(p.numel() for p in cnn.parameters())), layer_index(cnn)[1], 3
+    ).tolist() == [20.0, 57.0, 490.0]
     with pytest.raises(ValueError, match="pool"):
         layered_cnn(1, 7, [2], 10, pool=2)
     with pytest.raises(ValueError, match="activation"):

@@ -1,4 +1,5 @@
 """The synthetic patch data model: shapes, where the signal lies, the noise, seeds."""
+
 import pytest
 import torch
 
@@ -10,7 +11,9 @@ def test_directions_are_orthogonal_with_the_given_norm():
     mu = signal_directions(d=30, K=4, norm=2.5, seed=3)
     assert mu.shape == (2, 4, 30)
     D = mu.reshape(8, 30).double()
-    torch.testing.assert_close(D @ D.T, 2.5**2 * torch.eye(8, dtype=torch.float64), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        D @ D.T, 2.5**2 * torch.eye(8, dtype=torch.float64), atol=1e-5, rtol=0
+    )
 
 
 def test_shapes_and_labels():
@@ -57,10 +60,16 @@ def test_clean_data_has_rank_2k_and_the_exact_stable_rank():
 
 def test_same_seed_same_data_other_seed_other_data():
     model = PatchDataModel(d=16, P=4, K=2, sigma_p=1.0)
-    a, b, c = model.sample(10, seed=7), model.sample(10, seed=7), model.sample(10, seed=8)
+    a, b, c = (
+        model.sample(10, seed=7),
+        model.sample(10, seed=7),
+        model.sample(10, seed=8),
+    )
     assert torch.equal(a.X, b.X) and torch.equal(a.y, b.y)
     assert not torch.equal(a.X, c.X)
-    torch.testing.assert_close(a.directions, c.directions)  # the model's directions are shared
+    torch.testing.assert_close(
+        a.directions, c.directions
+    )  # the model's directions are shared
 
 
 def test_noise_level_only_rescales_the_noise():
@@ -72,7 +81,9 @@ def test_noise_level_only_rescales_the_noise():
     assert torch.equal(a.y, b.y)
 
 
-@pytest.mark.parametrize("kw", [dict(P=1), dict(sigma_p=-0.1), dict(K=0), dict(d=5, K=3)])
+@pytest.mark.parametrize(
+    "kw", [dict(P=1), dict(sigma_p=-0.1), dict(K=0), dict(d=5, K=3)]
+)
 def test_bad_parameters_raise(kw):
     with pytest.raises(ValueError):
         PatchDataModel(**kw)
@@ -80,7 +91,11 @@ def test_bad_parameters_raise(kw):
 
 # ----------------------------------------------------------------------------- background noise on images
 from convbias.data.background import (  # noqa: E402
-    add_background_noise, background_mask, embed_in_noisy_canvas, patch_matrix, patch_stable_rank,
+    add_background_noise,
+    background_mask,
+    embed_in_noisy_canvas,
+    patch_matrix,
+    patch_stable_rank,
 )
 
 
@@ -117,7 +132,9 @@ def test_patch_stable_rank_known_answers():
     noise = torch.randn(200, 1, 10, 10, generator=torch.Generator().manual_seed(0))
     assert 7.0 < patch_stable_rank(noise, kernel=3, chunk=37) <= 9.0
     # chunking does not change the value
-    assert patch_stable_rank(noise, 3, chunk=7) == pytest.approx(patch_stable_rank(noise, 3, chunk=1000))
+    assert patch_stable_rank(noise, 3, chunk=7) == pytest.approx(
+        patch_stable_rank(noise, 3, chunk=1000)
+    )
 
 
 def test_noisy_canvas_keeps_the_image_in_the_centre():

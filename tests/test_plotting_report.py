@@ -53,16 +53,29 @@ def test_figure_problems_name_width_and_small_text():
 
 def test_spread_is_mean_and_range():
     assert report.spread([1.0, 2.0, 6.0]) == "3.00 [1.00, 6.00]"
-    assert report.spread(np.array([[1, 10], [3, 30]]), fmt=".0f") == ["2 [1, 3]", "20 [10, 30]"]
-    assert report.row("rank", paper=25, build=31) == {"quantity": "rank", "paper": 25, "this build": 31,
-                                                        "note": ""}
+    assert report.spread(np.array([[1, 10], [3, 30]]), fmt=".0f") == [
+        "2 [1, 3]",
+        "20 [10, 30]",
+    ]
+    assert report.row("rank", paper=25, build=31) == {
+        "quantity": "rank",
+        "paper": 25,
+        "this build": 31,
+        "note": "",
+    }
 
 
 def test_comparison_table_keeps_paper_and_build_apart():
-    table = report.comparison_table([{"quantity": "rank", "paper": "25", "this build": "31"}])
+    table = report.comparison_table(
+        [{"quantity": "rank", "paper": "25", "this build": "31"}]
+    )
     frame = table.data
     assert list(frame.columns) == ["quantity", "paper", "this build", "note"]
-    assert frame.loc[0, "paper"] == "25" and frame.loc[0, "this build"] == "31" and frame.loc[0, "note"] == ""
+    assert (
+        frame.loc[0, "paper"] == "25"
+        and frame.loc[0, "this build"] == "31"
+        and frame.loc[0, "note"] == ""
+    )
     with pytest.raises(ValueError, match="unknown column"):
         report.comparison_table([{"ours": 1}])
 
@@ -76,7 +89,9 @@ def test_run_info_and_checks_glue_record_strings(monkeypatch):
     monkeypatch.setenv("CONVBIAS_PROFILE", "quick")
     assert "profile=quick" in report.glue_run_info("chX")
     assert report.GLUED["chX_run_info"].startswith("profile=quick")
-    assert report.glue_checks_passed("chX") == "all passed" == report.GLUED["chX_checks"]
+    assert (
+        report.glue_checks_passed("chX") == "all passed" == report.GLUED["chX_checks"]
+    )
 
 
 def test_plain_text_renders_without_quotes():

@@ -3,6 +3,7 @@
 The full profile runs on a GPU, which the test machines lack: this catches a key
 missing from (or misspelled in) the full parameters before a GPU run fails on it.
 """
+
 from __future__ import annotations
 
 import ast
@@ -23,9 +24,20 @@ def profile_parameters(notebook: Path) -> dict[str, dict]:
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
-        tree = ast.parse("\n".join(ln for ln in cell.source.splitlines() if not ln.lstrip().startswith(("%", "!"))))
-        imports = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
-        exec(compile(ast.Module(body=imports, type_ignores=[]), str(notebook), "exec"), namespace)  # earlier cells' too
+        tree = ast.parse(
+            "\n".join(
+                ln
+                for ln in cell.source.splitlines()
+                if not ln.lstrip().startswith(("%", "!"))
+            )
+        )
+        imports = [
+            node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))
+        ]
+        exec(
+            compile(ast.Module(body=imports, type_ignores=[]), str(notebook), "exec"),
+            namespace,
+        )  # earlier cells' too
         if "by_profile(" not in cell.source:
             continue
         # plain assignments before the parameters (e.g. S = base_seed(0)) may be used in them
@@ -33,11 +45,24 @@ def profile_parameters(notebook: Path) -> dict[str, dict]:
             if "by_profile(" in ast.unparse(node):
                 break
             if isinstance(node, ast.Assign):
-                exec(compile(ast.Module(body=[node], type_ignores=[]), str(notebook), "exec"), namespace)
+                exec(
+                    compile(
+                        ast.Module(body=[node], type_ignores=[]), str(notebook), "exec"
+                    ),
+                    namespace,
+                )
         for node in ast.walk(tree):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "by_profile":
-                kwargs = {kw.arg: eval(compile(ast.Expression(kw.value), str(notebook), "eval"), namespace)
-                          for kw in node.keywords}
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "id", None) == "by_profile"
+            ):
+                kwargs = {
+                    kw.arg: eval(
+                        compile(ast.Expression(kw.value), str(notebook), "eval"),
+                        namespace,
+                    )
+                    for kw in node.keywords
+                }
                 return kwargs
     raise AssertionError(f"{notebook.name} has no by_profile(...) parameters cell")
 
@@ -50,19 +75,30 @@ def structure(value, path: str = "P") -> dict[str, type]:
             out.update(structure(item, f"{path}[{key!r}]"))
         return out
     kind = type(value)
-    return {path: float if kind is int else kind}  # 1 vs 1.0 is not a structural difference
+    return {
+        path: float if kind is int else kind
+    }  # 1 vs 1.0 is not a structural difference
 
 
 @pytest.mark.parametrize("notebook", toc_notebooks(ROOT), ids=lambda p: p.stem)
 def test_full_profile_has_the_quick_profiles_parameters(notebook):
     params = profile_parameters(notebook)
-    assert set(params) == {"quick", "full"}, f"{notebook.name}: by_profile needs quick= and full="
+    assert set(params) == {"quick", "full"}, (
+        f"{notebook.name}: by_profile needs quick= and full="
+    )
     quick, full = structure(params["quick"]), structure(params["full"])
     assert quick.keys() == full.keys(), (
         f"{notebook.name}: only in quick {sorted(quick.keys() - full.keys())}, "
-        f"only in full {sorted(full.keys() - quick.keys())}")
+        f"only in full {sorted(full.keys() - quick.keys())}"
+    )
     none = type(None)
-    differ = {k: (quick[k].__name__, full[k].__name__) for k in quick
-              if quick[k] != full[k] and none not in (quick[k], full[k])
-              and {quick[k], full[k]} != {list, tuple}}
-    assert not differ, f"{notebook.name}: parameters of other types in the two profiles: {differ}"
+    differ = {
+        k: (quick[k].__name__, full[k].__name__)
+        for k in quick
+        if quick[k] != full[k]
+        and none not in (quick[k], full[k])
+        and {quick[k], full[k]} != {list, tuple}
+    }
+    assert not differ, (
+        f"{notebook.name}: parameters of other types in the two profiles: {differ}"
+    )

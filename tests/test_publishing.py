@@ -1,15 +1,16 @@
 """The published book: CI workflows, licences, packaging metadata, Binder, site downloads."""
+
 from __future__ import annotations
 
 import ast
 import re
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
 import nbformat
 import pytest
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,12 +23,22 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
 def makefile_targets() -> set[str]:
-    return set(re.findall(r"^([A-Za-z][\w.-]*)\s*:(?!=)", (ROOT / "Makefile").read_text(), re.M))
+    return set(
+        re.findall(
+            r"^([A-Za-z][\w.-]*)\s*:(?!=)", (ROOT / "Makefile").read_text(), re.M
+        )
+    )
 
 
 def triggers(workflow: dict) -> dict:
     on = workflow.get("on", workflow.get(True))  # YAML 1.1 reads a bare `on` as True
-    return {on: None} if isinstance(on, str) else dict.fromkeys(on) if isinstance(on, list) else on
+    return (
+        {on: None}
+        if isinstance(on, str)
+        else dict.fromkeys(on)
+        if isinstance(on, list)
+        else on
+    )
 
 
 def test_workflows_parse_and_run_only_makefile_targets():
@@ -42,11 +53,21 @@ def test_workflows_parse_and_run_only_makefile_targets():
                 assert ("run" in step) != ("uses" in step), f"{path.name}: {step}"
                 if "run" in step:
                     words = step["run"].split()
-                    assert words[0] == "make" and len(words) == 2, f"{path.name} runs {step['run']!r}, not a make target"
-                    assert words[1] in targets, f"{path.name}: make {words[1]} is not a Makefile target"
+                    assert words[0] == "make" and len(words) == 2, (
+                        f"{path.name} runs {step['run']!r}, not a make target"
+                    )
+                    assert words[1] in targets, (
+                        f"{path.name}: make {words[1]} is not a Makefile target"
+                    )
                     called.add((path.name, words[1]))
-    assert called == {("tests.yml", "test"), ("book.yml", "site"), ("linkcheck.yml", "linkcheck")}
-    assert "make test" in (ROOT / ".ci" / "run").read_text()  # CI and the workflow run the same command
+    assert called == {
+        ("tests.yml", "test"),
+        ("book.yml", "site"),
+        ("linkcheck.yml", "linkcheck"),
+    }
+    assert (
+        "make test" in (ROOT / ".ci" / "run").read_text()
+    )  # CI and the workflow run the same command
 
 
 def test_workflow_triggers_and_deployment():
@@ -54,13 +75,25 @@ def test_workflow_triggers_and_deployment():
     assert {"push", "pull_request"} <= set(triggers(flows["tests"]))
     assert triggers(flows["book"])["push"] == {"branches": ["main"]}
     assert triggers(flows["linkcheck"])["schedule"] == [{"cron": "0 6 * * 1"}]  # weekly
-    uses = [s.get("uses", "") for job in flows["book"]["jobs"].values() for s in job["steps"]]
+    uses = [
+        s.get("uses", "")
+        for job in flows["book"]["jobs"].values()
+        for s in job["steps"]
+    ]
     assert any(u.startswith("actions/upload-pages-artifact") for u in uses)
     assert any(u.startswith("actions/deploy-pages") for u in uses)
-    upload = next(s for job in flows["book"]["jobs"].values() for s in job["steps"]
-                  if s.get("uses", "").startswith("actions/upload-pages-artifact"))
+    upload = next(
+        s
+        for job in flows["book"]["jobs"].values()
+        for s in job["steps"]
+        if s.get("uses", "").startswith("actions/upload-pages-artifact")
+    )
     assert upload["with"]["path"] == "_build/html"
-    assert flows["book"]["permissions"] == {"contents": "read", "pages": "write", "id-token": "write"}
+    assert flows["book"]["permissions"] == {
+        "contents": "read",
+        "pages": "write",
+        "id-token": "write",
+    }
 
 
 def test_licences_and_single_version_source():
@@ -68,12 +101,21 @@ def test_licences_and_single_version_source():
     project = PYPROJECT["project"]
     assert project["license"] == "MIT" and project["license-files"] == ["LICENSE"]
     assert project["dynamic"] == ["version"] and "version" not in project
-    assert PYPROJECT["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "convbias.__version__"}
+    assert PYPROJECT["tool"]["setuptools"]["dynamic"]["version"] == {
+        "attr": "convbias.__version__"
+    }
     assert project["scripts"] == {"convbias": "convbias.__main__:main"}
     assert (ROOT / "pkg" / "convbias" / "py.typed").exists()
     assert "CC BY 4.0" in (ROOT / "book" / "intro.md").read_text()
-    assert "CC BY 4.0" in yaml.safe_load((ROOT / "_config.yml").read_text())["html"]["extra_footer"]
-    versions = [p for p in (ROOT / "pkg").rglob("*.py") if re.search(r"^__version__\s*=", p.read_text(), re.M)]
+    assert (
+        "CC BY 4.0"
+        in yaml.safe_load((ROOT / "_config.yml").read_text())["html"]["extra_footer"]
+    )
+    versions = [
+        p
+        for p in (ROOT / "pkg").rglob("*.py")
+        if re.search(r"^__version__\s*=", p.read_text(), re.M)
+    ]
     assert versions == [ROOT / "pkg" / "convbias" / "__init__.py"]
 
 
@@ -82,18 +124,31 @@ def _guarded(tree: ast.AST) -> set[int]:
     lines = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Try) and any(
-                isinstance(h.type, ast.Name) and h.type.id in ("ImportError", "ModuleNotFoundError") for h in node.handlers):
-            lines |= {n.lineno for stmt in node.body for n in ast.walk(stmt) if isinstance(n, (ast.Import, ast.ImportFrom))}
+            isinstance(h.type, ast.Name)
+            and h.type.id in ("ImportError", "ModuleNotFoundError")
+            for h in node.handlers
+        ):
+            lines |= {
+                n.lineno
+                for stmt in node.body
+                for n in ast.walk(stmt)
+                if isinstance(n, (ast.Import, ast.ImportFrom))
+            }
     return lines
 
 
 def test_every_runtime_import_of_the_package_is_a_declared_dependency():
     from importlib.metadata import packages_distributions
 
-    declared = {re.split(r"[<>=!\[ ;]", d, maxsplit=1)[0].lower() for d in PYPROJECT["project"]["dependencies"]}
+    declared = {
+        re.split(r"[<>=!\[ ;]", d, maxsplit=1)[0].lower()
+        for d in PYPROJECT["project"]["dependencies"]
+    }
     owners = packages_distributions()
     stdlib = set(sys.stdlib_module_names)
-    tools = {p.stem for p in (ROOT / "tools").glob("*.py")}  # imported from a checkout only (run --trace)
+    tools = {
+        p.stem for p in (ROOT / "tools").glob("*.py")
+    }  # imported from a checkout only (run --trace)
     missing = {}
     for path in sorted((ROOT / "pkg" / "convbias").rglob("*.py")):
         tree = ast.parse(path.read_text())
@@ -105,7 +160,12 @@ def test_every_runtime_import_of_the_package_is_a_declared_dependency():
                 names = [node.module]
             else:
                 continue
-            for top in {n.split(".")[0] for n in names} - stdlib - tools - {"convbias", "__future__"}:
+            for top in (
+                {n.split(".")[0] for n in names}
+                - stdlib
+                - tools
+                - {"convbias", "__future__"}
+            ):
                 dists = {d.lower() for d in owners.get(top, [top])}
                 if node.lineno not in optional and not dists & declared:
                     missing.setdefault(top, []).append(f"{path.name}:{node.lineno}")
@@ -126,53 +186,102 @@ def test_binder_uses_cpu_torch_and_the_quick_profile():
 def test_site_downloads_are_the_executed_notebooks(tmp_path):
     build = tmp_path / "_build"
     source = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")])
-    executed = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-        "1 + 1", outputs=[nbformat.v4.new_output("execute_result", data={"text/plain": "2"}, execution_count=1)])])
-    for folder, nb in ((build / "html" / "_sources" / "book", source), (build / "jupyter_execute" / "book", executed)):
+    executed = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(
+                "1 + 1",
+                outputs=[
+                    nbformat.v4.new_output(
+                        "execute_result", data={"text/plain": "2"}, execution_count=1
+                    )
+                ],
+            )
+        ]
+    )
+    for folder, nb in (
+        (build / "html" / "_sources" / "book", source),
+        (build / "jupyter_execute" / "book", executed),
+    ):
         folder.mkdir(parents=True)
         nbformat.write(nb, folder / "01_a.ipynb")
-    assert publish.executed_downloads(build) == [build / "html" / "_sources" / "book" / "01_a.ipynb"]
-    served = nbformat.read(build / "html" / "_sources" / "book" / "01_a.ipynb", as_version=4)
+    assert publish.executed_downloads(build) == [
+        build / "html" / "_sources" / "book" / "01_a.ipynb"
+    ]
+    served = nbformat.read(
+        build / "html" / "_sources" / "book" / "01_a.ipynb", as_version=4
+    )
     assert served.cells[0].outputs[0]["data"]["text/plain"] == "2"
-    nbformat.write(source, build / "html" / "_sources" / "book" / "02_b.ipynb")  # a page the build did not run
+    nbformat.write(
+        source, build / "html" / "_sources" / "book" / "02_b.ipynb"
+    )  # a page the build did not run
     with pytest.raises(FileNotFoundError, match="02_b"):
         publish.executed_downloads(build)
 
 
 def test_student_edition_beside_the_site(tmp_path):
     (tmp_path / "book").mkdir()
-    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: book/01_a\n")
+    (tmp_path / "_toc.yml").write_text(
+        "format: jb-book\nroot: book/intro\nchapters:\n  - file: book/01_a\n"
+    )
     (tmp_path / "_config.yml").write_text("title: T\nsphinx:\n  config:\n    x: 1\n")
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_markdown_cell("Q\n\n:::{solution} ex\nA\n:::\n"),
-        nbformat.v4.new_code_cell("1", outputs=[nbformat.v4.new_output("stream", text="1")])])
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_markdown_cell("Q\n\n:::{solution} ex\nA\n:::\n"),
+            nbformat.v4.new_code_cell(
+                "1", outputs=[nbformat.v4.new_output("stream", text="1")]
+            ),
+        ]
+    )
     nbformat.write(nb, tmp_path / "book" / "01_a.ipynb")
-    config = yaml.safe_load(publish.student_config(tmp_path, tmp_path / "_build" / "student" / "_config.yml").read_text())
+    config = yaml.safe_load(
+        publish.student_config(
+            tmp_path, tmp_path / "_build" / "student" / "_config.yml"
+        ).read_text()
+    )
     assert config["sphinx"]["config"] == {"x": 1, "hide_solutions": True}
-    assert config["execute"]["cache"] == str(tmp_path / "_build" / ".jupyter_cache")  # nothing executes twice
+    assert config["execute"]["cache"] == str(
+        tmp_path / "_build" / ".jupyter_cache"
+    )  # nothing executes twice
     # the student build's HTML, whose page sources still hold the solutions
     html_dir = tmp_path / "_build" / "student" / "_build" / "html"
     (html_dir / "_sources" / "book").mkdir(parents=True)
     (html_dir / "index.html").write_text("<html>student</html>")
     nbformat.write(nb, html_dir / "_sources" / "book" / "01_a.ipynb")
-    (html_dir / "_sources" / "book" / "page.md").write_text("Q\n\n:::{solution} ex\nHIDDEN\n:::\n")
+    (html_dir / "_sources" / "book" / "page.md").write_text(
+        "Q\n\n:::{solution} ex\nHIDDEN\n:::\n"
+    )
     out = tmp_path / "_build" / "html" / "student"
     for _ in range(2):  # a rebuild replaces its own folder
         assert publish.student_edition(tmp_path, out, html_dir) == (1, 1)
-    assert sorted(p.name for p in out.iterdir()) == [".student-edition", "_sources", "index.html", "notebooks"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".student-edition",
+        "_sources",
+        "index.html",
+        "notebooks",
+    ]
     assert "HIDDEN" not in (out / "_sources" / "book" / "page.md").read_text()
     served = nbformat.read(out / "_sources" / "book" / "01_a.ipynb", as_version=4)
     assert "{solution}" not in served.cells[0].source and served.cells[1].outputs == []
     notes = out / "notebooks"
-    assert sorted(p.name for p in notes.iterdir()) == ["01_a.ipynb", "convbias-student.zip", "index.html"]
+    assert sorted(p.name for p in notes.iterdir()) == [
+        "01_a.ipynb",
+        "convbias-student.zip",
+        "index.html",
+    ]
     assert zipfile.ZipFile(notes / "convbias-student.zip").namelist() == ["01_a.ipynb"]
-    student = nbformat.read(notes / "01_a.ipynb", as_version=4)  # the Colab copy without solutions
-    assert not any("{solution}" in c.source or "<details>" in c.source for c in student.cells)
+    student = nbformat.read(
+        notes / "01_a.ipynb", as_version=4
+    )  # the Colab copy without solutions
+    assert not any(
+        "{solution}" in c.source or "<details>" in c.source for c in student.cells
+    )
     assert [c.outputs for c in student.cells if c.cell_type == "code"] == [[]]
     assert 'href="01_a.ipynb"' in (notes / "index.html").read_text()
     foreign = tmp_path / "elsewhere"
     foreign.mkdir()
     (foreign / "mine.txt").write_text("not ours")
-    with pytest.raises(FileExistsError):  # a folder this script did not write is never replaced
+    with pytest.raises(
+        FileExistsError
+    ):  # a folder this script did not write is never replaced
         publish.student_edition(tmp_path, foreign)
     assert (foreign / "mine.txt").exists()

@@ -3,7 +3,13 @@ import math
 import pytest
 import torch
 
-from convbias.rank import as_matrix, effective_rank, numerical_rank, singular_values, stable_rank
+from convbias.rank import (
+    as_matrix,
+    effective_rank,
+    numerical_rank,
+    singular_values,
+    stable_rank,
+)
 
 
 def matrix_with_spectrum(s, m=None, n=None, seed=0):
@@ -34,7 +40,9 @@ def test_effective_rank_matches_entropy_formula():
     s = torch.tensor([4.0, 2.0, 1.0, 1.0], dtype=torch.float64)
     p = s / s.sum()
     expected = math.exp(-(p * p.log()).sum().item())
-    assert effective_rank(matrix_with_spectrum(s)).item() == pytest.approx(expected, rel=1e-9)
+    assert effective_rank(matrix_with_spectrum(s)).item() == pytest.approx(
+        expected, rel=1e-9
+    )
 
 
 @pytest.mark.parametrize("r", [1, 3, 10])
@@ -53,15 +61,27 @@ def test_numerical_rank_tolerance_is_relative():
 
 def test_ranks_are_zero_for_zero_matrix():
     Z = torch.zeros(4, 6)
-    assert stable_rank(Z).item() == 0 and effective_rank(Z).item() == 0 and numerical_rank(Z).item() == 0
+    assert (
+        stable_rank(Z).item() == 0
+        and effective_rank(Z).item() == 0
+        and numerical_rank(Z).item() == 0
+    )
 
 
 def test_batches_give_one_value_per_matrix():
-    batch = torch.stack([matrix_with_spectrum([1.0] * k + [0.0] * (4 - k), 6, 7, seed=k) for k in (1, 2, 3, 4)])
+    batch = torch.stack(
+        [
+            matrix_with_spectrum([1.0] * k + [0.0] * (4 - k), 6, 7, seed=k)
+            for k in (1, 2, 3, 4)
+        ]
+    )
     batch = batch.reshape(2, 2, 6, 7)
     assert numerical_rank(batch).shape == (2, 2)
     assert numerical_rank(batch).flatten().tolist() == [1, 2, 3, 4]
-    assert torch.allclose(stable_rank(batch).flatten(), torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64))
+    assert torch.allclose(
+        stable_rank(batch).flatten(),
+        torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64),
+    )
     assert effective_rank(batch).shape == (2, 2)
 
 
@@ -76,7 +96,9 @@ def test_as_matrix_reshapes_conv_weights():
 
 def test_conv_weight_rank_via_as_matrix():
     g = torch.Generator().manual_seed(0)
-    W = (torch.randn(16, 2, generator=g) @ torch.randn(2, 3 * 9, generator=g)).reshape(16, 3, 3, 3)
+    W = (torch.randn(16, 2, generator=g) @ torch.randn(2, 3 * 9, generator=g)).reshape(
+        16, 3, 3, 3
+    )
     assert numerical_rank(as_matrix(W)).item() == 2
 
 
@@ -101,16 +123,24 @@ def test_bad_rtol_is_rejected():
 def test_stable_rank_equals_singular_value_formula(shape):
     W = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
     s = torch.linalg.svdvals(W.double())
-    torch.testing.assert_close(stable_rank(W), (s**2).sum(-1) / s[..., 0] ** 2, rtol=1e-10, atol=0)
-    assert stable_rank(torch.outer(torch.ones(4), torch.arange(5.0))).item() == pytest.approx(1.0)
+    torch.testing.assert_close(
+        stable_rank(W), (s**2).sum(-1) / s[..., 0] ** 2, rtol=1e-10, atol=0
+    )
+    assert stable_rank(
+        torch.outer(torch.ones(4), torch.arange(5.0))
+    ).item() == pytest.approx(1.0)
 
 
 def test_stable_rank_from_gram_matches_blockwise_accumulation():
     from convbias.rank import stable_rank_from_gram
 
-    W = torch.randn(90, 12, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    W = torch.randn(
+        90, 12, generator=torch.Generator().manual_seed(2), dtype=torch.float64
+    )
     G = sum(B.T @ B for B in W.split(25))  # accumulated over row blocks
-    assert stable_rank_from_gram(G).item() == pytest.approx(stable_rank(W).item(), rel=1e-12)
+    assert stable_rank_from_gram(G).item() == pytest.approx(
+        stable_rank(W).item(), rel=1e-12
+    )
     assert stable_rank_from_gram(torch.zeros(3, 3, dtype=torch.float64)).item() == 0
 
 
@@ -133,7 +163,10 @@ def test_float32_singular_values_via_gram_match_svd(shape):
 
 def test_float64_input_uses_the_svd():
     W = matrix_with_spectrum([1.0, 1e-12])  # below what the Gram route could resolve
-    assert int(numerical_rank(W, rtol=1e-13)) == 2 and int(numerical_rank(W.float(), rtol=1e-3)) == 1
+    assert (
+        int(numerical_rank(W, rtol=1e-13)) == 2
+        and int(numerical_rank(W.float(), rtol=1e-3)) == 1
+    )
 
 
 def test_ranks_from_one_decomposition_equal_the_single_functions():

@@ -1,4 +1,5 @@
 """The results cache deletes only what it wrote, loads nothing executable, and never loses a computed result."""
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,13 @@ def store(tmp_path):
 
 def _someone_elses_files(root: Path) -> list[Path]:
     """Files a user keeps in the folder: a project, a run's output folder, a stray .pt of their own."""
-    files = [root / "thesis" / "chapter.tex", root / "results" / "02_low_rank_sgd" / "results.json",
-             root / "model.pt", root / "0123456789abcdef" / "notes.txt", root / "weights" / "best.pt"]
+    files = [
+        root / "thesis" / "chapter.tex",
+        root / "results" / "02_low_rank_sgd" / "results.json",
+        root / "model.pt",
+        root / "0123456789abcdef" / "notes.txt",
+        root / "weights" / "best.pt",
+    ]
     for f in files:
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_text("mine")
@@ -37,16 +43,24 @@ def test_prune_and_clear_keep_other_files(store, monkeypatch, capsys):
     store.save("e", {"a": 1}, torch.zeros(100))
     monkeypatch.setattr(rc, "code_fingerprint", lambda: "bbbbbbbbbbbbbbbb")
     store.save("e", {"a": 1}, torch.zeros(10))
-    assert set(store.usage()) == {"aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"}  # not thesis/, results/, weights/
+    assert set(store.usage()) == {
+        "aaaaaaaaaaaaaaaa",
+        "bbbbbbbbbbbbbbbb",
+    }  # not thesis/, results/, weights/
     lines = []
     store.prune(report=lines.append)
-    assert not (store.root / "aaaaaaaaaaaaaaaa").exists() and (store.root / "bbbbbbbbbbbbbbbb").exists()
+    assert (
+        not (store.root / "aaaaaaaaaaaaaaaa").exists()
+        and (store.root / "bbbbbbbbbbbbbbbb").exists()
+    )
     assert any("aaaaaaaaaaaaaaaa" in ln for ln in lines)
     monkeypatch.setenv(rc.RESULTS_ENV, str(store.root))
     assert main(["cache", "--clear"]) == 0
     out = capsys.readouterr().out
     assert "deleting folder" in out and "bbbbbbbbbbbbbbbb" in out
-    assert all(f.read_text() == "mine" for f in theirs)  # every file of the user is still there
+    assert all(
+        f.read_text() == "mine" for f in theirs
+    )  # every file of the user is still there
     assert store.usage() == {}
 
 
@@ -100,7 +114,10 @@ def test_crafted_cache_file_runs_no_code(store, tmp_path):
     from convbias import safe_store
 
     # a file in the right format naming a class outside the package is refused, too
-    tree = '{"t": "obj", "i": 0, "v": {"kind": "dataclass", "cls": "subprocess:Popen", "state": {"t": "dict", "v": []}}}'
+    tree = (
+        '{"t": "obj", "i": 0, "v": {"kind": "dataclass", "cls": "subprocess:Popen", '
+        '"state": {"t": "dict", "v": []}}}'
+    )
     torch.save({"format": safe_store.FORMAT, "tree": tree, "tensors": []}, path)
     with pytest.raises(safe_store.UnsafeFile):
         safe_store.load(path)
@@ -109,34 +126,57 @@ def test_crafted_cache_file_runs_no_code(store, tmp_path):
 
 def test_results_round_trip_in_the_safe_format(store):
     X, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
-    ens = fit_ensemble(lambda: nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3)), X, y, seeds=[0, 1],
-                       steps=3, log_every=1, progress=False)
+    ens = fit_ensemble(
+        lambda: nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3)),
+        X,
+        y,
+        seeds=[0, 1],
+        steps=3,
+        log_every=1,
+        progress=False,
+    )
     h = History()
     h.record(1, loss=np.array([0.5, np.nan]), acc=0.25)
-    value = {"ens": ens, "hist": h, "bytes": b"\x89PNG", 3: (1.5, np.float32(2.0), None, {"s"}),
-             "arr": np.arange(6).reshape(2, 3)}
+    value = {
+        "ens": ens,
+        "hist": h,
+        "bytes": b"\x89PNG",
+        3: (1.5, np.float32(2.0), None, {"s"}),
+        "arr": np.arange(6).reshape(2, 3),
+    }
     store.save("e", {}, value)
     back = store.load("e", {})
     assert torch.equal(back["ens"].forward(X), ens.forward(X))
     assert back["ens"].history["loss"].tolist() == ens.history["loss"].tolist()
     assert back["hist"].step == [1] and np.isnan(back["hist"]["loss"][0, 1])
-    assert back["bytes"] == b"\x89PNG" and back[3] == (1.5, np.float32(2.0), None, {"s"})
+    assert back["bytes"] == b"\x89PNG" and back[3] == (
+        1.5,
+        np.float32(2.0),
+        None,
+        {"s"},
+    )
     assert np.array_equal(back["arr"], value["arr"])
     shared = nn.ReLU()
     net = nn.Sequential(nn.Linear(2, 2), shared, nn.Linear(2, 2), shared)
     store.save("n", {}, net)
     again = store.load("n", {})
-    assert again[1] is again[3] and torch.equal(again(torch.ones(1, 2)), net(torch.ones(1, 2)))
+    assert again[1] is again[3] and torch.equal(
+        again(torch.ones(1, 2)), net(torch.ones(1, 2))
+    )
 
 
 def test_failed_write_warns_and_returns_the_result(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    cache = rc.ResultCache(blocker / "results", active=True)  # cannot be created: a file is in the way
+    cache = rc.ResultCache(
+        blocker / "results", active=True
+    )  # cannot be created: a file is in the way
     with pytest.warns(rc.CacheWriteWarning, match="not stored"):
         assert cache.cached("e", {}, lambda: 42) == 42
     with pytest.warns(rc.CacheWriteWarning):
-        assert cache.cached("f", {}, lambda: (lambda: 1))() == 1  # a lambda cannot be stored
+        assert (
+            cache.cached("f", {}, lambda: lambda: 1)() == 1
+        )  # a lambda cannot be stored
     assert not list(tmp_path.rglob("*.tmp"))
 
 

@@ -1,4 +1,5 @@
 """The command line: one-line errors with a non-zero exit for a user's mistakes, --version, a safe student command."""
+
 from __future__ import annotations
 
 import shutil
@@ -49,10 +50,22 @@ def test_outside_a_checkout_is_one_line(tmp_path, monkeypatch, capsys):
 
 
 def test_no_traceback_from_the_real_command(tmp_path):
-    env = {"PYTHONPATH": str(Path(convbias.__file__).resolve().parents[1]), "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([sys.executable, "-m", "convbias", "run", "9"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True)
-    assert done.returncode == 2 and "Traceback" not in done.stderr and done.stderr.count("\n") == 1
+    env = {
+        "PYTHONPATH": str(Path(convbias.__file__).resolve().parents[1]),
+        "PATH": "/usr/bin:/bin",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "convbias", "run", "9"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert (
+        done.returncode == 2
+        and "Traceback" not in done.stderr
+        and done.stderr.count("\n") == 1
+    )
 
 
 def _copy_book(tmp_path: Path) -> Path:
@@ -71,7 +84,9 @@ def test_student_refuses_the_book_itself(tmp_path, monkeypatch, capsys):
     for target in ("book", "book/handout"):
         assert main(["student", target]) == 2
         assert "book's own folder" in _one_line_error(capsys)
-    assert {p: p.read_bytes() for p in toc_notebooks(book)} == before  # solutions intact
+    assert {
+        p: p.read_bytes() for p in toc_notebooks(book)
+    } == before  # solutions intact
 
 
 def test_student_refuses_to_overwrite_without_force(tmp_path, monkeypatch, capsys):
@@ -83,9 +98,13 @@ def test_student_refuses_to_overwrite_without_force(tmp_path, monkeypatch, capsy
     (handout / first).write_text("my annotated copy")
     assert main(["student", str(handout)]) == 2
     assert "--force" in _one_line_error(capsys)
-    assert (handout / first).read_text() == "my annotated copy" and len(list(handout.iterdir())) == 1
+    assert (handout / first).read_text() == "my annotated copy" and len(
+        list(handout.iterdir())
+    ) == 1
     assert main(["student", str(handout), "--force"]) == 0
     written = sorted(p.name for p in handout.glob("*.ipynb"))
     assert written == sorted(p.name for p in toc_notebooks(book))
-    assert not any(SOLUTION_BLOCK.search(p.read_text()) for p in handout.glob("*.ipynb"))
+    assert not any(
+        SOLUTION_BLOCK.search(p.read_text()) for p in handout.glob("*.ipynb")
+    )
     assert not list(handout.glob("*.part"))

@@ -1,4 +1,5 @@
 """Downloads and data loaders: a cut-short transfer or an unusable cache folder gives a clear answer, no debris."""
+
 from __future__ import annotations
 
 import http.server
@@ -7,8 +8,7 @@ import threading
 import pytest
 
 from convbias import data
-from convbias.data import DownloadError, download
-from convbias.data import real
+from convbias.data import DownloadError, download, real
 
 
 class _CutShort(http.server.BaseHTTPRequestHandler):
@@ -46,12 +46,16 @@ def test_unusable_cache_folder_falls_back(tmp_path, monkeypatch, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("CONVBIAS_CACHE", str(blocker / "cache"))  # misconfigured: under a file
+    monkeypatch.setenv(
+        "CONVBIAS_CACHE", str(blocker / "cache")
+    )  # misconfigured: under a file
     assert data.cache_dir() == tmp_path / "home" / ".cache" / "convbias"
     assert "cannot be written" in capsys.readouterr().out
 
 
-def test_load_mnist_auto_falls_back_when_no_folder_is_writable(tmp_path, monkeypatch, capsys):
+def test_load_mnist_auto_falls_back_when_no_folder_is_writable(
+    tmp_path, monkeypatch, capsys
+):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     monkeypatch.setenv("HOME", str(blocker))  # the default folder is unusable too

@@ -1,4 +1,5 @@
 """Training entry points refuse bad input in one clear error instead of training something else silently."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,30 +27,68 @@ def test_logistic_loss_refuses_zero_one_labels():
     with pytest.raises(ValueError, match="2 \\* y - 1"):
         fit(_mlp(out=1), X, y01.float(), loss="logistic", steps=2, progress=False)
     with pytest.raises(ValueError, match="-1, \\+1"):
-        fit_ensemble(lambda: _mlp(out=1), X, y01.float(), seeds=[0], loss="logistic", steps=2, progress=False)
-    h = fit(_mlp(out=1), X, 2 * y01.float() - 1, loss="logistic", steps=2, progress=False)  # ±1 still trains
+        fit_ensemble(
+            lambda: _mlp(out=1),
+            X,
+            y01.float(),
+            seeds=[0],
+            loss="logistic",
+            steps=2,
+            progress=False,
+        )
+    h = fit(
+        _mlp(out=1), X, 2 * y01.float() - 1, loss="logistic", steps=2, progress=False
+    )  # ±1 still trains
     assert h.step == [0, 2]
 
 
 def test_one_definition_of_an_epoch():
     X, y = _data(n=64)
-    sweep = run_sweep(lambda: _mlp(), X, y, batch_sizes=[10], lrs=[0.1], weight_decays=[0.0], epochs=6,
-                      records=3, progress=False)
-    assert sweep.final["steps"].iloc[0] == 36 and sweep.final["epochs"].iloc[0] == 6  # 6 epochs of 64 // 10 steps
+    sweep = run_sweep(
+        lambda: _mlp(),
+        X,
+        y,
+        batch_sizes=[10],
+        lrs=[0.1],
+        weight_decays=[0.0],
+        epochs=6,
+        records=3,
+        progress=False,
+    )
+    assert (
+        sweep.final["steps"].iloc[0] == 36 and sweep.final["epochs"].iloc[0] == 6
+    )  # 6 epochs of 64 // 10 steps
     h = fit(_mlp(), X, y, epochs=2, batch_size=10, log_every=1, progress=False)
     assert h.step[-1] == 12
-    ens = fit_ensemble(lambda: _mlp(), X, y, seeds=[0], epochs=2, batch_size=10, log_every=1, progress=False)
+    ens = fit_ensemble(
+        lambda: _mlp(),
+        X,
+        y,
+        seeds=[0],
+        epochs=2,
+        batch_size=10,
+        log_every=1,
+        progress=False,
+    )
     assert ens.history.step[-1] == 12
 
 
 @pytest.mark.parametrize("trainer", ["fit", "ensemble"])
-@pytest.mark.parametrize("case, kwargs, error, match", [
-    ("negative lr", dict(lr=-0.1), ValueError, "lr must be finite and >= 0"),
-    ("log_every=0", dict(log_every=0), ValueError, "log_every must be >= 1"),
-    ("X_test alone", dict(X_test="X"), ValueError, "together"),
-    ("float batch", dict(batch_size=10.0), TypeError, "batch_size must be an integer"),
-    ("short y", dict(y="short"), ValueError, "X has 64 examples but y has 63"),
-])
+@pytest.mark.parametrize(
+    "case, kwargs, error, match",
+    [
+        ("negative lr", dict(lr=-0.1), ValueError, "lr must be finite and >= 0"),
+        ("log_every=0", dict(log_every=0), ValueError, "log_every must be >= 1"),
+        ("X_test alone", dict(X_test="X"), ValueError, "together"),
+        (
+            "float batch",
+            dict(batch_size=10.0),
+            TypeError,
+            "batch_size must be an integer",
+        ),
+        ("short y", dict(y="short"), ValueError, "X has 64 examples but y has 63"),
+    ],
+)
 def test_bad_training_input_is_a_clear_error(trainer, case, kwargs, error, match):
     X, y = _data()
     kwargs = dict(kwargs)
@@ -61,7 +100,9 @@ def test_bad_training_input_is_a_clear_error(trainer, case, kwargs, error, match
         if trainer == "fit":
             fit(_mlp(), X, y, steps=3, progress=False, **kwargs)
         else:
-            fit_ensemble(lambda: _mlp(), X, y, seeds=[0, 1], steps=3, progress=False, **kwargs)
+            fit_ensemble(
+                lambda: _mlp(), X, y, seeds=[0, 1], steps=3, progress=False, **kwargs
+            )
 
 
 def test_model_without_parameters_is_a_clear_error():
@@ -69,9 +110,18 @@ def test_model_without_parameters_is_a_clear_error():
     with pytest.raises(ValueError, match="no parameters"):
         fit(nn.Sequential(nn.Identity()), X, y, steps=1, progress=False)
     with pytest.raises(ValueError, match="no parameters"):
-        fit_ensemble(lambda: nn.Sequential(nn.Identity()), X, y, seeds=[0], steps=1, progress=False)
+        fit_ensemble(
+            lambda: nn.Sequential(nn.Identity()),
+            X,
+            y,
+            seeds=[0],
+            steps=1,
+            progress=False,
+        )
     with pytest.raises(ValueError, match="no trainable parameters"):
-        fit_one_example(nn.Sequential(nn.Identity()), torch.zeros(1, 3), torch.zeros(1, 3), steps=1)
+        fit_one_example(
+            nn.Sequential(nn.Identity()), torch.zeros(1, 3), torch.zeros(1, 3), steps=1
+        )
 
 
 def test_dropout_inside_an_ensemble_is_named():
@@ -96,11 +146,22 @@ def test_relax_protocol_checks_its_settings():
     X, y = torch.randn(20, 1, 4, 4), torch.randint(0, 2, (20,))
     data = Split(X, y, X, y, "test")
     make = lambda: nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(8, 2))
-    base = dict(input_shape=(1, 4, 4), epochs=1, relax_epochs=[0], relax_train_epochs=1, lr=0.1,
-                batch_size=5, seed=0, progress=False)
-    for bad, match in [(dict(lr=-0.1), "lr must be finite"), (dict(batch_size=50), "exceeds"),
-                       (dict(batch_size=2.5), "batch_size must be a positive integer"),
-                       (dict(log_every=0), "log_every")]:
+    base = dict(
+        input_shape=(1, 4, 4),
+        epochs=1,
+        relax_epochs=[0],
+        relax_train_epochs=1,
+        lr=0.1,
+        batch_size=5,
+        seed=0,
+        progress=False,
+    )
+    for bad, match in [
+        (dict(lr=-0.1), "lr must be finite"),
+        (dict(batch_size=50), "exceeds"),
+        (dict(batch_size=2.5), "batch_size must be a positive integer"),
+        (dict(log_every=0), "log_every"),
+    ]:
         with pytest.raises(ValueError, match=match):
             relax_protocol(make, data, **{**base, **bad})
 
@@ -111,7 +172,11 @@ def test_sweep_cache_key_follows_the_initial_weights(results_cache, monkeypatch)
     X, y = _data()
     trained = []
     real_fit = sweep_module.fit_ensemble
-    monkeypatch.setattr(sweep_module, "fit_ensemble", lambda *a, **k: trained.append(1) or real_fit(*a, **k))
+    monkeypatch.setattr(
+        sweep_module,
+        "fit_ensemble",
+        lambda *a, **k: trained.append(1) or real_fit(*a, **k),
+    )
 
     def make(scale):
         def build():
@@ -119,11 +184,22 @@ def test_sweep_cache_key_follows_the_initial_weights(results_cache, monkeypatch)
             with torch.no_grad():
                 net[0].weight.mul_(scale)
             return net
+
         return build
 
-    kw = dict(batch_sizes=[16], lrs=[0.1], weight_decays=[0.0], epochs=1, records=1, progress=False, cache="s")
+    kw = dict(
+        batch_sizes=[16],
+        lrs=[0.1],
+        weight_decays=[0.0],
+        epochs=1,
+        records=1,
+        progress=False,
+        cache="s",
+    )
     a = run_sweep(make(1.0), X, y, **kw)
-    b = run_sweep(make(3.0), X, y, **kw)  # same repr(model), other initial weights: must train again
+    b = run_sweep(
+        make(3.0), X, y, **kw
+    )  # same repr(model), other initial weights: must train again
     assert len(trained) == 2 and not np.allclose(a.final["loss"], b.final["loss"])
     c = run_sweep(make(1.0), X, y, **kw)  # the first run is restored, not retrained
     assert len(trained) == 2 and np.allclose(a.final["loss"], c.final["loss"])

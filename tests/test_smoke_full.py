@@ -9,6 +9,7 @@ measured by :class:`convbias.costs.CostMeter` plus allocator slack and the CUDA
 context (:func:`convbias.estimate.chapter_estimate`), under 15 GB (a T4).
 Each takes 20 s to 1.5 min of CPU (``-m "not fullsize"`` leaves them out).
 """
+
 from __future__ import annotations
 
 import json
@@ -28,10 +29,33 @@ GB = 2**30
 @pytest.mark.fullsize
 @pytest.mark.parametrize("chapter", ["1", "2", "3", "4", "5"])
 def test_chapter_runs_at_full_size_within_memory(chapter, tmp_path):
-    env = {**os.environ, "CONVBIAS_PROFILE": "full", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(ROOT / "pkg"), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "-m", "convbias", "run", chapter, "--profile", "full", "--smoke",
-                           "--out", str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    env = {
+        **os.environ,
+        "CONVBIAS_PROFILE": "full",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join(
+            [str(ROOT / "pkg"), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "convbias",
+            "run",
+            chapter,
+            "--profile",
+            "full",
+            "--smoke",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     costs = list(tmp_path.glob("*/cost.json"))
     assert costs, f"no cost.json written:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
     cost = json.loads(costs[0].read_text())
@@ -40,7 +64,13 @@ def test_chapter_runs_at_full_size_within_memory(chapter, tmp_path):
     assert done.returncode == 0
     assert cost["profile"] == "full" and cost["smoke_steps"] >= 1
     # the smoke run ran few steps but predicts many: the loops were capped, not skipped
-    assert cost["loops"] and all(v["run_steps"] <= v["requested_steps"] for v in cost["loops"].values())
-    assert cost["peak_host_bytes"] < HOST_LIMIT_BYTES, f"host memory {cost['peak_host_bytes'] / GB:.2f} GB"
+    assert cost["loops"] and all(
+        v["run_steps"] <= v["requested_steps"] for v in cost["loops"].values()
+    )
+    assert cost["peak_host_bytes"] < HOST_LIMIT_BYTES, (
+        f"host memory {cost['peak_host_bytes'] / GB:.2f} GB"
+    )
     estimate = chapter_estimate(cost)
-    assert estimate["gpu_bytes"] < GPU_LIMIT_BYTES, f"GPU memory {estimate['gpu_bytes'] / GB:.2f} GB"
+    assert estimate["gpu_bytes"] < GPU_LIMIT_BYTES, (
+        f"GPU memory {estimate['gpu_bytes'] / GB:.2f} GB"
+    )

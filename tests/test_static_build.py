@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import nbformat
+
 from convbias import runner
 from convbias.live import STATIC_VAR
 
@@ -92,4 +93,7 @@ def test_student_config_finds_the_local_extensions(tmp_path):
 def test_make_book_checks_the_pages_it_built():
     makefile = (ROOT / "Makefile").read_text()
     recipe = makefile[makefile.index("\nbook:") : makefile.index("\ntest:")]
-    assert "tools/page_check.py --html _build/html --screenshots _build/screenshots" in recipe
+    assert (
+        "tools/page_check.py --html _build/html --screenshots _build/screenshots"
+        in recipe
+    )

@@ -3,7 +3,14 @@ import pytest
 import torch
 from torch import nn
 
-from convbias.train import BatchSampler, History, TrainingDiverged, fit, fit_ensemble, loss_value
+from convbias.train import (
+    BatchSampler,
+    History,
+    TrainingDiverged,
+    fit,
+    fit_ensemble,
+    loss_value,
+)
 
 
 def blobs(n=96, d=5, classes=3, seed=0):
@@ -41,8 +48,18 @@ def test_fit_records_test_metrics_and_callbacks():
     X, y = blobs()
     torch.manual_seed(0)
     model = mlp()
-    hist = fit(model, X, y, lr=0.1, steps=20, log_every=5, X_test=X[:10], y_test=y[:10],
-               metrics=lambda m: {"w_norm": m[0].weight.norm()}, progress=False)
+    hist = fit(
+        model,
+        X,
+        y,
+        lr=0.1,
+        steps=20,
+        log_every=5,
+        X_test=X[:10],
+        y_test=y[:10],
+        metrics=lambda m: {"w_norm": m[0].weight.norm()},
+        progress=False,
+    )
     assert hist.step == [0, 5, 10, 15, 20]
     assert {"loss", "train_acc", "test_acc", "test_loss", "w_norm"} <= set(hist.keys())
     assert hist.last("w_norm") == pytest.approx(model[0].weight.norm().item())
@@ -55,7 +72,9 @@ def test_fit_stops_with_clear_message_on_divergence():
         fit(mlp(), X * 1e3, y, lr=1e6, steps=50, log_every=5, progress=False)
 
 
-@pytest.mark.parametrize("kwargs", [dict(steps=0), dict(steps=1, epochs=1), dict(steps=5, batch_size=1000)])
+@pytest.mark.parametrize(
+    "kwargs", [dict(steps=0), dict(steps=1, epochs=1), dict(steps=5, batch_size=1000)]
+)
 def test_fit_rejects_bad_schedules(kwargs):
     X, y = blobs()
     with pytest.raises(ValueError):
@@ -98,28 +117,53 @@ def params_of(model):
 def test_ensemble_equals_members_trained_one_by_one(momentum):
     X, y = blobs()
     seeds, lrs, wds = [0, 1, 2, 3], [0.05, 0.1, 0.1, 0.2], [0.0, 1e-3, 1e-2, 0.0]
-    kw = dict(momentum=momentum, epochs=4, batch_size=16, milestones=[2], gamma=0.5, progress=False, log_every=6)
+    kw = dict(
+        momentum=momentum,
+        epochs=4,
+        batch_size=16,
+        milestones=[2],
+        gamma=0.5,
+        progress=False,
+        log_every=6,
+    )
     ens = fit_ensemble(mlp, X, y, seeds=seeds, lr=lrs, weight_decay=wds, **kw)
     for e, (s, lr, wd) in enumerate(zip(seeds, lrs, wds)):
         torch.manual_seed(s)
         alone = mlp()
         hist = fit(alone, X, y, lr=lr, weight_decay=wd, seed=s, **kw)
-        assert torch.allclose(params_of(ens.member(e)), params_of(alone), atol=1e-5), f"member {e}"
+        assert torch.allclose(params_of(ens.member(e)), params_of(alone), atol=1e-5), (
+            f"member {e}"
+        )
         assert np.allclose(ens.history["loss"][:, e], hist["loss"], atol=1e-5)
         assert np.allclose(ens.history["train_acc"][:, e], hist["train_acc"])
 
 
 def test_ensemble_of_one_equals_ensemble_member():
     X, y = blobs()
-    big = fit_ensemble(mlp, X, y, seeds=[5, 6, 7], lr=0.1, steps=15, batch_size=12, progress=False)
-    one = fit_ensemble(mlp, X, y, seeds=[6], lr=0.1, steps=15, batch_size=12, progress=False)
+    big = fit_ensemble(
+        mlp, X, y, seeds=[5, 6, 7], lr=0.1, steps=15, batch_size=12, progress=False
+    )
+    one = fit_ensemble(
+        mlp, X, y, seeds=[6], lr=0.1, steps=15, batch_size=12, progress=False
+    )
     assert torch.allclose(params_of(big.member(1)), params_of(one.member(0)), atol=1e-6)
 
 
 def test_ensemble_metrics_forward_and_config():
     X, y = blobs()
-    ens = fit_ensemble(mlp, X, y, seeds=[0, 1], lr=[0.1, 0.2], steps=10, log_every=5, X_test=X, y_test=y,
-                       metrics=lambda p: {"w0": p["0.weight"].flatten(1).norm(dim=1)}, progress=False)
+    ens = fit_ensemble(
+        mlp,
+        X,
+        y,
+        seeds=[0, 1],
+        lr=[0.1, 0.2],
+        steps=10,
+        log_every=5,
+        X_test=X,
+        y_test=y,
+        metrics=lambda p: {"w0": p["0.weight"].flatten(1).norm(dim=1)},
+        progress=False,
+    )
     assert ens.size == 2
     assert ens.history["w0"].shape == (3, 2)  # steps 0, 5, 10
     assert ens["test_acc"].shape == (3, 2)
@@ -131,17 +175,31 @@ def test_ensemble_metrics_forward_and_config():
 def test_ensemble_rejects_running_batchnorm_and_bad_vectors():
     X, y = blobs()
     with pytest.raises(ValueError, match="track_running_stats=False"):
-        fit_ensemble(lambda: nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4), nn.Linear(4, 3)), X, y,
-                     seeds=[0], steps=1, progress=False)
+        fit_ensemble(
+            lambda: nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4), nn.Linear(4, 3)),
+            X,
+            y,
+            seeds=[0],
+            steps=1,
+            progress=False,
+        )
     with pytest.raises(ValueError, match="one value per member"):
-        fit_ensemble(mlp, X, y, seeds=[0, 1], lr=[0.1, 0.2, 0.3], steps=1, progress=False)
+        fit_ensemble(
+            mlp, X, y, seeds=[0, 1], lr=[0.1, 0.2, 0.3], steps=1, progress=False
+        )
 
 
 def test_ensemble_works_with_batchnorm_without_running_stats():
     X, y = blobs()
-    make = lambda: nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8, track_running_stats=False), nn.ReLU(),
-                                 nn.Linear(8, 3))
-    ens = fit_ensemble(make, X, y, seeds=[0, 1], lr=0.1, epochs=10, batch_size=16, progress=False)
+    make = lambda: nn.Sequential(
+        nn.Linear(5, 8),
+        nn.BatchNorm1d(8, track_running_stats=False),
+        nn.ReLU(),
+        nn.Linear(8, 3),
+    )
+    ens = fit_ensemble(
+        make, X, y, seeds=[0, 1], lr=0.1, epochs=10, batch_size=16, progress=False
+    )
     torch.manual_seed(1)
     alone = make()
     fit(alone, X, y, lr=0.1, epochs=10, batch_size=16, seed=1, progress=False)
@@ -151,7 +209,9 @@ def test_ensemble_works_with_batchnorm_without_running_stats():
 def test_ensemble_square_loss_with_integer_labels_matches_one_hot_targets():
     X, y = blobs()
     onehot = torch.nn.functional.one_hot(y, 3).float()
-    kw = dict(seeds=[0, 1], lr=0.05, loss="mse", steps=12, batch_size=16, progress=False)
+    kw = dict(
+        seeds=[0, 1], lr=0.05, loss="mse", steps=12, batch_size=16, progress=False
+    )
     a = fit_ensemble(mlp, X, y, **kw)
     b = fit_ensemble(mlp, X, onehot, **kw)
     assert torch.allclose(params_of(a.member(1)), params_of(b.member(1)), atol=1e-6)
@@ -161,14 +221,35 @@ def test_ensemble_square_loss_with_integer_labels_matches_one_hot_targets():
 @pytest.mark.parametrize("batchnorm", [False, True])
 def test_full_batch_ensemble_equals_members_trained_one_by_one(batchnorm):
     X, y = blobs()
-    make = (lambda: nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8, track_running_stats=False), nn.ReLU(),
-                                  nn.Linear(8, 3))) if batchnorm else mlp
-    ens = fit_ensemble(make, X, y, seeds=[0, 1, 2], lr=[0.05, 0.1, 0.2], steps=20, log_every=10, progress=False)
+    make = (
+        (
+            lambda: nn.Sequential(
+                nn.Linear(5, 8),
+                nn.BatchNorm1d(8, track_running_stats=False),
+                nn.ReLU(),
+                nn.Linear(8, 3),
+            )
+        )
+        if batchnorm
+        else mlp
+    )
+    ens = fit_ensemble(
+        make,
+        X,
+        y,
+        seeds=[0, 1, 2],
+        lr=[0.05, 0.1, 0.2],
+        steps=20,
+        log_every=10,
+        progress=False,
+    )
     for e, (s, lr) in enumerate(zip([0, 1, 2], [0.05, 0.1, 0.2])):
         torch.manual_seed(s)
         alone = make()
         hist = fit(alone, X, y, lr=lr, steps=20, log_every=10, seed=s, progress=False)
-        assert torch.allclose(params_of(ens.member(e)), params_of(alone), atol=1e-5), f"member {e}"
+        assert torch.allclose(params_of(ens.member(e)), params_of(alone), atol=1e-5), (
+            f"member {e}"
+        )
         assert np.allclose(ens.history["loss"][:, e], hist["loss"], atol=1e-5)
 
 

@@ -4,6 +4,8 @@ callable, TrainingDiverged on a NaN loss, and the same numbers as before they we
 import numpy as np
 import pytest
 import torch
+from torch import nn
+
 from convbias.data.patches import PatchDataModel
 from convbias.data.signals import random_input, step_signal
 from convbias.denoise import FitResult, add_noise, fit_generator
@@ -19,7 +21,6 @@ from convbias.train import (
     fit_ensemble,
     fit_gd,
 )
-from torch import nn
 
 
 def _blobs(n=48, d=5, classes=3, seed=0):

@@ -137,7 +137,10 @@ def home(use: Use) -> tuple[str, str]:
     """(module, name) where the object a notebook uses is defined (re-exports followed)."""
     try:
         obj = getattr(importlib.import_module(use.module), use.name)
-    except (ImportError, AttributeError):  # a name the package lacks: reported by exists()
+    except (
+        ImportError,
+        AttributeError,
+    ):  # a name the package lacks: reported by exists()
         return use.module, use.name
     module = (
         getattr(obj, "__module__", None)
@@ -246,7 +249,10 @@ def sections(uses: list[Use]) -> dict[str, list[str]]:
     wanted: dict[str, set[str]] = {}
     missing = sorted({u.qualified + f" ({u.notebook})" for u in uses if not exists(u)})
     if missing:
-        print("not in the package, left off the page: " + ", ".join(missing), file=sys.stderr)
+        print(
+            "not in the package, left off the page: " + ", ".join(missing),
+            file=sys.stderr,
+        )
     for use in [u for u in uses if exists(u)]:
         module, name = home(use)
         wanted.setdefault(module, set()).add(name)

@@ -4,6 +4,7 @@
 ``_build/html`` to PNG files and fails when a page renders blank or when its
 content overflows the window horizontally (a broken layout).
 """
+
 from __future__ import annotations
 
 import shutil
@@ -13,9 +14,18 @@ from pathlib import Path
 
 import numpy as np
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--hide-scrollbars", "--virtual-time-budget=4000"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--virtual-time-budget=4000",
+]
 
 
 def chromium() -> str:
@@ -23,38 +33,69 @@ def chromium() -> str:
         path = shutil.which(name)
         if path:
             return path
-    raise FileNotFoundError("no Chromium found: install it (Debian: apt-get install chromium) to take screenshots")
+    raise FileNotFoundError(
+        "no Chromium found: install it (Debian: apt-get install chromium) to take screenshots"
+    )
 
 
 def screenshot(page: Path, png: Path, width: int = 1280, height: int = 1600) -> dict:
     """Render ``page`` to ``png``; return simple layout measures of the picture."""
     if not page.exists():
-        raise FileNotFoundError(f"{page} does not exist: build the book first (make book)")
+        raise FileNotFoundError(
+            f"{page} does not exist: build the book first (make book)"
+        )
     png.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as profile:
-        subprocess.run([chromium(), *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}",
-                        f"--screenshot={png}", page.resolve().as_uri()], check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [
+                chromium(),
+                *FLAGS,
+                f"--user-data-dir={profile}",
+                f"--window-size={width},{height}",
+                f"--screenshot={png}",
+                page.resolve().as_uri(),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
     from PIL import Image
 
     pixels = np.asarray(Image.open(png).convert("L"), dtype=float)
-    return {"page": page.name, "png": str(png), "size": pixels.shape[::-1], "contrast": float(pixels.std())}
+    return {
+        "page": page.name,
+        "png": str(png),
+        "size": pixels.shape[::-1],
+        "contrast": float(pixels.std()),
+    }
 
 
 def overflows(page: Path, width: int = 1280) -> bool:
     """True when the page's document is wider than the window (horizontal scrolling)."""
-    script = ("<script>window.onload=()=>{document.title=String(document.documentElement.scrollWidth)}</script>")
+    script = "<script>window.onload=()=>{document.title=String(document.documentElement.scrollWidth)}</script>"
     html = page.read_text(encoding="utf-8").replace("</head>", script + "</head>", 1)
     with tempfile.TemporaryDirectory() as profile:
         probe = page.with_name(f".probe-{page.name}")
         probe.write_text(html, encoding="utf-8")
         try:
-            dom = subprocess.run([chromium(), *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},900",
-                                  "--dump-dom", probe.resolve().as_uri()], check=True, capture_output=True,
-                                 text=True, timeout=120).stdout
+            dom = subprocess.run(
+                [
+                    chromium(),
+                    *FLAGS,
+                    f"--user-data-dir={profile}",
+                    f"--window-size={width},900",
+                    "--dump-dom",
+                    probe.resolve().as_uri(),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            ).stdout
         finally:
             probe.unlink(missing_ok=True)
     start = dom.find("<title>") + len("<title>")
-    title = dom[start: dom.find("</title>", start)]
+    title = dom[start : dom.find("</title>", start)]
     return title.isdigit() and int(title) > width
 
 
@@ -121,10 +162,14 @@ MEASURE_JS = r"""
 
 def playwright_browser(playwright):
     """Headless Chromium through Playwright, using the system's Chromium (no browser download)."""
-    return playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox", "--disable-gpu"])
+    return playwright.chromium.launch(
+        executable_path=chromium(), args=["--no-sandbox", "--disable-gpu"]
+    )
 
 
-def measure(page, url: str, width: int = 1280, height: int = 900, png: Path | None = None) -> dict:
+def measure(
+    page, url: str, width: int = 1280, height: int = 900, png: Path | None = None
+) -> dict:
     """Load ``url`` in the Playwright ``page`` at ``width`` px; return its layout measures.
 
     ``code``/``output``: one entry per code box (input cells, text outputs) with its
@@ -155,18 +200,30 @@ def summary(m: dict) -> dict:
     figures = [i for i in m["images"] if i["in_output"]]
     scales = [i["shown"] / i["natural"] for i in figures]
     return {
-        "code_cells": len(m["code"]), "code_cells_shown": len(shown),
+        "code_cells": len(m["code"]),
+        "code_cells_shown": len(shown),
         "code_lines": sum(len(b["lengths"]) for b in shown),
-        "code_lines_wide": len(wide), "code_lines_all": sum(len(b["lengths"]) for b in m["code"]),
-        "code_lines_wide_all": len(wide_all), "code_longest": max((n for b in shown for n in b["lengths"]), default=0),
+        "code_lines_wide": len(wide),
+        "code_lines_all": sum(len(b["lengths"]) for b in m["code"]),
+        "code_lines_wide_all": len(wide_all),
+        "code_longest": max((n for b in shown for n in b["lengths"]), default=0),
         "code_columns": min(cols) if cols else None,
-        "output_lines": sum(len(b["lengths"]) for b in out_shown), "output_lines_wide": len(out_wide),
-        "output_boxes_wide": sum(any(n > b["columns"] for n in b["lengths"]) for b in out_shown),
-        "figures": len(figures), "min_scale": min(scales, default=1.0),
+        "output_lines": sum(len(b["lengths"]) for b in out_shown),
+        "output_lines_wide": len(out_wide),
+        "output_boxes_wide": sum(
+            any(n > b["columns"] for n in b["lengths"]) for b in out_shown
+        ),
+        "figures": len(figures),
+        "min_scale": min(scales, default=1.0),
         "min_font_pt": NOMINAL_PT * min(scales, default=1.0),
         "shrunk": [i["src"] for i in figures if i["shown"] < i["natural"] - 1],
-        "path_alt": sum(1 for i in figures if i["alt"] == i["src"] or i["alt"].endswith(".png")),
-        "widget_elements": m["widget_elements"], "widget_views": m["widget_views"],
-        "widget_state": m["widget_state"], "progress_outputs": m["progress_outputs"],
-        "layout_warnings": m["layout_warnings"], "page_overflow": m["scroll_width"] > m["width"],
+        "path_alt": sum(
+            1 for i in figures if i["alt"] == i["src"] or i["alt"].endswith(".png")
+        ),
+        "widget_elements": m["widget_elements"],
+        "widget_views": m["widget_views"],
+        "widget_state": m["widget_state"],
+        "progress_outputs": m["progress_outputs"],
+        "layout_warnings": m["layout_warnings"],
+        "page_overflow": m["scroll_width"] > m["width"],
     }

@@ -6,6 +6,7 @@ The cell's source is :func:`convbias.notebooks.colab_cell_source`: it installs t
 release tagged ``v<convbias.__version__>`` of the repository named in ``_config.yml``.
 Run it after changing either; only that cell of each notebook is rewritten.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,12 +16,18 @@ from convbias import notebooks
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="tools/colab_cell.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="only report notebooks that differ")
+    parser = argparse.ArgumentParser(
+        prog="tools/colab_cell.py", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="only report notebooks that differ"
+    )
     args = parser.parse_args(argv)
     changed = notebooks.sync_colab_cells(notebooks.book_root(), check=args.check)
     verb = "differ" if args.check else "updated"
-    print(f"{len(changed)} notebook(s) {verb}: {', '.join(p.name for p in changed) or 'none'}")
+    print(
+        f"{len(changed)} notebook(s) {verb}: {', '.join(p.name for p in changed) or 'none'}"
+    )
     return 1 if (args.check and changed) else 0
 
 

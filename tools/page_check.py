@@ -29,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import browser  # noqa: E402  (beside this file)
+
 from convbias import notebooks  # noqa: E402
 
 WIDTHS = (1280, 390)

@@ -12,6 +12,7 @@ A profiled run is still slower than a plain one (twice as slow for a chapter of
 many small operators on a CPU); the shares it reports are estimates from the
 windows.
 """
+
 from __future__ import annotations
 
 import signal
@@ -29,9 +30,13 @@ class SampledProfiler:
 
     def __init__(self, tick: float = 0.1, every: int = 20):
         if tick <= 0 or every < 2:
-            raise ValueError(f"need tick > 0 and every >= 2, got tick={tick}, every={every}")
+            raise ValueError(
+                f"need tick > 0 and every >= 2, got tick={tick}, every={every}"
+            )
         if not hasattr(signal, "setitimer"):
-            raise RuntimeError("SampledProfiler needs signal.setitimer (Linux or macOS)")
+            raise RuntimeError(
+                "SampledProfiler needs signal.setitimer (Linux or macOS)"
+            )
         self.tick, self.every = tick, every
         self.device = torch.cuda.is_available()
         self.self_time: dict[str, float] = defaultdict(float)  # microseconds
@@ -44,9 +49,15 @@ class SampledProfiler:
 
     def _collect(self, prof: Any) -> None:
         for event in prof.key_averages():
-            if event.key.startswith("ProfilerStep"):  # the window itself, not an operator
+            if event.key.startswith(
+                "ProfilerStep"
+            ):  # the window itself, not an operator
                 continue
-            spent = event.self_device_time_total if self.device else event.self_cpu_time_total
+            spent = (
+                event.self_device_time_total
+                if self.device
+                else event.self_cpu_time_total
+            )
             self.self_time[event.key] += spent
             self.calls[event.key] += event.count
         self.windows += 1
@@ -59,18 +70,29 @@ class SampledProfiler:
         self._busy = True
         start = time.perf_counter()
         try:
-            with warnings.catch_warnings():  # "clears events at the end of each cycle": that is the point
-                warnings.filterwarnings("ignore", message=".*clears events at the end of each cycle.*")
+            with (
+                warnings.catch_warnings()
+            ):  # "clears events at the end of each cycle": that is the point
+                warnings.filterwarnings(
+                    "ignore", message=".*clears events at the end of each cycle.*"
+                )
                 self._prof.step()
         finally:
             spent = time.perf_counter() - start
-            self._resume_at = time.perf_counter() + 3 * spent if spent > self.tick else 0.0
+            self._resume_at = (
+                time.perf_counter() + 3 * spent if spent > self.tick else 0.0
+            )
             self._busy = False
 
     def __enter__(self) -> "SampledProfiler":
-        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.device else [])
-        self._prof = profile(activities=activities, on_trace_ready=self._collect,
-                             schedule=schedule(wait=self.every - 2, warmup=1, active=1))
+        activities = [ProfilerActivity.CPU] + (
+            [ProfilerActivity.CUDA] if self.device else []
+        )
+        self._prof = profile(
+            activities=activities,
+            on_trace_ready=self._collect,
+            schedule=schedule(wait=self.every - 2, warmup=1, active=1),
+        )
         self._prof.__enter__()
         self._previous = signal.signal(signal.SIGALRM, self._step)
         signal.setitimer(signal.ITIMER_REAL, self.tick, self.tick)
@@ -86,10 +108,14 @@ class SampledProfiler:
         """The operators with the largest summed self time, with their share of the sampled time."""
         total = sum(self.self_time.values()) or 1.0
         where = "GPU" if self.device else "CPU"
-        lines = [f"{self.windows} sampled windows of {self.tick:g} s, one in every {self.every} ticks; "
-                 f"self {where} time",
-                 f"{'operator':<56}{'share':>8}{'self ms':>12}{'calls':>10}"]
+        lines = [
+            f"{self.windows} sampled windows of {self.tick:g} s, one in every {self.every} ticks; "
+            f"self {where} time",
+            f"{'operator':<56}{'share':>8}{'self ms':>12}{'calls':>10}",
+        ]
         top = sorted(self.self_time.items(), key=lambda kv: -kv[1])[:rows]
-        lines += [f"{name[:55]:<56}{spent / total:>8.1%}{spent / 1e3:>12.1f}{self.calls[name]:>10d}"
-                  for name, spent in top]
+        lines += [
+            f"{name[:55]:<56}{spent / total:>8.1%}{spent / 1e3:>12.1f}{self.calls[name]:>10d}"
+            for name, spent in top
+        ]
         return "\n".join(lines)

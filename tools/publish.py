@@ -13,10 +13,12 @@ figures and numbers included, and fails if a page has no executed notebook.
 executing through the main build's notebook cache (so nothing runs twice), for
 ``jupyter-book build . --config <it> --path-output _build/student``.
 
-``student``: the student build's HTML (when given with ``--html``) and every notebook of ``_toc.yml`` without the exercise solutions and without
-outputs, one by one and as ``convbias-student.zip``, with an ``index.html`` that lists
-them, to publish under ``<site>/student/``.
+``student``: the student build's HTML (when given with ``--html``) and every notebook
+of ``_toc.yml`` without the exercise solutions and without outputs, one by one and
+as ``convbias-student.zip``, with an ``index.html`` that lists them, to publish under
+``<site>/student/``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,10 +36,14 @@ def executed_downloads(build: Path) -> list[Path]:
     sources, executed = build / "html" / "_sources", build / "jupyter_execute"
     pages = sorted(sources.rglob("*.ipynb"))
     if not pages:
-        raise FileNotFoundError(f"no notebooks in {sources}: build the book first (make book)")
+        raise FileNotFoundError(
+            f"no notebooks in {sources}: build the book first (make book)"
+        )
     missing = [p for p in pages if not (executed / p.relative_to(sources)).exists()]
     if missing:
-        raise FileNotFoundError(f"not executed by the build: {', '.join(str(p.relative_to(sources)) for p in missing)}")
+        raise FileNotFoundError(
+            f"not executed by the build: {', '.join(str(p.relative_to(sources)) for p in missing)}"
+        )
     for page in pages:
         shutil.copyfile(executed / page.relative_to(sources), page)
     return pages
@@ -49,10 +55,15 @@ def student_config(root: Path, out: Path) -> Path:
 
     config = yaml.safe_load((root / "_config.yml").read_text())
     config.setdefault("sphinx", {}).setdefault("config", {})["hide_solutions"] = True
-    config.setdefault("execute", {})["cache"] = str((root / "_build" / ".jupyter_cache").resolve())
+    config.setdefault("execute", {})["cache"] = str(
+        (root / "_build" / ".jupyter_cache").resolve()
+    )
     config["title"] = f"{config.get('title', 'Book')} (student edition)"
     local = config["sphinx"].get("local_extensions") or {}
-    for name, folder in local.items():  # relative to the configuration file, which moves
+    for (
+        name,
+        folder,
+    ) in local.items():  # relative to the configuration file, which moves
         local[name] = str((root / folder).resolve())
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -64,7 +75,9 @@ def strip_sources(sources: Path) -> int:
     changed = 0
     for path in sorted(sources.rglob("*")):
         if path.suffix == ".ipynb":
-            stripped = path.with_name(path.stem + ".student.ipynb")  # a copy in the built site
+            stripped = path.with_name(
+                path.stem + ".student.ipynb"
+            )  # a copy in the built site
             notebooks.student_version(path, stripped, force=True)
             stripped.replace(path)
             changed += 1
@@ -88,7 +101,11 @@ def unexecuted_config(root: Path, out: Path) -> Path:
     config.setdefault("execute", {})["execute_notebooks"] = "off"
     sphinx = config.setdefault("sphinx", {}).setdefault("config", {})
     # nothing was executed, so nothing was glued: only these warnings are expected
-    sphinx["suppress_warnings"] = [*sphinx.get("suppress_warnings", []), "mystnb.glue", "mystnb.glue_ref"]
+    sphinx["suppress_warnings"] = [
+        *sphinx.get("suppress_warnings", []),
+        "mystnb.glue",
+        "mystnb.glue_ref",
+    ]
     local = config.setdefault("sphinx", {}).get("local_extensions") or {}
     for name, folder in local.items():
         local[name] = str((root / folder).resolve())
@@ -100,7 +117,9 @@ def unexecuted_config(root: Path, out: Path) -> Path:
 MARK = ".student-edition"  # names a folder this script wrote (and may replace)
 
 
-def student_edition(root: Path, out: Path, html_dir: Path | None = None) -> tuple[int, int]:
+def student_edition(
+    root: Path, out: Path, html_dir: Path | None = None
+) -> tuple[int, int]:
     """Write the student notebooks, their zip and an index page to ``out``; returns (notebooks, solutions).
 
     With ``html_dir`` (the student build's HTML) its pages come first and the notebooks
@@ -108,7 +127,9 @@ def student_edition(root: Path, out: Path, html_dir: Path | None = None) -> tupl
     """
     if out.exists():
         if not (out / MARK).exists():
-            raise FileExistsError(f"{out} exists and is not a student edition written by this script")
+            raise FileExistsError(
+                f"{out} exists and is not a student edition written by this script"
+            )
         shutil.rmtree(out)
     if html_dir is not None:
         shutil.copytree(html_dir, out)
@@ -121,24 +142,37 @@ def student_edition(root: Path, out: Path, html_dir: Path | None = None) -> tupl
     out = page
     out.mkdir(parents=True, exist_ok=True)
     pages, removed = notebooks.toc_notebooks(root), 0
-    index = notebooks.BookIndex(root)  # plain Markdown as on Colab, without the solutions
+    index = notebooks.BookIndex(
+        root
+    )  # plain Markdown as on Colab, without the solutions
     for nb in pages:
-        removed += notebooks.colab_version(nb, out / nb.name, index, solutions=False)["solutions"]
-    with zipfile.ZipFile(out / "convbias-student.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        removed += notebooks.colab_version(nb, out / nb.name, index, solutions=False)[
+            "solutions"
+        ]
+    with zipfile.ZipFile(
+        out / "convbias-student.zip", "w", zipfile.ZIP_DEFLATED
+    ) as archive:
         for nb in pages:
             archive.write(out / nb.name, nb.name)
-    items = "\n".join(f'<li><a href="{html.escape(nb.name)}" download>{html.escape(nb.stem)}</a></li>' for nb in pages)
+    items = "\n".join(
+        f'<li><a href="{html.escape(nb.name)}" download>{html.escape(nb.stem)}</a></li>'
+        for nb in pages
+    )
     (out / "index.html").write_text(
         "<!doctype html><meta charset=utf-8><title>Student edition</title>\n"
         "<h1>Student edition</h1>\n<p>The chapters as notebooks without the exercise solutions and "
         "without outputs, to run and answer yourself. "
         '<a href="convbias-student.zip" download>All of them (zip)</a>.</p>\n'
-        f"<ul>\n{items}\n</ul>\n<p><a href=\"../index.html\">Back to the book</a></p>\n", encoding="utf-8")
+        f'<ul>\n{items}\n</ul>\n<p><a href="../index.html">Back to the book</a></p>\n',
+        encoding="utf-8",
+    )
     return len(pages), removed
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="tools/publish.py", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="tools/publish.py", description=__doc__.splitlines()[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("downloads").add_argument("build", type=Path)
     sub.add_parser("student-config").add_argument("out", type=Path)
@@ -151,12 +185,18 @@ def main(argv: list[str] | None = None) -> int:
         pages = executed_downloads(args.build)
         print(f"{len(pages)} page downloads are now the executed notebooks")
     elif args.command == "student-config":
-        print(f"student build configuration -> {student_config(notebooks.book_root(), args.out)}")
+        print(
+            f"student build configuration -> {student_config(notebooks.book_root(), args.out)}"
+        )
     elif args.command == "unexecuted-config":
-        print(f"unexecuted build configuration -> {unexecuted_config(notebooks.book_root(), args.out)}")
+        print(
+            f"unexecuted build configuration -> {unexecuted_config(notebooks.book_root(), args.out)}"
+        )
     else:
         count, removed = student_edition(notebooks.book_root(), args.out, args.html)
-        print(f"student edition: {count} notebooks without {removed} solutions -> {args.out}")
+        print(
+            f"student edition: {count} notebooks without {removed} solutions -> {args.out}"
+        )
     return 0
 
 

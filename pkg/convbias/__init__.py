@@ -22,16 +22,47 @@ works as an attribute), by layer, lowest first (the rules: ``tests/test_layers.p
   ``verify`` (seed robustness), ``smoke``, ``costs``, ``estimate`` (full-profile
   cost), and the command line ``python -m convbias``.
 """
+
 from __future__ import annotations
 
 import importlib
 
 __version__ = "0.1.0"
 __all__ = [
-    "cache", "capacity", "chapter", "checks", "collapse", "config", "convex_cnn", "costs", "data", "denoise",
-    "efcn", "estimate", "executors", "gradients", "intrinsic_dimension", "live", "losses", "lowrank", "models",
-    "notebooks", "one_example", "oscillation", "plotting", "rank", "relax", "report", "runner", "safe_store",
-    "sharpness", "smoke", "spectral", "sweep", "train", "verify",
+    "cache",
+    "capacity",
+    "chapter",
+    "checks",
+    "collapse",
+    "config",
+    "convex_cnn",
+    "costs",
+    "data",
+    "denoise",
+    "efcn",
+    "estimate",
+    "executors",
+    "gradients",
+    "intrinsic_dimension",
+    "live",
+    "losses",
+    "lowrank",
+    "models",
+    "notebooks",
+    "one_example",
+    "oscillation",
+    "plotting",
+    "rank",
+    "relax",
+    "report",
+    "runner",
+    "safe_store",
+    "sharpness",
+    "smoke",
+    "spectral",
+    "sweep",
+    "train",
+    "verify",
 ]
 
 

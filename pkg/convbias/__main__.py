@@ -1,4 +1,5 @@
-"""Command line: ``python -m convbias {run,cache,student,colab} ...`` (or ``convbias ...``), from a checkout of the book.
+"""Command line: ``python -m convbias {run,cache,student,colab} ...`` (or ``convbias ...``),
+from a checkout of the book.
 
 - ``run CHAPTER [--profile quick|full] [--out results] [--no-cache] [--trace]``: execute a
   chapter headless (in a Jupyter kernel, without a notebook server), saving its figures, the
@@ -26,6 +27,7 @@
 
 Maintainers' commands (the Colab cell, screenshots) live in the checkout's ``tools/`` folder.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +57,16 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .cache import UnsafeCacheRoot
     from .data.download import DownloadError
 
-    return (UserError, UnsafeCacheRoot, DownloadError, FileNotFoundError, FileExistsError, PermissionError,
-            NotADirectoryError, ValueError)
+    return (
+        UserError,
+        UnsafeCacheRoot,
+        DownloadError,
+        FileNotFoundError,
+        FileExistsError,
+        PermissionError,
+        NotADirectoryError,
+        ValueError,
+    )
 
 
 def _one_line(exc: BaseException) -> str:
@@ -72,34 +82,70 @@ def _version() -> str:
 
 
 def _main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m convbias", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m convbias", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--version", action="version", version=f"convbias {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a chapter headless and save its results")
     run.add_argument("chapter", help="chapter number (1, 02, ...) or notebook name")
     run.add_argument("--profile", choices=["quick", "full", "auto"], default=None)
     run.add_argument("--out", type=Path, default=Path("results"))
-    run.add_argument("--no-cache", action="store_true", help="recompute even if stored results exist")
-    run.add_argument("--smoke", action="store_true",
-                     help="full sizes, a few steps per training loop, checks reported not judged, no cache; "
-                          "writes the measured costs to cost.json (see `estimate`)")
-    run.add_argument("--trace", action="store_true",
-                     help="no cache; write each code cell's wall time and the costliest operators "
-                          "(sampled with torch.profiler by tools/profiling.py of a checkout) to profile.txt")
+    run.add_argument(
+        "--no-cache", action="store_true", help="recompute even if stored results exist"
+    )
+    run.add_argument(
+        "--smoke",
+        action="store_true",
+        help="full sizes, a few steps per training loop, checks reported not judged, no cache; "
+        "writes the measured costs to cost.json (see `estimate`)",
+    )
+    run.add_argument(
+        "--trace",
+        action="store_true",
+        help="no cache; write each code cell's wall time and the costliest operators "
+        "(sampled with torch.profiler by tools/profiling.py of a checkout) to profile.txt",
+    )
     _add_seed_option(run)
     _add_verify_command(sub)
     _add_estimate_parser(sub)
     store = sub.add_parser("cache", help="show (or prune) the results cache")
-    store.add_argument("--prune", action="store_true", help="delete the results of older versions of the code")
-    store.add_argument("--clear", action="store_true", help="delete every stored result")
-    store.add_argument("--dry-run", action="store_true", help="with --prune/--clear: only list what would go")
+    store.add_argument(
+        "--prune",
+        action="store_true",
+        help="delete the results of older versions of the code",
+    )
+    store.add_argument(
+        "--clear", action="store_true", help="delete every stored result"
+    )
+    store.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="with --prune/--clear: only list what would go",
+    )
     student = sub.add_parser("student", help="write notebooks without solutions")
     student.add_argument("out_dir", type=Path)
-    student.add_argument("--force", action="store_true", help="overwrite notebooks already in OUT_DIR")
-    colab = sub.add_parser("colab", help="write the Colab copies of the chapters (plain Markdown)")
-    colab.add_argument("out_dir", type=Path, nargs="?", default=None, help="default: colab/book in the checkout")
-    colab.add_argument("--check", action="store_true", help="write nothing; fail when a copy is stale")
-    colab.add_argument("--no-solutions", action="store_true", help="leave the exercise solutions out (students)")
+    student.add_argument(
+        "--force", action="store_true", help="overwrite notebooks already in OUT_DIR"
+    )
+    colab = sub.add_parser(
+        "colab", help="write the Colab copies of the chapters (plain Markdown)"
+    )
+    colab.add_argument(
+        "out_dir",
+        type=Path,
+        nargs="?",
+        default=None,
+        help="default: colab/book in the checkout",
+    )
+    colab.add_argument(
+        "--check", action="store_true", help="write nothing; fail when a copy is stale"
+    )
+    colab.add_argument(
+        "--no-solutions",
+        action="store_true",
+        help="leave the exercise solutions out (students)",
+    )
     args = parser.parse_args(argv)
 
     if args.command == "cache":
@@ -123,12 +169,23 @@ def _main(argv: list[str] | None = None) -> int:
             summary = notebooks.run_profiled(nb, args.out / nb.stem)
             print(f"{nb.stem}: operator profile -> {summary['profile']}")
         else:
-            summary = notebooks.run_chapter(nb, args.out / nb.stem, use_cache=not args.no_cache)
+            summary = notebooks.run_chapter(
+                nb, args.out / nb.stem, use_cache=not args.no_cache
+            )
         if summary["cached"]:
-            print(f"{nb.stem}: unchanged since its last run (same profile, device, data and code): results restored from the cache")
-        status = "all checks passed" if summary["checks_passed"] else f"FAILED at cell {summary['failed_cell']}: {summary.get('error')}"
-        print(f"{nb.stem}: {status}; {summary['seconds']} s; {len(summary['figures'])} figures, "
-              f"{len(summary['values'])} values -> {args.out / nb.stem}")
+            print(
+                f"{nb.stem}: unchanged since its last run (same profile, device, data and code): "
+                "results restored from the cache"
+            )
+        status = (
+            "all checks passed"
+            if summary["checks_passed"]
+            else f"FAILED at cell {summary['failed_cell']}: {summary.get('error')}"
+        )
+        print(
+            f"{nb.stem}: {status}; {summary['seconds']} s; {len(summary['figures'])} figures, "
+            f"{len(summary['values'])} values -> {args.out / nb.stem}"
+        )
         return 0 if summary["checks_passed"] else 1
     if args.command == "student":
         return _student_command(root, args.out_dir, args.force)
@@ -145,25 +202,36 @@ def _student_command(root: Path, out_dir: Path, force: bool) -> int:
     return 0
 
 
-def _colab_command(root: Path, out_dir: Path | None, check: bool, solutions: bool) -> int:
+def _colab_command(
+    root: Path, out_dir: Path | None, check: bool, solutions: bool
+) -> int:
     from . import notebooks
 
     changed = notebooks.colab_edition(root, out_dir, solutions=solutions, check=check)
     where = out_dir or root / notebooks.COLAB_DIR / "book"
     if check:
         if changed:
-            print(f"stale Colab copies in {where}: {', '.join(p.name for p in changed)}: run python -m convbias colab",
-                  file=sys.stderr)
+            print(
+                f"stale Colab copies in {where}: {', '.join(p.name for p in changed)}: run python -m convbias colab",
+                file=sys.stderr,
+            )
             return 1
         print(f"the Colab copies in {where} are up to date")
         return 0
-    print(f"wrote {len(changed)} Colab copies to {where} ({len(notebooks.toc_notebooks(root)) - len(changed)} unchanged)")
+    print(
+        f"wrote {len(changed)} Colab copies to {where} ({len(notebooks.toc_notebooks(root)) - len(changed)} unchanged)"
+    )
     return 0
 
 
 def _add_seed_option(run: argparse.ArgumentParser) -> None:
-    run.add_argument("--seed", type=_seed, default=None, metavar="S",
-                     help="base seed of the chapter (default: the chapter's own); sets CONVBIAS_SEED")
+    run.add_argument(
+        "--seed",
+        type=_seed,
+        default=None,
+        metavar="S",
+        help="base seed of the chapter (default: the chapter's own); sets CONVBIAS_SEED",
+    )
 
 
 def _seed(text: str) -> int:
@@ -172,7 +240,9 @@ def _seed(text: str) -> int:
     except ValueError:
         value = -1
     if value < 0:
-        raise argparse.ArgumentTypeError(f"a seed is a non-negative integer, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"a seed is a non-negative integer, got {text!r}"
+        )
     return value
 
 
@@ -184,15 +254,32 @@ def _apply_seed(args: argparse.Namespace) -> None:
 
 
 def _add_verify_command(sub) -> None:
-    verify = sub.add_parser("verify", help="run chapters over several seeds and tabulate their checks")
-    verify.add_argument("chapters", nargs="*", help="chapter numbers or names (default: every chapter)")
-    verify.add_argument("--seeds", default="0-4", help="base seeds, e.g. 0-4 or 0,3,7 (default 0-4)")
+    verify = sub.add_parser(
+        "verify", help="run chapters over several seeds and tabulate their checks"
+    )
+    verify.add_argument(
+        "chapters", nargs="*", help="chapter numbers or names (default: every chapter)"
+    )
+    verify.add_argument(
+        "--seeds", default="0-4", help="base seeds, e.g. 0-4 or 0,3,7 (default 0-4)"
+    )
     verify.add_argument("--profile", choices=["quick", "full", "auto"], default=None)
-    verify.add_argument("--out", type=Path, default=Path("results/verify"), help="folder for each run's results")
-    verify.add_argument("--table", type=Path, default=None,
-                        help="where to write the table, without suffix: TABLE.md and TABLE.json "
-                             "(default OUT/robustness)")
-    verify.add_argument("--no-cache", action="store_true", help="recompute even if stored results exist")
+    verify.add_argument(
+        "--out",
+        type=Path,
+        default=Path("results/verify"),
+        help="folder for each run's results",
+    )
+    verify.add_argument(
+        "--table",
+        type=Path,
+        default=None,
+        help="where to write the table, without suffix: TABLE.md and TABLE.json "
+        "(default OUT/robustness)",
+    )
+    verify.add_argument(
+        "--no-cache", action="store_true", help="recompute even if stored results exist"
+    )
 
 
 def _verify_command(args: argparse.Namespace) -> int:
@@ -206,15 +293,26 @@ def _verify_command(args: argparse.Namespace) -> int:
     if args.profile:
         os.environ["CONVBIAS_PROFILE"] = args.profile
     root = notebooks.book_root()
-    chosen = [notebooks.chapter_notebook(root, c) for c in args.chapters] if args.chapters else [
-        nb for nb in notebooks.toc_notebooks(root) if nb.stem[:2].isdigit()]
-    payload = verify.verify(chosen, seeds, args.out, table=args.table, use_cache=not args.no_cache)
+    chosen = (
+        [notebooks.chapter_notebook(root, c) for c in args.chapters]
+        if args.chapters
+        else [nb for nb in notebooks.toc_notebooks(root) if nb.stem[:2].isdigit()]
+    )
+    payload = verify.verify(
+        chosen, seeds, args.out, table=args.table, use_cache=not args.no_cache
+    )
     table = args.table or args.out / "robustness"
     bad = [r for r in payload["checks"] if r["passed"] < r["seeds"]]
-    print(f"{len(payload['checks'])} checks over seeds {args.seeds}: "
-          f"{len(payload['checks']) - len(bad)} passed on every seed"
-          + (f", {len(bad)} did not ({', '.join(r['check'] for r in bad)})" if bad else "")
-          + f" -> {table.with_suffix('.md')}")
+    print(
+        f"{len(payload['checks'])} checks over seeds {args.seeds}: "
+        f"{len(payload['checks']) - len(bad)} passed on every seed"
+        + (
+            f", {len(bad)} did not ({', '.join(r['check'] for r in bad)})"
+            if bad
+            else ""
+        )
+        + f" -> {table.with_suffix('.md')}"
+    )
     return 1 if bad else 0
 
 
@@ -223,32 +321,63 @@ def _smoke_command(nb: Path, out: Path) -> int:
 
     cost = run_smoke(nb, out)
     gb = 2**30
-    status = "every cell ran" if cost["completed"] else f"FAILED at cell {cost['failed_cell']}: {cost['error']}"
-    reported = f"; {len(cost['checks_reported'])} check cell(s) failed (reported, not judged)" \
-        if cost["checks_reported"] else ""
-    print(f"{nb.stem} (smoke, {cost['profile']} profile, {cost['smoke_steps']} steps per loop): {status}{reported}; "
-          f"{cost['wall_seconds']:.0f} s; peak host memory {cost['peak_host_bytes'] / gb:.2f} GB, "
-          f"peak tensor memory {cost['peak_tensor_bytes'] / gb:.2f} GB -> {out / 'cost.json'}")
+    status = (
+        "every cell ran"
+        if cost["completed"]
+        else f"FAILED at cell {cost['failed_cell']}: {cost['error']}"
+    )
+    reported = (
+        f"; {len(cost['checks_reported'])} check cell(s) failed (reported, not judged)"
+        if cost["checks_reported"]
+        else ""
+    )
+    print(
+        f"{nb.stem} (smoke, {cost['profile']} profile, {cost['smoke_steps']} steps per loop): {status}{reported}; "
+        f"{cost['wall_seconds']:.0f} s; peak host memory {cost['peak_host_bytes'] / gb:.2f} GB, "
+        f"peak tensor memory {cost['peak_tensor_bytes'] / gb:.2f} GB -> {out / 'cost.json'}"
+    )
     return 0 if cost["completed"] else 1
 
 
 def _add_estimate_parser(sub) -> None:
-    est = sub.add_parser("estimate", help="time and memory of each chapter on a Colab T4 and an H100, "
-                                          "from full-size smoke runs")
-    est.add_argument("chapters", nargs="*", help="chapter numbers (default: every chapter)")
+    est = sub.add_parser(
+        "estimate",
+        help="time and memory of each chapter on a Colab T4 and an H100, "
+        "from full-size smoke runs",
+    )
+    est.add_argument(
+        "chapters", nargs="*", help="chapter numbers (default: every chapter)"
+    )
     est.add_argument("--profile", choices=["quick", "full"], default="full")
-    est.add_argument("--out", type=Path, default=Path("results"), help="where the smoke runs' cost.json live")
-    est.add_argument("--rerun", action="store_true", help="repeat the smoke runs even where cost.json exists")
-    est.add_argument("--save-budget", action="store_true",
-                     help="write the minutes per chapter the set-up cells announce (the package's budget.json)")
+    est.add_argument(
+        "--out",
+        type=Path,
+        default=Path("results"),
+        help="where the smoke runs' cost.json live",
+    )
+    est.add_argument(
+        "--rerun",
+        action="store_true",
+        help="repeat the smoke runs even where cost.json exists",
+    )
+    est.add_argument(
+        "--save-budget",
+        action="store_true",
+        help="write the minutes per chapter the set-up cells announce (the package's budget.json)",
+    )
 
 
 def _estimate_command(args) -> int:
     from . import estimate, notebooks
 
     root = notebooks.book_root()
-    chapters = [notebooks.chapter_notebook(root, c) for c in args.chapters] or estimate.chapters(root)
-    costs = [estimate.smoke_cost(nb, args.out / nb.stem, args.profile, rerun=args.rerun) for nb in chapters]
+    chapters = [
+        notebooks.chapter_notebook(root, c) for c in args.chapters
+    ] or estimate.chapters(root)
+    costs = [
+        estimate.smoke_cost(nb, args.out / nb.stem, args.profile, rerun=args.rerun)
+        for nb in chapters
+    ]
     print(estimate.report(costs))
     if args.save_budget:
         print(f"wrote {estimate.save_budget(costs)}")
@@ -267,8 +396,14 @@ def _cache_command(prune: bool, clear: bool, dry_run: bool = False) -> int:
     if not usage:
         print(f"no stored results in {cache.root}")
     for fingerprint, (entries, size) in usage.items():
-        note = " (this code)" if fingerprint == code_fingerprint() else " (older code: --prune deletes it)"
-        print(f"{cache.root / fingerprint}: {entries} results, {size / 2**20:.1f} MB{note}")
+        note = (
+            " (this code)"
+            if fingerprint == code_fingerprint()
+            else " (older code: --prune deletes it)"
+        )
+        print(
+            f"{cache.root / fingerprint}: {entries} results, {size / 2**20:.1f} MB{note}"
+        )
     return 0
 
 

@@ -27,6 +27,7 @@ book with ``_toc.yml``), and list what they delete.
 
 Used by every chapter (through the sweeps and ``python -m convbias run``).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -61,29 +62,42 @@ class UnsafeCacheRoot(ValueError):
 
 def is_own_file(path: Path) -> bool:
     """True for a file this module writes: a result ``<name>-<key>.pt`` or an interrupted save of one."""
-    return path.is_file() and not path.is_symlink() and bool(
-        RESULT_FILE.fullmatch(path.name) or TMP_FILE.fullmatch(path.name))
+    return (
+        path.is_file()
+        and not path.is_symlink()
+        and bool(RESULT_FILE.fullmatch(path.name) or TMP_FILE.fullmatch(path.name))
+    )
 
 
 def is_own_folder(path: Path) -> bool:
     """True for a code folder this module writes: 16 hex digits, holding only its own files."""
-    return (path.is_dir() and not path.is_symlink() and bool(CODE_FOLDER.fullmatch(path.name))
-            and all(is_own_file(f) for f in path.iterdir()))
+    return (
+        path.is_dir()
+        and not path.is_symlink()
+        and bool(CODE_FOLDER.fullmatch(path.name))
+        and all(is_own_file(f) for f in path.iterdir())
+    )
 
 
 def check_safe_root(root: Path) -> Path:
     """``root`` resolved; raises :class:`UnsafeCacheRoot` for ``/``, the home folder or a checkout."""
     resolved = Path(root).expanduser().resolve()
     if resolved == Path(resolved.anchor):
-        raise UnsafeCacheRoot(f"the results folder {resolved} is the file system root: refusing to delete there. "
-                              f"Point {RESULTS_ENV} at a folder of its own.")
+        raise UnsafeCacheRoot(
+            f"the results folder {resolved} is the file system root: refusing to delete there. "
+            f"Point {RESULTS_ENV} at a folder of its own."
+        )
     if resolved == Path.home().resolve():
-        raise UnsafeCacheRoot(f"the results folder {resolved} is the home folder: refusing to delete there. "
-                              f"Point {RESULTS_ENV} at a folder of its own.")
+        raise UnsafeCacheRoot(
+            f"the results folder {resolved} is the home folder: refusing to delete there. "
+            f"Point {RESULTS_ENV} at a folder of its own."
+        )
     for marker in (".git", "_toc.yml", "pyproject.toml"):
         if (resolved / marker).exists():
-            raise UnsafeCacheRoot(f"the results folder {resolved} is a checkout (it holds {marker}): refusing to "
-                                  f"delete there. Point {RESULTS_ENV} at a folder of its own.")
+            raise UnsafeCacheRoot(
+                f"the results folder {resolved} is a checkout (it holds {marker}): refusing to "
+                f"delete there. Point {RESULTS_ENV} at a folder of its own."
+            )
     return resolved
 
 
@@ -120,7 +134,9 @@ def fingerprint(value: Any) -> str:
         import numpy as np
 
         if not isinstance(value, np.ndarray):
-            raise TypeError(f"cannot fingerprint a {type(value).__name__}: give a tensor, an array or a module")
+            raise TypeError(
+                f"cannot fingerprint a {type(value).__name__}: give a tensor, an array or a module"
+            )
         array = np.ascontiguousarray(value)
     h.update(f"{array.dtype}{array.shape}".encode())
     h.update(array.tobytes())
@@ -128,7 +144,10 @@ def fingerprint(value: Any) -> str:
 
 
 def _json_default(value: Any) -> Any:
-    if isinstance(value, (torch.Tensor, torch.nn.Module)) or type(value).__module__ == "numpy":
+    if (
+        isinstance(value, (torch.Tensor, torch.nn.Module))
+        or type(value).__module__ == "numpy"
+    ):
         if getattr(value, "ndim", 1) == 0 and not isinstance(value, torch.nn.Module):
             return value.item()  # a scalar
         return fingerprint(value)
@@ -148,11 +167,22 @@ def cache_key(name: str, config: Mapping[str, Any]) -> str:
     from . import __version__
 
     try:
-        text = json.dumps({"name": name, "config": config, "code": code_fingerprint(), "version": __version__,
-                           "torch": torch.__version__}, sort_keys=True, default=_json_default)
+        text = json.dumps(
+            {
+                "name": name,
+                "config": config,
+                "code": code_fingerprint(),
+                "version": __version__,
+                "torch": torch.__version__,
+            },
+            sort_keys=True,
+            default=_json_default,
+        )
     except TypeError as exc:
-        raise TypeError(f"the configuration of {name!r} must be JSON-serialisable (numbers, strings, lists, "
-                        f"dicts, tensors, modules): {exc}") from exc
+        raise TypeError(
+            f"the configuration of {name!r} must be JSON-serialisable (numbers, strings, lists, "
+            f"dicts, tensors, modules): {exc}"
+        ) from exc
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
@@ -202,10 +232,17 @@ class ResultCache:
 
     def usage(self) -> dict[str, tuple[int, int]]:
         """``{code fingerprint: (entries, bytes)}`` of what is stored (interrupted saves, ``.tmp``, included)."""
-        return {code: (len(files), sum(f.stat().st_size for f in files)) for code, files in self._entries().items()}
+        return {
+            code: (len(files), sum(f.stat().st_size for f in files))
+            for code, files in self._entries().items()
+        }
 
-    def prune(self, keep_current: bool = True, dry_run: bool = False,
-              report: Callable[[str], None] | None = None) -> int:
+    def prune(
+        self,
+        keep_current: bool = True,
+        dry_run: bool = False,
+        report: Callable[[str], None] | None = None,
+    ) -> int:
         """Delete the results of other versions of the code (all results if not ``keep_current``); returns bytes freed.
 
         Only this module's own folders and files are touched (see the module's notes);
@@ -223,7 +260,9 @@ class ResultCache:
             size = sum(f.stat().st_size for f in files)
             target = self.root / code
             if report:
-                report(f"{'would delete' if dry_run else 'deleting'} folder {target} ({size / 2**20:.1f} MB)")
+                report(
+                    f"{'would delete' if dry_run else 'deleting'} folder {target} ({size / 2**20:.1f} MB)"
+                )
             if not dry_run:
                 shutil.rmtree(target)
             freed += size
@@ -237,7 +276,9 @@ class ResultCache:
         """Store ``value`` atomically; returns the file, or None when the cache is off."""
         return self._write(self.path(name, config), value) if self.active else None
 
-    def cached(self, name: str, config: Mapping[str, Any], compute: Callable[[], Any]) -> Any:
+    def cached(
+        self, name: str, config: Mapping[str, Any], compute: Callable[[], Any]
+    ) -> Any:
         """Return the stored result for (name, config), computing and storing it if needed.
 
         The key is taken before ``compute`` runs, so a configuration holding objects
@@ -262,7 +303,9 @@ class ResultCache:
 
             location = None if torch.cuda.is_available() else "cpu"
             return safe_store.load(path, map_location=location)
-        except Exception:  # a corrupted, foreign or unsafe entry is recomputed, not trusted
+        except (
+            Exception
+        ):  # a corrupted, foreign or unsafe entry is recomputed, not trusted
             return None
 
     @staticmethod
@@ -279,8 +322,12 @@ class ResultCache:
         except (OSError, safe_store.Unstorable, RuntimeError) as exc:
             if tmp is not None:
                 Path(tmp).unlink(missing_ok=True)
-            warnings.warn(f"the result was computed but not stored in the results cache ({path.parent}): "
-                          f"{type(exc).__name__}: {exc}", CacheWriteWarning, stacklevel=3)
+            warnings.warn(
+                f"the result was computed but not stored in the results cache ({path.parent}): "
+                f"{type(exc).__name__}: {exc}",
+                CacheWriteWarning,
+                stacklevel=3,
+            )
             return None
         except BaseException:
             if tmp is not None:
@@ -289,8 +336,12 @@ class ResultCache:
         return path
 
 
-def resumable(name: str | None, config: Mapping[str, Any], compute: Callable[[], Any],
-              store: ResultCache | None = None) -> Any:
+def resumable(
+    name: str | None,
+    config: Mapping[str, Any],
+    compute: Callable[[], Any],
+    store: ResultCache | None = None,
+) -> Any:
     """``compute()``, stored under ``(name, config)`` when ``name`` is given (else just computed).
 
     The package's sweeps call this once per item (a batch size, a noise level, a

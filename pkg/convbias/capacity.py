@@ -16,6 +16,7 @@ both: the Frobenius-product Rademacher bound of Golowich, Rakhlin & Shamir (2018
 matrices it is a theorem about the eFCN (hence the CNN's function); with kernel norms
 it is the conv-aware count. Used by chapter 6.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,14 +31,29 @@ from .checks import Check, at_least, at_most
 from .efcn import to_fcn
 
 
-def circular_cnn(input_shape: Sequence[int], channels: int = 8, depth: int = 3, n_classes: int = 10,
-                 kernel: int = 3, padding_mode: str = "circular") -> nn.Sequential:
+def circular_cnn(
+    input_shape: Sequence[int],
+    channels: int = 8,
+    depth: int = 3,
+    n_classes: int = 10,
+    kernel: int = 3,
+    padding_mode: str = "circular",
+) -> nn.Sequential:
     """``depth`` bias-free stride-1 conv + ReLU layers (circular padding), then a linear read-out."""
     c_in, H, W = input_shape
     layers: list[nn.Module] = []
     for i in range(depth):
-        layers += [nn.Conv2d(c_in if i == 0 else channels, channels, kernel, padding=kernel // 2,
-                             padding_mode=padding_mode, bias=False), nn.ReLU()]
+        layers += [
+            nn.Conv2d(
+                c_in if i == 0 else channels,
+                channels,
+                kernel,
+                padding=kernel // 2,
+                padding_mode=padding_mode,
+                bias=False,
+            ),
+            nn.ReLU(),
+        ]
     layers += [nn.Flatten(), nn.Linear(channels * H * W, n_classes, bias=False)]
     return nn.Sequential(*layers)
 
@@ -46,10 +62,10 @@ def circular_cnn(input_shape: Sequence[int], channels: int = 8, depth: int = 3, 
 class Capacity:
     """Per-layer norms of a network counted from kernels and from its eFCN, and the bounds."""
 
-    kernel_norms: np.ndarray       # ||K_l||_F (the read-out's ||W||_F)
-    dense_norms: np.ndarray        # ||T(K_l)||_F from the eFCN
-    positions: np.ndarray          # output positions per layer (1 for the read-out)
-    input_norm: float              # B = max_i ||x_i||
+    kernel_norms: np.ndarray  # ||K_l||_F (the read-out's ||W||_F)
+    dense_norms: np.ndarray  # ||T(K_l)||_F from the eFCN
+    positions: np.ndarray  # output positions per layer (1 for the read-out)
+    input_norm: float  # B = max_i ||x_i||
     n: int
 
     @property
@@ -68,7 +84,12 @@ class Capacity:
     def bound(self, rho: float) -> float:
         """Golowich-Rakhlin-Shamir: ``B (sqrt(2 L ln 2) + 1) rho / sqrt(n)``."""
         L = len(self.kernel_norms)
-        return self.input_norm * (math.sqrt(2 * L * math.log(2)) + 1) * rho / math.sqrt(self.n)
+        return (
+            self.input_norm
+            * (math.sqrt(2 * L * math.log(2)) + 1)
+            * rho
+            / math.sqrt(self.n)
+        )
 
     @property
     def bound_kernel(self) -> float:
@@ -79,8 +100,12 @@ class Capacity:
         return self.bound(self.rho_dense)
 
 
-def capacity(model: nn.Sequential, input_shape: Sequence[int], X: torch.Tensor,
-             efcn: nn.Sequential | None = None) -> Capacity:
+def capacity(
+    model: nn.Sequential,
+    input_shape: Sequence[int],
+    X: torch.Tensor,
+    efcn: nn.Sequential | None = None,
+) -> Capacity:
     """Kernel norms of ``model``'s conv/linear layers and the dense norms of its eFCN's layers
     (``efcn``: the eFCN if already built, else ``to_fcn(model, input_shape)``)."""
     weighted = [m for m in model if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]
@@ -88,11 +113,19 @@ def capacity(model: nn.Sequential, input_shape: Sequence[int], X: torch.Tensor,
         efcn = to_fcn(model, input_shape)
     dense = [m for m in efcn if isinstance(m, nn.Linear)]
     if len(dense) != len(weighted):
-        raise ValueError(f"eFCN has {len(dense)} dense layers for {len(weighted)} conv/linear layers")
+        raise ValueError(
+            f"eFCN has {len(dense)} dense layers for {len(weighted)} conv/linear layers"
+        )
     kn = np.array([float(m.weight.detach().double().norm()) for m in weighted])
     dn = np.array([float(m.weight.detach().double().norm()) for m in dense])
-    pos = np.array([m.out_features // (m_.out_channels if hasattr(m_, "out_channels") else m.out_features)
-                    for m, m_ in zip(dense, weighted)], dtype=float)
+    pos = np.array(
+        [
+            m.out_features
+            // (m_.out_channels if hasattr(m_, "out_channels") else m.out_features)
+            for m, m_ in zip(dense, weighted)
+        ],
+        dtype=float,
+    )
     B = float(X.flatten(1).double().norm(dim=1).max())
     return Capacity(kn, dn, pos, B, len(X))
 
@@ -107,9 +140,19 @@ class CapacityResult:
     history: object
 
 
-def capacity_experiment(data, channels: int = 8, depth: int = 3, epochs: int = 8, lr: float = 0.05,
-                        weight_decay: float = 5e-4, batch_size: int = 64, padding_mode: str = "circular",
-                        seed: int = 0, progress: bool = True, embed=to_fcn) -> CapacityResult:
+def capacity_experiment(
+    data,
+    channels: int = 8,
+    depth: int = 3,
+    epochs: int = 8,
+    lr: float = 0.05,
+    weight_decay: float = 5e-4,
+    batch_size: int = 64,
+    padding_mode: str = "circular",
+    seed: int = 0,
+    progress: bool = True,
+    embed=to_fcn,
+) -> CapacityResult:
     """Train a circular CNN on ``data`` (a ``convbias.data.Split``) and count its capacity.
 
     ``embed(model, shape)`` builds the network compared with the CNN (the eFCN; tests pass others)."""
@@ -118,14 +161,28 @@ def capacity_experiment(data, channels: int = 8, depth: int = 3, epochs: int = 8
 
     shape = tuple(data.X_train.shape[1:])
     torch.manual_seed(seed)
-    model = circular_cnn(shape, channels, depth, int(data.y_train.max()) + 1, padding_mode=padding_mode)
+    model = circular_cnn(
+        shape, channels, depth, int(data.y_train.max()) + 1, padding_mode=padding_mode
+    )
     dev = device()
     model.to(dev)
     hist = None
     if epochs > 0:
-        hist = fit(model, data.X_train, data.y_train, loss="ce", lr=lr, momentum=0.9,
-                   weight_decay=weight_decay, epochs=epochs, batch_size=batch_size, seed=seed,
-                   log_every=10 ** 9, progress=progress, desc="CNN for the capacity count")
+        hist = fit(
+            model,
+            data.X_train,
+            data.y_train,
+            loss="ce",
+            lr=lr,
+            momentum=0.9,
+            weight_decay=weight_decay,
+            epochs=epochs,
+            batch_size=batch_size,
+            seed=seed,
+            log_every=10**9,
+            progress=progress,
+            desc="CNN for the capacity count",
+        )
     model.eval()
     efcn = embed(model, shape)
     X_test, y_test = data.X_test.to(dev), data.y_test.to(dev)
@@ -139,17 +196,39 @@ def capacity_experiment(data, channels: int = 8, depth: int = 3, epochs: int = 8
     return CapacityResult(cap, model, err, train_acc, test_acc, hist)
 
 
-def capacity_checks(r: CapacityResult, ratio_tol: float = 1e-6, min_orders: float = 2.0,
-                    min_test_acc: float = 0.8) -> list[Check]:
+def capacity_checks(
+    r: CapacityResult,
+    ratio_tol: float = 1e-6,
+    min_orders: float = 2.0,
+    min_test_acc: float = 0.8,
+) -> list[Check]:
     """The eFCN is the same function; rho from its dense matrices is rho from kernels times
     ``prod sqrt(positions)`` exactly; the bounds differ by orders of magnitude."""
     c = r.cap
     measured = c.rho_dense / c.rho_kernel
     return [
-        at_most("efcn_exact_relerr", r.exact_relerr, 1e-5, "the eFCN computes the CNN's function"),
-        at_least("cnn_test_acc", r.test_acc, min_test_acc, "the counted CNN is a trained classifier"),
-        at_most("rho_ratio_vs_sqrt_positions", abs(measured / c.predicted_ratio - 1), ratio_tol,
-                "rho(eFCN) / rho(kernels) = prod sqrt(positions)"),
-        at_least("bound_orders_of_magnitude", math.log10(c.bound_dense / c.bound_kernel), min_orders,
-                 "log10 of dense bound / kernel bound"),
+        at_most(
+            "efcn_exact_relerr",
+            r.exact_relerr,
+            1e-5,
+            "the eFCN computes the CNN's function",
+        ),
+        at_least(
+            "cnn_test_acc",
+            r.test_acc,
+            min_test_acc,
+            "the counted CNN is a trained classifier",
+        ),
+        at_most(
+            "rho_ratio_vs_sqrt_positions",
+            abs(measured / c.predicted_ratio - 1),
+            ratio_tol,
+            "rho(eFCN) / rho(kernels) = prod sqrt(positions)",
+        ),
+        at_least(
+            "bound_orders_of_magnitude",
+            math.log10(c.bound_dense / c.bound_kernel),
+            min_orders,
+            "log10 of dense bound / kernel bound",
+        ),
     ]

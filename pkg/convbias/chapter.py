@@ -5,6 +5,7 @@ overrides the chapter's own), seeds Python, NumPy and torch, runs torch on one C
 thread, sets the figure style, prints one line about the run and glues it for the
 reproducibility page. Used by every chapter and the appendix.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,7 +13,14 @@ from dataclasses import dataclass
 import torch
 
 from . import plotting
-from .config import announce_run, base_seed, device, limit_cpu_threads, profile, seed_everything
+from .config import (
+    announce_run,
+    base_seed,
+    device,
+    limit_cpu_threads,
+    profile,
+    seed_everything,
+)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ factor by which the value clears its bound (> 1 passes), for
 
 Used by every chapter (its check cells) and by ``python -m convbias run``/``verify``.
 """
+
 from __future__ import annotations
 
 import json
@@ -56,11 +57,19 @@ class Check:
 
     def __post_init__(self) -> None:
         if self.op not in OPS:
-            raise ValueError(f"check {self.name!r}: op must be one of {OPS}, got {self.op!r}")
+            raise ValueError(
+                f"check {self.name!r}: op must be one of {OPS}, got {self.op!r}"
+            )
         if self.scale not in ("ratio", "difference"):
-            raise ValueError(f"check {self.name!r}: scale must be 'ratio' or 'difference', got {self.scale!r}")
-        if self.op == "in" and not (isinstance(self.bound, tuple) and len(self.bound) == 2):
-            raise ValueError(f"check {self.name!r}: op 'in' needs a (low, high) bound, got {self.bound!r}")
+            raise ValueError(
+                f"check {self.name!r}: scale must be 'ratio' or 'difference', got {self.scale!r}"
+            )
+        if self.op == "in" and not (
+            isinstance(self.bound, tuple) and len(self.bound) == 2
+        ):
+            raise ValueError(
+                f"check {self.name!r}: op 'in' needs a (low, high) bound, got {self.bound!r}"
+            )
         object.__setattr__(self, "value", float(self.value))
 
     @property
@@ -76,20 +85,31 @@ class Check:
 
     @property
     def margin(self) -> float:
-        """How much room the value had to its nearest bound, as a factor (``ratio``, above 1 passes) or a distance (above 0 passes)."""
+        """How much room the value had to its nearest bound.
+
+        A factor for ``scale="ratio"`` (above 1 passes), else a distance (above 0 passes).
+        """
         if not math.isfinite(self.value):
             return math.nan
         if self.op == "in":
             low, high = self.bound
-            return min(_room(self.value, low, self.scale), _room(high, self.value, self.scale))
+            return min(
+                _room(self.value, low, self.scale), _room(high, self.value, self.scale)
+            )
         if self.op == ">=":
             return _room(self.value, self.bound, self.scale)
         return _room(self.bound, self.value, self.scale)
 
     def describe(self) -> str:
         mark = "passed" if self.passed else "FAILED"
-        bound = f"in [{_fmt(self.bound[0])}, {_fmt(self.bound[1])}]" if self.op == "in" else f"{self.op} {_fmt(self.bound)}"
-        return f"{mark}  {self.name}: {_fmt(self.value)} {bound}" + (f"  ({self.claim})" if self.claim else "")
+        bound = (
+            f"in [{_fmt(self.bound[0])}, {_fmt(self.bound[1])}]"
+            if self.op == "in"
+            else f"{self.op} {_fmt(self.bound)}"
+        )
+        return f"{mark}  {self.name}: {_fmt(self.value)} {bound}" + (
+            f"  ({self.claim})" if self.claim else ""
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -114,17 +134,28 @@ def _fmt(x: float) -> str:
     return f"{x:.2e}"
 
 
-def at_least(name: str, value: float, bound: float, claim: str = "", scale: str = "difference") -> Check:
+def at_least(
+    name: str, value: float, bound: float, claim: str = "", scale: str = "difference"
+) -> Check:
     """The check ``value >= bound``."""
     return Check(name, value, ">=", float(bound), claim, scale)
 
 
-def at_most(name: str, value: float, bound: float, claim: str = "", scale: str = "difference") -> Check:
+def at_most(
+    name: str, value: float, bound: float, claim: str = "", scale: str = "difference"
+) -> Check:
     """The check ``value <= bound``."""
     return Check(name, value, "<=", float(bound), claim, scale)
 
 
-def between(name: str, value: float, low: float, high: float, claim: str = "", scale: str = "difference") -> Check:
+def between(
+    name: str,
+    value: float,
+    low: float,
+    high: float,
+    claim: str = "",
+    scale: str = "difference",
+) -> Check:
     """The check ``low <= value <= high``."""
     return Check(name, value, "in", (float(low), float(high)), claim, scale)
 
@@ -162,16 +193,28 @@ class CheckTable:
 
         rows = []
         for c in self.checks:
-            bound = f"in [{_fmt(c.bound[0])}, {_fmt(c.bound[1])}]" if c.op == "in" else f"{c.op} {_fmt(c.bound)}"
+            bound = (
+                f"in [{_fmt(c.bound[0])}, {_fmt(c.bound[1])}]"
+                if c.op == "in"
+                else f"{c.op} {_fmt(c.bound)}"
+            )
             mark = "passed" if c.passed else "<strong>FAILED</strong>"
-            rows.append(f"<tr><td>{mark}</td><td><code>{escape(c.name)}</code></td><td>{escape(_fmt(c.value))}</td>"
-                        f"<td>{escape(bound)}</td><td>{escape(c.claim or '')}</td></tr>")
+            rows.append(
+                f"<tr><td>{mark}</td><td><code>{escape(c.name)}</code></td><td>{escape(_fmt(c.value))}</td>"
+                f"<td>{escape(bound)}</td><td>{escape(c.claim or '')}</td></tr>"
+            )
         head = "<tr><th>check</th><th>name</th><th>value</th><th>bound</th><th>claim</th></tr>"
         return f'<table class="convbias-checks"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, Any]:
-        return {"text/plain": repr(self), "text/html": self._repr_html_(),
-                MIME: {"chapter": self.chapter, "checks": [c.to_dict() for c in self.checks]}}
+        return {
+            "text/plain": repr(self),
+            "text/html": self._repr_html_(),
+            MIME: {
+                "chapter": self.chapter,
+                "checks": [c.to_dict() for c in self.checks],
+            },
+        }
 
 
 def require(chapter: str, checks: Sequence[Check]) -> list[Check]:
@@ -187,7 +230,9 @@ def require(chapter: str, checks: Sequence[Check]) -> list[Check]:
     bad = failed(checks)
     if bad and judged():
         details = "; ".join(c.describe() for c in checks if not c.passed)
-        raise CheckFailed(f"{chapter}: {len(bad)} of {len(checks)} checks failed: {details}")
+        raise CheckFailed(
+            f"{chapter}: {len(bad)} of {len(checks)} checks failed: {details}"
+        )
     return checks
 
 
@@ -213,5 +258,7 @@ def from_outputs(outputs: Sequence[dict]) -> list[dict[str, Any]]:
             payload = data[MIME]
             if isinstance(payload, str):
                 payload = json.loads(payload)
-            found.extend(json.loads(json.dumps(payload.get("checks", []))))  # plain dicts, not notebook nodes
+            found.extend(
+                json.loads(json.dumps(payload.get("checks", [])))
+            )  # plain dicts, not notebook nodes
     return found

@@ -12,6 +12,7 @@ normalised means ``M`` form a simplex equiangular tight frame (ETF) when their
 Gram matrix is ``C/(C-1) (I - 11^T / C)``; :func:`etf_distance` measures the gap.
 Every function accepts a leading batch (ensemble) dimension. Used by chapter 2.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -23,17 +24,25 @@ Tensor = torch.Tensor
 
 def _check(features: Tensor, labels: Tensor, n_classes: int | None) -> int:
     if features.ndim < 2:
-        raise ValueError(f"features must be (..., N, p), got shape {tuple(features.shape)}")
+        raise ValueError(
+            f"features must be (..., N, p), got shape {tuple(features.shape)}"
+        )
     if labels.ndim != 1 or labels.shape[0] != features.shape[-2]:
-        raise ValueError(f"labels must be (N,) with N={features.shape[-2]}, got shape {tuple(labels.shape)}")
+        raise ValueError(
+            f"labels must be (N,) with N={features.shape[-2]}, got shape {tuple(labels.shape)}"
+        )
     C = int(labels.max()) + 1 if n_classes is None else n_classes
     counts = torch.bincount(labels, minlength=C)
     if (counts == 0).any():
-        raise ValueError(f"every class needs at least one example; counts per class: {counts.tolist()}")
+        raise ValueError(
+            f"every class needs at least one example; counts per class: {counts.tolist()}"
+        )
     return C
 
 
-def class_means(features: Tensor, labels: Tensor, n_classes: int | None = None) -> Tensor:
+def class_means(
+    features: Tensor, labels: Tensor, n_classes: int | None = None
+) -> Tensor:
     """Class means ``(..., C, p)`` of features ``(..., N, p)``."""
     C = _check(features, labels, n_classes)
     onehot = torch.nn.functional.one_hot(labels, C).to(features.dtype)  # (N, C)
@@ -49,7 +58,12 @@ def nc1(features: Tensor, labels: Tensor, n_classes: int | None = None) -> Tenso
     S_B = centred_means.transpose(-1, -2) @ centred_means / C
     within = h - means[..., labels, :]
     S_W = within.transpose(-1, -2) @ within / h.shape[-2]
-    return (torch.diagonal(S_W @ torch.linalg.pinv(S_B, hermitian=True), dim1=-2, dim2=-1).sum(-1) / C).float()
+    return (
+        torch.diagonal(
+            S_W @ torch.linalg.pinv(S_B, hermitian=True), dim1=-2, dim2=-1
+        ).sum(-1)
+        / C
+    ).float()
 
 
 def simplex_etf_gram(n_classes: int) -> Tensor:
@@ -68,7 +82,9 @@ def etf_distance(means: Tensor) -> Tensor:
     G = M @ M.transpose(-1, -2)
     target = simplex_etf_gram(means.shape[-2]).to(G)
     G = G / torch.linalg.matrix_norm(G, keepdim=True).clamp_min(1e-12)
-    return torch.linalg.matrix_norm(G - target / torch.linalg.matrix_norm(target)).float()
+    return torch.linalg.matrix_norm(
+        G - target / torch.linalg.matrix_norm(target)
+    ).float()
 
 
 def equinorm_cv(means: Tensor) -> Tensor:
@@ -78,8 +94,9 @@ def equinorm_cv(means: Tensor) -> Tensor:
     return (norms.std(-1) / norms.mean(-1)).float()
 
 
-def collapse_metrics(model: torch.nn.Module, X: Tensor, y: Tensor,
-                     n_classes: int | None = None) -> Callable[[dict[str, Tensor]], dict[str, Tensor]]:
+def collapse_metrics(
+    model: torch.nn.Module, X: Tensor, y: Tensor, n_classes: int | None = None
+) -> Callable[[dict[str, Tensor]], dict[str, Tensor]]:
     """A ``metrics`` function for :func:`convbias.train.fit_ensemble`: NC1, ETF distance and
     equinorm CV of the features ``model(X, return_features=True)`` of every member.
 
@@ -93,12 +110,21 @@ def collapse_metrics(model: torch.nn.Module, X: Tensor, y: Tensor,
     def metrics(params: dict[str, Tensor]) -> dict[str, Tensor]:
         was_training = model.training
         model.eval()
-        feats = vmap(lambda p: functional_call(model, (p, buffers), (X.to(p[next(iter(p))].device),),
-                                               {"return_features": True}))(params)
+        feats = vmap(
+            lambda p: functional_call(
+                model,
+                (p, buffers),
+                (X.to(p[next(iter(p))].device),),
+                {"return_features": True},
+            )
+        )(params)
         model.train(was_training)
         means = class_means(feats, y.to(feats.device), n_classes)
-        return {"nc1": nc1(feats, y.to(feats.device), n_classes), "etf_distance": etf_distance(means),
-                "equinorm_cv": equinorm_cv(means)}
+        return {
+            "nc1": nc1(feats, y.to(feats.device), n_classes),
+            "etf_distance": etf_distance(means),
+            "equinorm_cv": equinorm_cv(means),
+        }
 
     return metrics
 
@@ -120,16 +146,35 @@ def collapse_checks(nc1_start, nc1_end, etf_start, etf_end, decayed) -> list:
 
     from .checks import at_least
 
-    n0, n1, e0, e1 = (np.asarray(v, dtype=float) for v in (nc1_start, nc1_end, etf_start, etf_end))
+    n0, n1, e0, e1 = (
+        np.asarray(v, dtype=float) for v in (nc1_start, nc1_end, etf_start, etf_end)
+    )
     wd = np.asarray(decayed, dtype=bool)
     if wd.sum() != (~wd).sum() or not wd.any():
-        raise ValueError("need as many runs with weight decay as without, and at least one of each")
+        raise ValueError(
+            "need as many runs with weight decay as without, and at least one of each"
+        )
     drop = n0 / n1
     return [
-        at_least("nc1_drop_wd", drop[wd].min(), 10.0, "with weight decay NC1 falls at least 10x",
-                 scale="ratio"),
-        at_least("etf_distance_drop_wd", (e0 / e1)[wd].min(), 1.5,
-                 "with weight decay the class means move toward a simplex (distance / 1.5)", scale="ratio"),
-        at_least("nc1_further_without_wd", (drop[~wd] / drop[wd]).min(), 1.2,
-                 "without weight decay NC1 falls further (same seed, at least 1.2x)", scale="ratio"),
+        at_least(
+            "nc1_drop_wd",
+            drop[wd].min(),
+            10.0,
+            "with weight decay NC1 falls at least 10x",
+            scale="ratio",
+        ),
+        at_least(
+            "etf_distance_drop_wd",
+            (e0 / e1)[wd].min(),
+            1.5,
+            "with weight decay the class means move toward a simplex (distance / 1.5)",
+            scale="ratio",
+        ),
+        at_least(
+            "nc1_further_without_wd",
+            (drop[~wd] / drop[wd]).min(),
+            1.2,
+            "without weight decay NC1 falls further (same seed, at least 1.2x)",
+            scale="ratio",
+        ),
     ]

@@ -8,6 +8,7 @@ Another, ``CONVBIAS_SEED``, reruns every chapter from another base seed
 
 Used by every chapter (through ``convbias.chapter.start_chapter`` and its profile tables).
 """
+
 from __future__ import annotations
 
 import os
@@ -57,7 +58,9 @@ def base_seed(default: int = 0) -> int:
     except ValueError:
         seed = -1
     if seed < 0:
-        raise ValueError(f"{SEED_VAR}={raw!r} is not a seed: use a non-negative integer, e.g. {SEED_VAR}=3")
+        raise ValueError(
+            f"{SEED_VAR}={raw!r} is not a seed: use a non-negative integer, e.g. {SEED_VAR}=3"
+        )
     return seed
 
 
@@ -104,7 +107,6 @@ def run_info(default: int = 0) -> str:
     return f"profile={profile()} | seed={base_seed(default)} | device={dev.type}: {name} | torch {torch.__version__}"
 
 
-
 @contextmanager
 def environment(**values: str) -> Iterator[None]:
     """Within this block the environment variables ``values`` are set; before it returns they are restored
@@ -119,6 +121,7 @@ def environment(**values: str) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
 
 # ----------------------------------------------------------------------------- smoke runs
 SMOKE_VAR = "CONVBIAS_SMOKE"
@@ -139,14 +142,18 @@ def smoke() -> bool:
         return False
     if raw in ("1", "on", "true", "yes"):
         return True
-    raise ValueError(f"{SMOKE_VAR}={os.environ.get(SMOKE_VAR)!r}: use 1 (on) or 0 (off)")
+    raise ValueError(
+        f"{SMOKE_VAR}={os.environ.get(SMOKE_VAR)!r}: use 1 (on) or 0 (off)"
+    )
 
 
 def smoke_steps() -> int:
     """Steps a training loop runs in a smoke run (``CONVBIAS_SMOKE_STEPS``, default 2)."""
     raw = os.environ.get(SMOKE_STEPS_VAR, str(SMOKE_STEPS)).strip()
     if not raw.isdigit() or int(raw) < 1:
-        raise ValueError(f"{SMOKE_STEPS_VAR}={raw!r}: give a positive whole number of steps")
+        raise ValueError(
+            f"{SMOKE_STEPS_VAR}={raw!r}: give a positive whole number of steps"
+        )
     return int(raw)
 
 
@@ -216,16 +223,24 @@ def announce_run(chapter: str) -> str | None:
     minutes = full_profile_minutes(chapter) or {}
     dev = device()
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "this CPU"
-    key = next((k for k in ("T4", "H100") if k in name), None) if dev.type == "cuda" else "CPU"
+    key = (
+        next((k for k in ("T4", "H100") if k in name), None)
+        if dev.type == "cuda"
+        else "CPU"
+    )
     if key and key in minutes:
         took = f"about {minutes[key]:.0f} min on {name}"
     elif minutes:
-        took = f"about {minutes.get('T4', float('nan')):.0f} min on a T4, {minutes.get('H100', float('nan')):.0f} " \
-               f"on an H100"
+        took = (
+            f"about {minutes.get('T4', float('nan')):.0f} min on a T4, {minutes.get('H100', float('nan')):.0f} "
+            f"on an H100"
+        )
     else:
         took = "a paper-scale run (no time estimate recorded)"
-    line = (f"Full profile ({name}): {took}. For a few-minute version, restart and run "
-            f"`import os; os.environ[\"CONVBIAS_PROFILE\"] = \"quick\"` first.")
+    line = (
+        f"Full profile ({name}): {took}. For a few-minute version, restart and run "
+        f'`import os; os.environ["CONVBIAS_PROFILE"] = "quick"` first.'
+    )
     print(line)
     return line
 

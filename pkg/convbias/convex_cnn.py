@@ -22,6 +22,7 @@ hyperplanes); :func:`sample_patterns` draws them from random filters, a subset.
 ``alpha = +-sqrt||v||``) and :func:`train_gd` trains many random initialisations of
 the non-convex CNN by full-batch gradient descent at once. Used by chapter 6.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -43,9 +44,11 @@ def patches_1d(signals: np.ndarray, h: int, stride: int) -> np.ndarray:
         raise ValueError(f"signals must be (n, d), got shape {signals.shape}")
     n, d = signals.shape
     if h < 1 or stride < 1 or h > d:
-        raise ValueError(f"need 1 <= h <= d={d} and stride >= 1, got h={h}, stride={stride}")
+        raise ValueError(
+            f"need 1 <= h <= d={d} and stride >= 1, got h={h}, stride={stride}"
+        )
     starts = range(0, d - h + 1, stride)
-    return np.stack([signals[:, s:s + h] for s in starts])
+    return np.stack([signals[:, s : s + h] for s in starts])
 
 
 @dataclass
@@ -67,8 +70,15 @@ class PatchProblem:
         return self.X.reshape(K * n, h)
 
 
-def teacher_problem(n: int, d: int, h: int, stride: int, n_teacher: int = 2, noise: float = 0.1,
-                    seed: int = 0) -> PatchProblem:
+def teacher_problem(
+    n: int,
+    d: int,
+    h: int,
+    stride: int,
+    n_teacher: int = 2,
+    noise: float = 0.1,
+    seed: int = 0,
+) -> PatchProblem:
     """Gaussian signals, targets from a teacher CNN with ``n_teacher`` filters of alternating sign, plus noise."""
     rng = np.random.default_rng(seed)
     signals = rng.standard_normal((n, d))
@@ -87,10 +97,12 @@ def cnn_forward(X: np.ndarray, U: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return np.maximum(pre, 0).sum(0) @ alpha
 
 
-def cnn_objective(X: np.ndarray, y: np.ndarray, U: np.ndarray, alpha: np.ndarray, beta: float) -> float:
+def cnn_objective(
+    X: np.ndarray, y: np.ndarray, U: np.ndarray, alpha: np.ndarray, beta: float
+) -> float:
     """``1/2 ||f(X) - y||^2 + beta/2 sum_j (||u_j||^2 + alpha_j^2)``."""
     r = cnn_forward(X, U, alpha) - y
-    return float(0.5 * r @ r + 0.5 * beta * (np.sum(U ** 2) + np.sum(alpha ** 2)))
+    return float(0.5 * r @ r + 0.5 * beta * (np.sum(U**2) + np.sum(alpha**2)))
 
 
 # ----------------------------------------------------------------------------- arrangements
@@ -119,11 +131,18 @@ def enumerate_patterns(A: np.ndarray, tol: float = 1e-10) -> np.ndarray:
         S = A[list(subset)]
         _, s, vt = np.linalg.svd(S)
         if s[-1] < tol * max(s[0], 1.0):
-            raise ValueError("rows of the patch matrix are not in general position; add a little noise")
+            raise ValueError(
+                "rows of the patch matrix are not in general position; add a little noise"
+            )
         r = vt[-1]
         base = A @ r
-        if np.any(np.abs(np.delete(base, list(subset))) < tol * np.linalg.norm(A, axis=1).max()):
-            raise ValueError("rows of the patch matrix are not in general position; add a little noise")
+        if np.any(
+            np.abs(np.delete(base, list(subset)))
+            < tol * np.linalg.norm(A, axis=1).max()
+        ):
+            raise ValueError(
+                "rows of the patch matrix are not in general position; add a little noise"
+            )
         for sign in (1.0, -1.0):
             pat = sign * base > 0
             for bits in itertools.product((False, True), repeat=h - 1):
@@ -164,8 +183,13 @@ class ConvexSolution:
     n_constraints: int
 
 
-def solve_convex(problem: PatchProblem, beta: float, patterns: np.ndarray, regularizer: str = "group_l2",
-                 solver: str = "CLARABEL") -> ConvexSolution:
+def solve_convex(
+    problem: PatchProblem,
+    beta: float,
+    patterns: np.ndarray,
+    regularizer: str = "group_l2",
+    solver: str = "CLARABEL",
+) -> ConvexSolution:
     """Solve the group-lasso convex program of the two-layer ReLU CNN over ``patterns``.
 
     ``regularizer="group_l2"`` is the equivalent program, ``beta sum_i (||v_i|| + ||w_i||)``;
@@ -177,21 +201,27 @@ def solve_convex(problem: PatchProblem, beta: float, patterns: np.ndarray, regul
     if beta < 0:
         raise ValueError(f"beta must be >= 0, got {beta}")
     if regularizer not in ("group_l2", "squared_l2"):
-        raise ValueError(f"regularizer must be 'group_l2' or 'squared_l2', got {regularizer!r}")
+        raise ValueError(
+            f"regularizer must be 'group_l2' or 'squared_l2', got {regularizer!r}"
+        )
     t0 = time.perf_counter()
     K, n, h = problem.X.shape
     Xall = problem.stacked
     pats = np.asarray(patterns, dtype=bool)
     P = len(pats)
-    D = pats.reshape(P, K, n).astype(float)                  # D[i, k, s] = 1[x_{s,k} . u >= 0]
+    D = pats.reshape(P, K, n).astype(float)  # D[i, k, s] = 1[x_{s,k} . u >= 0]
     Amat = np.einsum("pks,ksh->sph", D, problem.X).reshape(n, P * h)  # [A_1 ... A_P]
-    signs = 2.0 * pats - 1.0                                  # (P, K n)
-    G = sp.block_diag([sp.csr_matrix(signs[i][:, None] * Xall) for i in range(P)], format="csr")
+    signs = 2.0 * pats - 1.0  # (P, K n)
+    G = sp.block_diag(
+        [sp.csr_matrix(signs[i][:, None] * Xall) for i in range(P)], format="csr"
+    )
     v = cp.Variable(P * h)
     w = cp.Variable(P * h)
     Vb, Wb = cp.reshape(v, (P, h), order="C"), cp.reshape(w, (P, h), order="C")
     if regularizer == "group_l2":
-        penalty = beta * (cp.sum(cp.norm(Vb, 2, axis=1)) + cp.sum(cp.norm(Wb, 2, axis=1)))
+        penalty = beta * (
+            cp.sum(cp.norm(Vb, 2, axis=1)) + cp.sum(cp.norm(Wb, 2, axis=1))
+        )
     else:
         penalty = 0.5 * beta * (cp.sum_squares(v) + cp.sum_squares(w))
     objective = 0.5 * cp.sum_squares(Amat @ (v - w) - problem.y) + penalty
@@ -204,11 +234,23 @@ def solve_convex(problem: PatchProblem, beta: float, patterns: np.ndarray, regul
         raise RuntimeError(f"convex program not solved: status {prob.status}")
     V = np.asarray(v.value).reshape(P, h)
     W = np.asarray(w.value).reshape(P, h)
-    return ConvexSolution(V, W, pats, float(prob.value), solve, build, prob.status, regularizer,
-                          2 * P * h, 2 * G.shape[0])
+    return ConvexSolution(
+        V,
+        W,
+        pats,
+        float(prob.value),
+        solve,
+        build,
+        prob.status,
+        regularizer,
+        2 * P * h,
+        2 * G.shape[0],
+    )
 
 
-def recover_cnn(sol: ConvexSolution, rel_tol: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+def recover_cnn(
+    sol: ConvexSolution, rel_tol: float = 1e-6
+) -> tuple[np.ndarray, np.ndarray]:
     """Filters ``U`` (``m x h``) and output weights ``alpha`` from the nonzero blocks.
 
     ``u = v / sqrt(||v||)``, ``alpha = sqrt(||v||)``; the ``w`` blocks give ``alpha < 0``.
@@ -223,7 +265,9 @@ def recover_cnn(sol: ConvexSolution, rel_tol: float = 1e-6) -> tuple[np.ndarray,
     return U, alpha
 
 
-def active_filters(U: np.ndarray, alpha: np.ndarray, rel_tol: float = 1e-2, cos_tol: float = 1e-3) -> int:
+def active_filters(
+    U: np.ndarray, alpha: np.ndarray, rel_tol: float = 1e-2, cos_tol: float = 1e-3
+) -> int:
     """Distinct active neurons of a CNN with filters ``U`` and output weights ``alpha``.
 
     Parallel copies (same direction within ``cos_tol``, same output sign) are one neuron split
@@ -237,7 +281,7 @@ def active_filters(U: np.ndarray, alpha: np.ndarray, rel_tol: float = 1e-2, cos_
     idx = np.flatnonzero(size > 1e-9 * size.max())
     idx = idx[np.argsort(-size[idx])]
     dirs = U[idx] / np.linalg.norm(U[idx], axis=1, keepdims=True)
-    reps: list[list] = []                      # [direction, sign, merged size]
+    reps: list[list] = []  # [direction, sign, merged size]
     for i, d in zip(idx, dirs):
         for rep in reps:
             if np.sign(alpha[i]) == rep[1] and d @ rep[0] > 1 - cos_tol:
@@ -254,17 +298,28 @@ def active_filters(U: np.ndarray, alpha: np.ndarray, rel_tol: float = 1e-2, cos_
 class GDRuns:
     """``E`` runs of full-batch GD from random initialisations: final objectives, filters, curves."""
 
-    objectives: np.ndarray       # (E,)
-    U: np.ndarray                # (E, m, h)
-    alpha: np.ndarray            # (E, m)
-    curves: np.ndarray           # (E, n_logged)
+    objectives: np.ndarray  # (E,)
+    U: np.ndarray  # (E, m, h)
+    alpha: np.ndarray  # (E, m)
+    curves: np.ndarray  # (E, n_logged)
     steps_logged: np.ndarray
     seconds: float
 
 
-def train_gd(problem: PatchProblem, beta: float, m: int, runs: int, steps: int, lr: float,
-             init_scale: float = 0.5, weight_decay: bool = True, seed: int = 0, log_every: int = 50,
-             momentum: float = 0.9, progress: bool = True) -> GDRuns:
+def train_gd(
+    problem: PatchProblem,
+    beta: float,
+    m: int,
+    runs: int,
+    steps: int,
+    lr: float,
+    init_scale: float = 0.5,
+    weight_decay: bool = True,
+    seed: int = 0,
+    log_every: int = 50,
+    momentum: float = 0.9,
+    progress: bool = True,
+) -> GDRuns:
     """Train ``runs`` CNNs with ``m`` filters at once by full-batch GD (float64) on the regularized loss.
 
     ``weight_decay=False`` drops the ``beta/2`` penalty from the training loss (the
@@ -273,22 +328,32 @@ def train_gd(problem: PatchProblem, beta: float, m: int, runs: int, steps: int, 
     from .live import progress as progress_bar
 
     if runs < 1 or m < 1 or steps < 0:
-        raise ValueError(f"need runs >= 1, m >= 1, steps >= 0; got runs={runs}, m={m}, steps={steps}")
+        raise ValueError(
+            f"need runs >= 1, m >= 1, steps >= 0; got runs={runs}, m={m}, steps={steps}"
+        )
     t0 = time.perf_counter()
     X = torch.as_tensor(problem.X, dtype=torch.float64)
     y = torch.as_tensor(problem.y, dtype=torch.float64)
     K, n, h = X.shape
     gen = torch.Generator().manual_seed(seed)
-    U = (init_scale * torch.randn(runs, m, h, generator=gen, dtype=torch.float64) / math.sqrt(h))
-    a = (init_scale * torch.randn(runs, m, generator=gen, dtype=torch.float64) / math.sqrt(m))
+    U = (
+        init_scale
+        * torch.randn(runs, m, h, generator=gen, dtype=torch.float64)
+        / math.sqrt(h)
+    )
+    a = (
+        init_scale
+        * torch.randn(runs, m, generator=gen, dtype=torch.float64)
+        / math.sqrt(m)
+    )
     U.requires_grad_(True)
     a.requires_grad_(True)
     wd = beta if weight_decay else 0.0
 
     def objective(U, a, coef):
-        pre = torch.einsum("knh,emh->eknm", X, U).clamp_min(0).sum(1)   # (E, n, m)
+        pre = torch.einsum("knh,emh->eknm", X, U).clamp_min(0).sum(1)  # (E, n, m)
         r = torch.einsum("enm,em->en", pre, a) - y
-        return 0.5 * (r ** 2).sum(1) + 0.5 * coef * ((U ** 2).sum((1, 2)) + (a ** 2).sum(1))
+        return 0.5 * (r**2).sum(1) + 0.5 * coef * ((U**2).sum((1, 2)) + (a**2).sum(1))
 
     bU, ba = torch.zeros_like(U), torch.zeros_like(a)
     curves, logged = [], []
@@ -309,8 +374,14 @@ def train_gd(problem: PatchProblem, beta: float, m: int, runs: int, steps: int, 
             a -= step_lr * ba
     with torch.no_grad():
         final = objective(U, a, beta).numpy()
-    return GDRuns(final, U.detach().numpy(), a.detach().numpy(), np.array(curves).T, np.array(logged),
-                  time.perf_counter() - t0)
+    return GDRuns(
+        final,
+        U.detach().numpy(),
+        a.detach().numpy(),
+        np.array(curves).T,
+        np.array(logged),
+        time.perf_counter() - t0,
+    )
 
 
 # ----------------------------------------------------------------------------- experiment + checks
@@ -324,7 +395,7 @@ class ConvexVsGD:
     recovered_objective: float
     recovered_filters: int
     gd: GDRuns
-    gd_filters: np.ndarray        # distinct active neurons per GD run
+    gd_filters: np.ndarray  # distinct active neurons per GD run
     enumerated: bool
     n_patterns: int
     success_tol: float
@@ -339,42 +410,104 @@ class ConvexVsGD:
         return self.gaps <= self.success_tol
 
 
-def convex_vs_gd(n: int = 8, d: int = 12, h: int = 3, stride: int = 3, n_teacher: int = 2,
-                 noise: float = 0.0, beta: float = 1.0, m: int = 16, runs: int = 32, steps: int = 3000,
-                 lr: float = 0.004, momentum: float = 0.9, init_scale: float = 0.5, sampled: int | None = None,
-                 regularizer: str = "group_l2", weight_decay: bool = True, seed: int = 0,
-                 success_tol: float = 1e-3, progress: bool = True) -> ConvexVsGD:
+def convex_vs_gd(
+    n: int = 8,
+    d: int = 12,
+    h: int = 3,
+    stride: int = 3,
+    n_teacher: int = 2,
+    noise: float = 0.0,
+    beta: float = 1.0,
+    m: int = 16,
+    runs: int = 32,
+    steps: int = 3000,
+    lr: float = 0.004,
+    momentum: float = 0.9,
+    init_scale: float = 0.5,
+    sampled: int | None = None,
+    regularizer: str = "group_l2",
+    weight_decay: bool = True,
+    seed: int = 0,
+    success_tol: float = 1e-3,
+    progress: bool = True,
+) -> ConvexVsGD:
     """The chapter's first experiment: convex program (enumerated, or ``sampled`` random
     arrangements) vs ``runs`` GD trainings of the same CNN (``m`` filters) on one instance."""
     problem = teacher_problem(n, d, h, stride, n_teacher, noise, seed)
     A = problem.stacked
-    pats = enumerate_patterns(A) if sampled is None else sample_patterns(A, sampled, seed)
+    pats = (
+        enumerate_patterns(A) if sampled is None else sample_patterns(A, sampled, seed)
+    )
     sol = solve_convex(problem, beta, pats, regularizer)
     U, alpha = recover_cnn(sol)
     rec_obj = cnn_objective(problem.X, problem.y, U, alpha, beta)
-    gd = train_gd(problem, beta, m, runs, steps, lr, init_scale, weight_decay, seed + 1000,
-                  momentum=momentum, progress=progress)
+    gd = train_gd(
+        problem,
+        beta,
+        m,
+        runs,
+        steps,
+        lr,
+        init_scale,
+        weight_decay,
+        seed + 1000,
+        momentum=momentum,
+        progress=progress,
+    )
     gd_filters = np.array([active_filters(gd.U[e], gd.alpha[e]) for e in range(runs)])
-    return ConvexVsGD(problem, beta, sol, rec_obj, active_filters(U, alpha), gd, gd_filters,
-                      sampled is None, len(pats), success_tol)
+    return ConvexVsGD(
+        problem,
+        beta,
+        sol,
+        rec_obj,
+        active_filters(U, alpha),
+        gd,
+        gd_filters,
+        sampled is None,
+        len(pats),
+        success_tol,
+    )
 
 
-def convex_checks(r: ConvexVsGD, lower_tol: float = 1e-6, recover_tol: float = 1e-6,
-                  min_success: float = 0.25) -> list[Check]:
+def convex_checks(
+    r: ConvexVsGD,
+    lower_tol: float = 1e-6,
+    recover_tol: float = 1e-6,
+    min_success: float = 0.25,
+) -> list[Check]:
     """The convex optimum lower-bounds every GD run, enough GD runs reach it, the recovered
     CNN attains it with at most ``n + 1`` neurons, and the best GD run has as many."""
     n = r.problem.X.shape[1]
     best = int(np.argmin(r.gaps))
     rel_rec = abs(r.recovered_objective - r.sol.objective) / abs(r.sol.objective)
     return [
-        at_least("convex_lower_bound", float(r.gaps.min()), -lower_tol,
-                 "no GD run ends below the convex optimum (relative gap)"),
-        at_least("gd_success_fraction", float(r.success.mean()), min_success,
-                 f"GD runs within {r.success_tol:g} (relative) of the convex optimum"),
-        at_most("recovered_objective_relerr", rel_rec, recover_tol,
-                "the CNN recovered from the convex solution attains the convex objective"),
-        at_most("recovered_filters", r.recovered_filters, n + 1,
-                "active neurons of the convex solution (Caratheodory: at most n + 1)"),
-        holds("best_gd_run_filters", int(r.gd_filters[best]) == r.recovered_filters,
-              "the best GD run has the convex solution's number of active neurons"),
+        at_least(
+            "convex_lower_bound",
+            float(r.gaps.min()),
+            -lower_tol,
+            "no GD run ends below the convex optimum (relative gap)",
+        ),
+        at_least(
+            "gd_success_fraction",
+            float(r.success.mean()),
+            min_success,
+            f"GD runs within {r.success_tol:g} (relative) of the convex optimum",
+        ),
+        at_most(
+            "recovered_objective_relerr",
+            rel_rec,
+            recover_tol,
+            "the CNN recovered from the convex solution attains the convex objective",
+        ),
+        at_most(
+            "recovered_filters",
+            r.recovered_filters,
+            n + 1,
+            "active neurons of the convex solution (Caratheodory: at most n + 1)",
+        ),
+        holds(
+            "best_gd_run_filters",
+            int(r.gd_filters[best]) == r.recovered_filters,
+            "the best GD run has the convex solution's number of active neurons",
+        ),
     ]

@@ -27,6 +27,7 @@ which is how a capped run predicts the full one. Costs outside any loop count on
 
 Used by the book's tooling (smoke runs, ``python -m convbias estimate``), not by a chapter's code.
 """
+
 from __future__ import annotations
 
 import math
@@ -69,9 +70,13 @@ class Cost:
     ops: int = 0
     flops: float = 0.0
     seconds: float = 0.0
-    gpu_seconds: dict[str, float] = field(default_factory=lambda: {k: 0.0 for k in GPUS})
+    gpu_seconds: dict[str, float] = field(
+        default_factory=lambda: {k: 0.0 for k in GPUS}
+    )
 
-    def add(self, flops: float, seconds: float, nbytes: int, weight: float = 1.0) -> None:
+    def add(
+        self, flops: float, seconds: float, nbytes: int, weight: float = 1.0
+    ) -> None:
         """One operator, standing for ``weight`` of them."""
         self.ops += round(weight)
         self.flops += flops * weight
@@ -80,12 +85,20 @@ class Cost:
             self.gpu_seconds[key] += op_gpu_seconds(gpu, flops, nbytes) * weight
 
     def times(self, factor: float) -> "Cost":
-        return Cost(round(self.ops * factor), self.flops * factor, self.seconds * factor,
-                    {k: v * factor for k, v in self.gpu_seconds.items()})
+        return Cost(
+            round(self.ops * factor),
+            self.flops * factor,
+            self.seconds * factor,
+            {k: v * factor for k, v in self.gpu_seconds.items()},
+        )
 
     def plus(self, other: "Cost") -> "Cost":
-        return Cost(self.ops + other.ops, self.flops + other.flops, self.seconds + other.seconds,
-                    {k: self.gpu_seconds[k] + other.gpu_seconds[k] for k in GPUS})
+        return Cost(
+            self.ops + other.ops,
+            self.flops + other.flops,
+            self.seconds + other.seconds,
+            {k: self.gpu_seconds[k] + other.gpu_seconds[k] for k in GPUS},
+        )
 
 
 def op_gpu_seconds(gpu: GPU, flops: float, nbytes: int) -> float:
@@ -112,8 +125,14 @@ class Loop:
         """The loop's cost at its requested length (steps and records scaled separately)."""
         step = self.step.times(self.weight * self.requested / max(self.run, 1))
         if self.every is None:
-            return step.plus(self.record.times(self.weight * self.requested / max(self.run, 1)))
-        return step.plus(self.record.times(self.weight * self.records(self.requested) / self.records(self.run)))
+            return step.plus(
+                self.record.times(self.weight * self.requested / max(self.run, 1))
+            )
+        return step.plus(
+            self.record.times(
+                self.weight * self.records(self.requested) / self.records(self.run)
+            )
+        )
 
 
 class CostMeter(TorchDispatchMode):
@@ -125,8 +144,12 @@ class CostMeter(TorchDispatchMode):
         self.outside = Cost()
         self.live_bytes = 0
         self.peak_bytes = 0
-        self._open: list[tuple[Loop, object]] = []  # (loop, frame of the function that runs it)
-        self._storages: dict[int, list[int]] = {}  # data pointer -> [bytes, tensors alive on it]
+        self._open: list[
+            tuple[Loop, object]
+        ] = []  # (loop, frame of the function that runs it)
+        self._storages: dict[
+            int, list[int]
+        ] = {}  # data pointer -> [bytes, tensors alive on it]
         self._tracked: set[int] = set()
         self._weights: list[float] = []  # open stands_for blocks
         self.started = time.perf_counter()
@@ -138,7 +161,13 @@ class CostMeter(TorchDispatchMode):
     def _on_loop(self, requested: int, run: int, every: int | None) -> None:
         frame = sys._getframe(2)  # the function that called cap_steps
         name = f"{frame.f_globals.get('__name__', '?').removeprefix('convbias.')}.{frame.f_code.co_name}"
-        loop = Loop(name, int(requested), int(run), None if every is None else int(every), self._weight())
+        loop = Loop(
+            name,
+            int(requested),
+            int(run),
+            None if every is None else int(every),
+            self._weight(),
+        )
         self.loops.append(loop)
         self._close_finished()
         self._open.append((loop, frame))
@@ -254,8 +283,10 @@ class CostMeter(TorchDispatchMode):
         measured, predicted = self.measured(), self.predicted()
         by_name: dict[str, dict] = {}
         for loop in self.loops:
-            row = by_name.setdefault(loop.name, {"loops": 0, "requested_steps": 0, "run_steps": 0,
-                                                 "predicted": Cost()})
+            row = by_name.setdefault(
+                loop.name,
+                {"loops": 0, "requested_steps": 0, "run_steps": 0, "predicted": Cost()},
+            )
             row["loops"] += 1
             row["requested_steps"] += loop.requested
             row["run_steps"] += loop.run
@@ -263,11 +294,25 @@ class CostMeter(TorchDispatchMode):
         return {
             "wall_seconds": self.wall,
             "cpu_seconds": self.cpu,
-            "host_seconds": max(self.cpu - measured.seconds, 0.0),  # Python, plotting: not in operators
+            "host_seconds": max(
+                self.cpu - measured.seconds, 0.0
+            ),  # Python, plotting: not in operators
             "measured": asdict(measured),
             "predicted": asdict(predicted),
             "peak_tensor_bytes": self.peak_bytes,
-            "loops": {k: {**v, "predicted": asdict(v["predicted"])} for k, v in by_name.items()},
-            "loop_list": [{"name": loop.name, "requested": loop.requested, "run": loop.run, "every": loop.every,
-                           "weight": loop.weight, "predicted": asdict(loop.scaled())} for loop in self.loops],
+            "loops": {
+                k: {**v, "predicted": asdict(v["predicted"])}
+                for k, v in by_name.items()
+            },
+            "loop_list": [
+                {
+                    "name": loop.name,
+                    "requested": loop.requested,
+                    "run": loop.run,
+                    "every": loop.every,
+                    "weight": loop.weight,
+                    "predicted": asdict(loop.scaled()),
+                }
+                for loop in self.loops
+            ],
         }

@@ -10,6 +10,7 @@ with an oracle: what the paper's curves show).
 Everything stays on the generator's device; the loop never moves a number to
 the host until it ends.
 """
+
 from __future__ import annotations
 
 import functools
@@ -25,7 +26,14 @@ from .cache import resumable
 from .config import cap_steps
 from .executors import submit
 from .live import progress as progress_bar
-from .train import History, Metrics, check_metrics, make_optimizer, metric_values, raise_diverged
+from .train import (
+    History,
+    Metrics,
+    check_metrics,
+    make_optimizer,
+    metric_values,
+    raise_diverged,
+)
 
 Tensor = torch.Tensor
 CS_MODES = ("gaussian", "dense-gaussian", "mask")
@@ -33,13 +41,18 @@ CS_MODES = ("gaussian", "dense-gaussian", "mask")
 
 def mse(x: Tensor | np.ndarray, ref: Tensor | np.ndarray) -> float:
     """Mean squared error of ``x`` to ``ref``."""
-    x, ref = torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(ref, dtype=torch.float64)
+    x, ref = (
+        torch.as_tensor(x, dtype=torch.float64),
+        torch.as_tensor(ref, dtype=torch.float64),
+    )
     if x.shape != ref.shape:
         raise ValueError(f"shapes differ: {tuple(x.shape)} vs {tuple(ref.shape)}")
     return float(((x - ref) ** 2).mean())
 
 
-def psnr(x: Tensor | np.ndarray, ref: Tensor | np.ndarray, data_range: float = 1.0) -> float:
+def psnr(
+    x: Tensor | np.ndarray, ref: Tensor | np.ndarray, data_range: float = 1.0
+) -> float:
     """Peak signal-to-noise ratio ``10 log10(data_range^2 / MSE(x, ref))`` in dB (inf if equal)."""
     err = mse(x, ref)
     return float("inf") if err == 0 else float(10 * np.log10(data_range**2 / err))
@@ -55,7 +68,9 @@ def add_noise(image: Tensor, sigma: float, seed: int = 0, clip: bool = True) -> 
     if sigma < 0:
         raise ValueError(f"sigma must be >= 0, got {sigma}")
     gen = torch.Generator().manual_seed(seed)
-    noisy = image + sigma * torch.randn(image.shape, generator=gen).to(image.device, image.dtype)
+    noisy = image + sigma * torch.randn(image.shape, generator=gen).to(
+        image.device, image.dtype
+    )
     return noisy.clamp(0, 1) if clip else noisy
 
 
@@ -129,7 +144,9 @@ class CirculantGaussianMeasurements:
 
     def __call__(self, x: Tensor) -> Tensor:
         flat = x.reshape(x.shape[0], -1) if x.ndim > 1 else x[None]
-        full = torch.fft.irfft(torch.fft.rfft(flat * self.signs, n=self.n) * self.spectrum, n=self.n)
+        full = torch.fft.irfft(
+            torch.fft.rfft(flat * self.signs, n=self.n) * self.spectrum, n=self.n
+        )
         out = full[:, self.rows]
         return out if x.ndim > 1 else out[0]
 
@@ -137,7 +154,12 @@ class CirculantGaussianMeasurements:
         batch = y[None] if y.ndim == 1 else y
         full = batch.new_zeros(batch.shape[0], self.n)
         full[:, self.rows] = batch
-        out = torch.fft.irfft(torch.fft.rfft(full, n=self.n) * self.spectrum.conj(), n=self.n) * self.signs
+        out = (
+            torch.fft.irfft(
+                torch.fft.rfft(full, n=self.n) * self.spectrum.conj(), n=self.n
+            )
+            * self.signs
+        )
         return out[0] if y.ndim == 1 else out
 
     def matrix(self) -> Tensor:
@@ -224,11 +246,23 @@ def _median_of_last(values: np.ndarray, records: int) -> float:
     return float(np.median(values[-records:])) if len(values) else float("nan")
 
 
-def fit_generator(net: nn.Module, target: Tensor, steps: int, *, lr: float = 0.01, clean: Tensor | None = None,
-                  operator: Callable[[Tensor], Tensor] | None = None, log_every: int = 10,
-                  optimizer: str | torch.optim.Optimizer = "adam", momentum: float = 0.9,
-                  weight_decay: float = 0.0, metrics: Metrics | None = None, progress: bool | str = True,
-                  desc: str = "fit", channels_last: bool | None = None) -> FitResult:
+def fit_generator(
+    net: nn.Module,
+    target: Tensor,
+    steps: int,
+    *,
+    lr: float = 0.01,
+    clean: Tensor | None = None,
+    operator: Callable[[Tensor], Tensor] | None = None,
+    log_every: int = 10,
+    optimizer: str | torch.optim.Optimizer = "adam",
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    metrics: Metrics | None = None,
+    progress: bool | str = True,
+    desc: str = "fit",
+    channels_last: bool | None = None,
+) -> FitResult:
     """Fit ``net()`` to ``target`` by minimizing ``mean((A net() - target)^2)``; track PSNR to ``clean``.
 
     ``operator`` is ``A`` (default identity); ``clean`` (optional) is the image the
@@ -243,7 +277,10 @@ def fit_generator(net: nn.Module, target: Tensor, steps: int, *, lr: float = 0.0
     """
     if steps < 1 or log_every < 1:
         raise ValueError("steps and log_every must be >= 1")
-    if not isinstance(optimizer, torch.optim.Optimizer) and optimizer not in ("adam", "sgd"):
+    if not isinstance(optimizer, torch.optim.Optimizer) and optimizer not in (
+        "adam",
+        "sgd",
+    ):
         raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
     check_metrics(metrics)
     if isinstance(progress, str):  # the bar's label, as older code passed it
@@ -260,7 +297,9 @@ def fit_generator(net: nn.Module, target: Tensor, steps: int, *, lr: float = 0.0
     target = target.to(dev)
     clean = None if clean is None else clean.to(dev)
     params = [p for p in net.parameters() if p.requires_grad]
-    opt = make_optimizer(optimizer, params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    opt = make_optimizer(
+        optimizer, params, lr=lr, momentum=momentum, weight_decay=weight_decay
+    )
     losses, psnrs, logged, measured = [], [], [], []
     best_psnr = torch.tensor(-float("inf"), device=dev)
     best_step = torch.tensor(-1, device=dev)
@@ -280,7 +319,11 @@ def fit_generator(net: nn.Module, target: Tensor, steps: int, *, lr: float = 0.0
                 p = _psnr_tensor(out.detach().reshape(clean.shape), clean)
                 psnrs.append(p)
                 better = p > best_psnr
-                best_image = out.detach().clone() if best_image is None else torch.where(better, out.detach(), best_image)
+                best_image = (
+                    out.detach().clone()
+                    if best_image is None
+                    else torch.where(better, out.detach(), best_image)
+                )
                 best_step = torch.where(better, torch.tensor(t, device=dev), best_step)
                 best_psnr = torch.maximum(best_psnr, p)
         if t == steps:
@@ -301,10 +344,19 @@ def fit_generator(net: nn.Module, target: Tensor, steps: int, *, lr: float = 0.0
         if psnr_values is not None:
             values["psnr"] = psnr_values[r]
         if measured:
-            values.update({k: torch.as_tensor(v).detach().cpu().numpy() for k, v in measured[r].items()})
+            values.update(
+                {
+                    k: torch.as_tensor(v).detach().cpu().numpy()
+                    for k, v in measured[r].items()
+                }
+            )
         res.record(t, **values)
     if clean is not None:
-        res.best_psnr, res.best_step, res.best_image = float(best_psnr), int(best_step), best_image.cpu()
+        res.best_psnr, res.best_step, res.best_image = (
+            float(best_psnr),
+            int(best_step),
+            best_image.cpu(),
+        )
     return res
 
 
@@ -317,7 +369,9 @@ def dct_matrix(n: int, device=None) -> Tensor:
     return D.float().to(device)
 
 
-def dct_recover(y: Tensor, operator, shape: tuple[int, int], lam: float = 1e-3, iters: int = 300) -> Tensor:
+def dct_recover(
+    y: Tensor, operator, shape: tuple[int, int], lam: float = 1e-3, iters: int = 300
+) -> Tensor:
     """Baseline: ``argmin_x ||A x - y||^2 / 2 + lam ||DCT2(x)||_1`` by FISTA; returns a ``(1, 1, H, W)`` image.
 
     Natural images are nearly sparse in the 2-D DCT, so this is the classical
@@ -349,9 +403,16 @@ def dct_recover(y: Tensor, operator, shape: tuple[int, int], lam: float = 1e-3, 
 
 
 # ----------------------------------------------------------------- the chapter's experiments
-def fit_targets(make_net: Callable[[], nn.Module], targets: dict[str, Tensor], steps: int, lr: float = 0.01,
-                clean: Tensor | None = None, log_every: int = 10, progress: bool = True,
-                cache: str | None = None) -> dict[str, FitResult]:
+def fit_targets(
+    make_net: Callable[[], nn.Module],
+    targets: dict[str, Tensor],
+    steps: int,
+    lr: float = 0.01,
+    clean: Tensor | None = None,
+    log_every: int = 10,
+    progress: bool = True,
+    cache: str | None = None,
+) -> dict[str, FitResult]:
     """Fit a fresh ``make_net()`` (same seed, same initialization) to each named target; PSNR against ``clean``.
 
     ``cache`` names the runs in the results cache (:mod:`convbias.cache`): each
@@ -361,19 +422,47 @@ def fit_targets(make_net: Callable[[], nn.Module], targets: dict[str, Tensor], s
     out = {}
     for name, target in targets.items():
         net = make_net()
-        config = dict(target_name=name, net=net, target=target, clean=clean, steps=steps, lr=lr,
-                      log_every=log_every, device=str(next(net.parameters()).device))
-        out[name] = resumable(cache and f"{cache}-{name}", config,
-                              lambda net=net, target=target, name=name: fit_generator(
-                                  net, target, steps, lr=lr, clean=clean, log_every=log_every,
-                                  progress=progress, desc=name))
+        config = dict(
+            target_name=name,
+            net=net,
+            target=target,
+            clean=clean,
+            steps=steps,
+            lr=lr,
+            log_every=log_every,
+            device=str(next(net.parameters()).device),
+        )
+        out[name] = resumable(
+            cache and f"{cache}-{name}",
+            config,
+            lambda net=net, target=target, name=name: fit_generator(
+                net,
+                target,
+                steps,
+                lr=lr,
+                clean=clean,
+                log_every=log_every,
+                progress=progress,
+                desc=name,
+            ),
+        )
     return out
 
 
-def compressive_sensing_sweep(image: Tensor, measurements: list[int], make_net: Callable[[], nn.Module],
-                              steps: int, lr: float = 0.01, mode: str = "gaussian", lam: float = 1e-2,
-                              baseline_iters: int = 300, seed: int = 0, progress: bool = True,
-                              cache: str | None = None, executor: Executor | None = None) -> dict[str, np.ndarray]:
+def compressive_sensing_sweep(
+    image: Tensor,
+    measurements: list[int],
+    make_net: Callable[[], nn.Module],
+    steps: int,
+    lr: float = 0.01,
+    mode: str = "gaussian",
+    lam: float = 1e-2,
+    baseline_iters: int = 300,
+    seed: int = 0,
+    progress: bool = True,
+    cache: str | None = None,
+    executor: Executor | None = None,
+) -> dict[str, np.ndarray]:
     """Recover a gray ``(1, 1, H, W)`` image from ``m`` measurements for each ``m``: generator vs sparse-DCT baseline.
 
     ``mode="gaussian"`` is compressive sensing (``y = A x``, ``A`` with ``N(0, 1/m)`` entries, a random partial
@@ -394,16 +483,44 @@ def compressive_sensing_sweep(image: Tensor, measurements: list[int], make_net: 
     if mode not in CS_MODES:
         raise ValueError(f"mode must be one of {CS_MODES}, got {mode!r}")
     h, w = image.shape[-2:]
-    rows: dict[str, list] = {"m": [], "net_final": [], "net_best": [], "net_late": [], "baseline": []}
+    rows: dict[str, list] = {
+        "m": [],
+        "net_final": [],
+        "net_best": [],
+        "net_late": [],
+        "baseline": [],
+    }
     ms = progress_bar(measurements, desc=f"{mode} measurements", enabled=progress)
     futures = []
     for m in ms:
         net = make_net()
-        recover = functools.partial(_recover, net, image, m, mode=mode, seed=seed, steps=steps, lr=lr, lam=lam,
-                                    baseline_iters=baseline_iters)
-        config = dict(m=m, mode=mode, seed=seed, net=net, image=image, steps=steps, lr=lr, lam=lam,
-                      baseline_iters=baseline_iters, device=str(next(net.parameters()).device))
-        futures.append((m, submit(executor, cache and f"{cache}-m{m}", config, recover)))
+        recover = functools.partial(
+            _recover,
+            net,
+            image,
+            m,
+            mode=mode,
+            seed=seed,
+            steps=steps,
+            lr=lr,
+            lam=lam,
+            baseline_iters=baseline_iters,
+        )
+        config = dict(
+            m=m,
+            mode=mode,
+            seed=seed,
+            net=net,
+            image=image,
+            steps=steps,
+            lr=lr,
+            lam=lam,
+            baseline_iters=baseline_iters,
+            device=str(next(net.parameters()).device),
+        )
+        futures.append(
+            (m, submit(executor, cache and f"{cache}-m{m}", config, recover))
+        )
     for m, future in futures:
         final, best, late, baseline = future.result()
         rows["m"].append(m)
@@ -414,18 +531,40 @@ def compressive_sensing_sweep(image: Tensor, measurements: list[int], make_net: 
     return {k: np.asarray(v) for k, v in rows.items()}
 
 
-def _recover(net: nn.Module, image: Tensor, m: int, *, mode: str, seed: int, steps: int, lr: float, lam: float,
-             baseline_iters: int) -> tuple[float, float, float, float]:
+def _recover(
+    net: nn.Module,
+    image: Tensor,
+    m: int,
+    *,
+    mode: str,
+    seed: int,
+    steps: int,
+    lr: float,
+    lam: float,
+    baseline_iters: int,
+) -> tuple[float, float, float, float]:
     """One ``m`` of :func:`compressive_sensing_sweep`: the generator's final, best and late PSNR, the baseline's."""
     h, w = image.shape[-2:]
-    op = (CirculantGaussianMeasurements(h * w, m, seed=seed) if mode == "gaussian"
-          else GaussianMeasurements(h * w, m, seed=seed) if mode == "dense-gaussian"
-          else RandomMask((h, w), keep=m / (h * w), seed=seed))
+    op = (
+        CirculantGaussianMeasurements(h * w, m, seed=seed)
+        if mode == "gaussian"
+        else GaussianMeasurements(h * w, m, seed=seed)
+        if mode == "dense-gaussian"
+        else RandomMask((h, w), keep=m / (h * w), seed=seed)
+    )
     dev = next(net.parameters()).device
     op.to(dev)
     y = op(image.to(dev))
-    res = fit_generator(net, y, steps, lr=lr, clean=image, operator=op, log_every=max(steps // 20, 1),
-                        progress=False)
+    res = fit_generator(
+        net,
+        y,
+        steps,
+        lr=lr,
+        clean=image,
+        operator=op,
+        log_every=max(steps // 20, 1),
+        progress=False,
+    )
     base = dct_recover(y, op, (h, w), lam=lam, iters=baseline_iters)
     return res.final_psnr, res.best_psnr, res.late_psnr(), psnr(base.cpu(), image.cpu())
 
@@ -450,7 +589,11 @@ class DenoisingRun:
     @property
     def denoised_psnr(self) -> float:
         """PSNR of the output kept: the peak with early stopping, else where the fit ended (median of the last 3)."""
-        return self.noisy_fit.best_psnr if self.early_stopping else self.noisy_fit.late_psnr()
+        return (
+            self.noisy_fit.best_psnr
+            if self.early_stopping
+            else self.noisy_fit.late_psnr()
+        )
 
     @property
     def decline(self) -> float:
@@ -466,52 +609,115 @@ class DenoisingRun:
     @property
     def noise_image_ratio(self) -> float:
         """Late loss fitting pure noise over late loss fitting the clean image (same network, same steps)."""
-        return self.fits["pure noise"].late_loss() / self.fits["clean image"].late_loss()
+        return (
+            self.fits["pure noise"].late_loss() / self.fits["clean image"].late_loss()
+        )
 
 
-def denoising_experiment(make_net: Callable[[], nn.Module], clean: Tensor, noisy: Tensor, noise: Tensor,
-                         steps: int, fit_steps: int, lr: float = 0.01, log_every: int = 25,
-                         early_stopping: bool = True, progress: bool = True,
-                         cache: str | None = None) -> DenoisingRun:
+def denoising_experiment(
+    make_net: Callable[[], nn.Module],
+    clean: Tensor,
+    noisy: Tensor,
+    noise: Tensor,
+    steps: int,
+    fit_steps: int,
+    lr: float = 0.01,
+    log_every: int = 25,
+    early_stopping: bool = True,
+    progress: bool = True,
+    cache: str | None = None,
+) -> DenoisingRun:
     """Fit ``make_net()`` to ``noisy`` for ``steps`` (PSNR to ``clean`` along the way), and to ``clean`` and ``noise``
     for ``fit_steps``; see :class:`DenoisingRun`."""
-    fits = fit_targets(make_net, {"noisy image": noisy}, steps, lr=lr, clean=clean, log_every=log_every,
-                       progress=progress, cache=cache)
-    fits.update(fit_targets(make_net, {"clean image": clean, "pure noise": noise}, fit_steps, lr=lr, clean=clean,
-                            log_every=log_every, progress=progress, cache=cache))
+    fits = fit_targets(
+        make_net,
+        {"noisy image": noisy},
+        steps,
+        lr=lr,
+        clean=clean,
+        log_every=log_every,
+        progress=progress,
+        cache=cache,
+    )
+    fits.update(
+        fit_targets(
+            make_net,
+            {"clean image": clean, "pure noise": noise},
+            fit_steps,
+            lr=lr,
+            clean=clean,
+            log_every=log_every,
+            progress=progress,
+            cache=cache,
+        )
+    )
     return DenoisingRun(fits, psnr(noisy.cpu(), clean.cpu()), early_stopping)
 
 
-def early_stopping_checks(run: DenoisingRun, gain_db: float = 5.0, decline_db: float = 1.0,
-                          ratio: float = 10.0) -> list:
+def early_stopping_checks(
+    run: DenoisingRun,
+    gain_db: float = 5.0,
+    decline_db: float = 1.0,
+    ratio: float = 10.0,
+) -> list:
     """The denoising claims as :class:`convbias.checks.Check` objects (chapter 4)."""
     from .checks import at_least
 
     return [
-        at_least("denoise_gain_db", run.denoised_psnr - run.noisy_psnr, gain_db,
-                 f"the early-stopped image is at least {gain_db:g} dB above the noisy input"),
-        at_least("psnr_decline_db", run.decline, decline_db,
-                 f"run past its peak, the fit loses at least {decline_db:g} dB (it fits the noise)"),
-        at_least("noise_image_ratio", run.noise_image_ratio, ratio,
-                 f"the generator fits the image over {ratio:g}x better than noise at a fixed step", scale="ratio"),
+        at_least(
+            "denoise_gain_db",
+            run.denoised_psnr - run.noisy_psnr,
+            gain_db,
+            f"the early-stopped image is at least {gain_db:g} dB above the noisy input",
+        ),
+        at_least(
+            "psnr_decline_db",
+            run.decline,
+            decline_db,
+            f"run past its peak, the fit loses at least {decline_db:g} dB (it fits the noise)",
+        ),
+        at_least(
+            "noise_image_ratio",
+            run.noise_image_ratio,
+            ratio,
+            f"the generator fits the image over {ratio:g}x better than noise at a fixed step",
+            scale="ratio",
+        ),
     ]
 
 
-def architecture_checks(ratios: dict[str, float], fixed: float = 10.0, trainable: float = 3.0) -> list:
-    """Noise/image late-loss ratios by architecture: fixed interpolation > ``fixed``, trainable filters < ``trainable``."""
+def architecture_checks(
+    ratios: dict[str, float], fixed: float = 10.0, trainable: float = 3.0
+) -> list:
+    """Noise/image late-loss ratios by architecture.
+
+    Fixed interpolation must exceed ``fixed``, trainable filters stay below ``trainable``.
+    """
     from .checks import at_least, at_most
 
     out = []
     for name in ("deep_decoder", "fixed_kernel"):
         if name in ratios:
-            out.append(at_least(f"{name}_ratio", ratios[name], fixed,
-                                f"{name.replace('_', ' ')}: noise fitted over {fixed:g}x worse than the image",
-                                scale="ratio"))
+            out.append(
+                at_least(
+                    f"{name}_ratio",
+                    ratios[name],
+                    fixed,
+                    f"{name.replace('_', ' ')}: noise fitted over {fixed:g}x worse than the image",
+                    scale="ratio",
+                )
+            )
     for name in ("conv3x3", "transposed"):
         if name in ratios:
-            out.append(at_most(f"{name}_ratio", ratios[name], trainable,
-                               f"{name}: noise fitted about as well as the image (ratio under {trainable:g})",
-                               scale="ratio"))
+            out.append(
+                at_most(
+                    f"{name}_ratio",
+                    ratios[name],
+                    trainable,
+                    f"{name}: noise fitted about as well as the image (ratio under {trainable:g})",
+                    scale="ratio",
+                )
+            )
     return out
 
 
@@ -520,20 +726,35 @@ def late_drop(result: FitResult, records: int = 5) -> float:
     return float(result.best_psnr - np.mean(result.psnr[-records:]))
 
 
-def overfitting_checks(over: dict[int, FitResult], drop_db: float = 1.0, gap_db: float = 1.0) -> list:
+def overfitting_checks(
+    over: dict[int, FitResult], drop_db: float = 1.0, gap_db: float = 1.0
+) -> list:
     """The widest network loses PSNR after its peak, more than the narrowest one."""
     from .checks import at_least
 
     wide, narrow = late_drop(over[max(over)]), late_drop(over[min(over)])
     return [
-        at_least("overfit_drop_db", wide, drop_db, f"k={max(over)} loses at least {drop_db:g} dB after its peak"),
-        at_least("overfit_gap_db", wide - narrow, gap_db,
-                 f"k={max(over)} over-fits at least {gap_db:g} dB more than k={min(over)}"),
+        at_least(
+            "overfit_drop_db",
+            wide,
+            drop_db,
+            f"k={max(over)} loses at least {drop_db:g} dB after its peak",
+        ),
+        at_least(
+            "overfit_gap_db",
+            wide - narrow,
+            gap_db,
+            f"k={max(over)} over-fits at least {gap_db:g} dB more than k={min(over)}",
+        ),
     ]
 
 
-def compressive_sensing_checks(cs: dict[str, np.ndarray], method: str = "net_late", rise_db: float = 3.0,
-                               over_baseline_db: float = 3.0) -> list:
+def compressive_sensing_checks(
+    cs: dict[str, np.ndarray],
+    method: str = "net_late",
+    rise_db: float = 3.0,
+    over_baseline_db: float = 3.0,
+) -> list:
     """Compressive-sensing claims for the recovery ``cs[method]`` (the deep decoder's late PSNR by default).
 
     Both compare with the sparse-DCT baseline, so the baseline itself (``method="baseline"``) fails
@@ -542,10 +763,21 @@ def compressive_sensing_checks(cs: dict[str, np.ndarray], method: str = "net_lat
     """
     from .checks import at_least
 
-    got, base = np.asarray(cs[method], dtype=float), np.asarray(cs["baseline"], dtype=float)
+    got, base = (
+        np.asarray(cs[method], dtype=float),
+        np.asarray(cs["baseline"], dtype=float),
+    )
     return [
-        at_least("cs_rise_vs_baseline_db", float((got[-1] - got[0]) - (base[-1] - base[0])), rise_db,
-                 f"more measurements help the recovery at least {rise_db:g} dB more than the sparse-DCT baseline"),
-        at_least("cs_over_baseline_db", float(got[-1] - base[-1]), over_baseline_db,
-                 f"at the most measurements the recovery beats the sparse-DCT baseline by {over_baseline_db:g} dB"),
+        at_least(
+            "cs_rise_vs_baseline_db",
+            float((got[-1] - got[0]) - (base[-1] - base[0])),
+            rise_db,
+            f"more measurements help the recovery at least {rise_db:g} dB more than the sparse-DCT baseline",
+        ),
+        at_least(
+            "cs_over_baseline_db",
+            float(got[-1] - base[-1]),
+            over_baseline_db,
+            f"at the most measurements the recovery beats the sparse-DCT baseline by {over_baseline_db:g} dB",
+        ),
     ]

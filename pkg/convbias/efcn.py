@@ -46,6 +46,7 @@ Sizes are compared with ``convbias.models.count_parameters`` and
 ``parameter_bytes``. Used by chapter 5, and by chapter 6 through
 :mod:`convbias.capacity`.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -60,15 +61,48 @@ from torch import nn
 Tensor = torch.Tensor
 
 ELEMENTWISE = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
-    nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Hardsigmoid, nn.Hardswish, nn.Softplus, nn.Softsign,
-    nn.Tanhshrink, nn.LogSigmoid,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.Hardtanh,
+    nn.Hardsigmoid,
+    nn.Hardswish,
+    nn.Softplus,
+    nn.Softsign,
+    nn.Tanhshrink,
+    nn.LogSigmoid,
 )
 PARAMETER_FREE_LINEAR = (
-    nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Unflatten,
-    nn.Identity, nn.ZeroPad1d, nn.ZeroPad2d, nn.ConstantPad1d, nn.ConstantPad2d, nn.ReflectionPad1d,
-    nn.ReflectionPad2d, nn.ReplicationPad1d, nn.ReplicationPad2d, nn.CircularPad1d, nn.CircularPad2d,
-    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.Flatten,
+    nn.Unflatten,
+    nn.Identity,
+    nn.ZeroPad1d,
+    nn.ZeroPad2d,
+    nn.ConstantPad1d,
+    nn.ConstantPad2d,
+    nn.ReflectionPad1d,
+    nn.ReflectionPad2d,
+    nn.ReplicationPad1d,
+    nn.ReplicationPad2d,
+    nn.CircularPad1d,
+    nn.CircularPad2d,
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.AlphaDropout,
 )
 BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 MAXPOOLS = (nn.MaxPool1d, nn.MaxPool2d)
@@ -112,10 +146,14 @@ def _spatial(conv: nn.Module) -> int:
     return 1 if isinstance(conv, nn.Conv1d) else 2
 
 
-def conv_output_shape(conv: nn.Conv1d | nn.Conv2d, in_shape: Sequence[int]) -> tuple[int, ...]:
+def conv_output_shape(
+    conv: nn.Conv1d | nn.Conv2d, in_shape: Sequence[int]
+) -> tuple[int, ...]:
     """Shape ``(C_out, *S_out)`` of ``conv`` applied to one input of shape ``in_shape``."""
     d = _spatial(conv)
-    pads = conv._reversed_padding_repeated_twice  # (left_last, right_last, left_prev, right_prev)
+    pads = (
+        conv._reversed_padding_repeated_twice
+    )  # (left_last, right_last, left_prev, right_prev)
     sizes = []
     for i in range(d):
         j = d - 1 - i
@@ -135,7 +173,9 @@ def _check_conv_input(conv: nn.Module, in_shape: Sequence[int]) -> None:
         )
 
 
-def conv_index_map(conv: nn.Conv1d | nn.Conv2d, in_shape: Sequence[int]) -> tuple[Tensor, tuple[int, ...]]:
+def conv_index_map(
+    conv: nn.Conv1d | nn.Conv2d, in_shape: Sequence[int]
+) -> tuple[Tensor, tuple[int, ...]]:
     """Input index read by every (tap, output position): a ``(C_in * K, P)`` long tensor, -1 for zero padding.
 
     Rows follow the kernel layout ``(c, *k)``, columns the output positions in
@@ -154,14 +194,20 @@ def conv_index_map(conv: nn.Conv1d | nn.Conv2d, in_shape: Sequence[int]) -> tupl
             index = F.pad(index, pads, mode=conv.padding_mode)
     if d == 1:
         index = index.unsqueeze(2)
-        kernel, dilation, stride = (1, *conv.kernel_size), (1, *conv.dilation), (1, *conv.stride)
+        kernel, dilation, stride = (
+            (1, *conv.kernel_size),
+            (1, *conv.dilation),
+            (1, *conv.stride),
+        )
     else:
         kernel, dilation, stride = conv.kernel_size, conv.dilation, conv.stride
     cols = F.unfold(index, kernel_size=kernel, dilation=dilation, stride=stride)[0]
     return cols.round().long(), conv_output_shape(conv, in_shape)
 
 
-def conv_support(conv: nn.Conv1d | nn.Conv2d, in_shape: Sequence[int]) -> tuple[ConvSupport, tuple[int, ...]]:
+def conv_support(
+    conv: nn.Conv1d | nn.Conv2d, in_shape: Sequence[int]
+) -> tuple[ConvSupport, tuple[int, ...]]:
     """The :class:`ConvSupport` of ``conv`` on inputs of shape ``in_shape`` (all output channels)."""
     cols, out_shape = conv_index_map(conv, in_shape)
     n_in = cols.new_tensor(in_shape).prod().item()
@@ -171,13 +217,15 @@ def conv_support(conv: nn.Conv1d | nn.Conv2d, in_shape: Sequence[int]) -> tuple[
     T = cols.shape[0] // g  # taps per output channel: (C_in / groups) * |K|
     flat_parts, tap_parts = [], []
     for grp in range(g):
-        offset, tap = _group_offsets(cols[grp * T:(grp + 1) * T], n_in)
+        offset, tap = _group_offsets(cols[grp * T : (grp + 1) * T], n_in)
         o = torch.arange(grp * cout_g, (grp + 1) * cout_g)
         flat_parts.append((o[:, None] * (P * n_in) + offset[None]).reshape(-1))
         tap_parts.append((o[:, None] * T + tap[None]).reshape(-1))
     flat, tap = torch.cat(flat_parts), torch.cat(tap_parts)
     unique = conv.padding_mode == "zeros" or torch.unique(flat).numel() == flat.numel()
-    support = ConvSupport(flat, tap, (conv.out_channels * P, n_in), conv.weight.numel(), bool(unique))
+    support = ConvSupport(
+        flat, tap, (conv.out_channels * P, n_in), conv.weight.numel(), bool(unique)
+    )
     return support, out_shape
 
 
@@ -191,8 +239,12 @@ def _group_offsets(cols: Tensor, n_in: int) -> tuple[Tensor, Tensor]:
 
 
 # ----------------------------------------------------------------------------- dense / sparse conv matrices
-def conv_to_dense(conv: nn.Conv1d | nn.Conv2d, in_shape: Sequence[int], weight: Tensor | None = None,
-                  bias: Tensor | None = None) -> tuple[Tensor, Tensor | None, tuple[int, ...]]:
+def conv_to_dense(
+    conv: nn.Conv1d | nn.Conv2d,
+    in_shape: Sequence[int],
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+) -> tuple[Tensor, Tensor | None, tuple[int, ...]]:
     """Dense matrix ``(C_out |S_out|, C_in |S_in|)``, bias vector and output shape of ``conv``.
 
     ``weight``/``bias`` override the module's (used to fold a BatchNorm). The
@@ -218,9 +270,22 @@ def _as_2d(conv: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, ...
     """Kernel, stride, dilation, left padding, input and output sizes with a 1-D conv seen as height 1."""
     pads = conv._reversed_padding_repeated_twice
     if _spatial(conv) == 1:
-        return ((1, conv.kernel_size[0]), (1, conv.stride[0]), (1, conv.dilation[0]), (0, pads[0]),
-                (1, in_shape[1]), (1, out_shape[1]))
-    return (conv.kernel_size, conv.stride, conv.dilation, (pads[2], pads[0]), in_shape[1:], out_shape[1:])
+        return (
+            (1, conv.kernel_size[0]),
+            (1, conv.stride[0]),
+            (1, conv.dilation[0]),
+            (0, pads[0]),
+            (1, in_shape[1]),
+            (1, out_shape[1]),
+        )
+    return (
+        conv.kernel_size,
+        conv.stride,
+        conv.dilation,
+        (pads[2], pads[0]),
+        in_shape[1:],
+        out_shape[1:],
+    )
 
 
 def _valid_range(n_out: int, stride: int, start: int, n_in: int) -> tuple[int, int]:
@@ -232,9 +297,12 @@ def _valid_range(n_out: int, stride: int, start: int, n_in: int) -> tuple[int, i
     return lo, max(lo, hi)
 
 
-def _dense_by_strided_taps(conv: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, ...],
-                           w: Tensor) -> Tensor:
-    (kh, kw), (sh, sw), (dh, dw), (ph, pw), (H, W), (Ho, Wo) = _as_2d(conv, in_shape, out_shape)
+def _dense_by_strided_taps(
+    conv: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, ...], w: Tensor
+) -> Tensor:
+    (kh, kw), (sh, sw), (dh, dw), (ph, pw), (H, W), (Ho, Wo) = _as_2d(
+        conv, in_shape, out_shape
+    )
     C_out, C_in, g = conv.out_channels, conv.in_channels, conv.groups
     cout_g, cin_g = C_out // g, C_in // g
     dense = torch.zeros(C_out * Ho * Wo, C_in * H * W, dtype=w.dtype, device=w.device)
@@ -252,11 +320,22 @@ def _dense_by_strided_taps(conv: nn.Module, in_shape: tuple[int, ...], out_shape
                 continue
             for grp in range(g):
                 o0, c0 = grp * cout_g, grp * cin_g
-                offset = (o0 * S_o + i_lo * S_i + j_lo * S_j + c0 * S_c
-                          + (i_lo * sh + y0) * S_y + (j_lo * sw + x0) * S_x)
-                view = dense.as_strided((cout_g, i_hi - i_lo, j_hi - j_lo, cin_g),
-                                        (S_o, S_i + sh * S_y, S_j + sw * S_x, S_c), offset)
-                view.copy_(w4[o0:o0 + cout_g, :, a, bb][:, None, None, :].expand_as(view))
+                offset = (
+                    o0 * S_o
+                    + i_lo * S_i
+                    + j_lo * S_j
+                    + c0 * S_c
+                    + (i_lo * sh + y0) * S_y
+                    + (j_lo * sw + x0) * S_x
+                )
+                view = dense.as_strided(
+                    (cout_g, i_hi - i_lo, j_hi - j_lo, cin_g),
+                    (S_o, S_i + sh * S_y, S_j + sw * S_x, S_c),
+                    offset,
+                )
+                view.copy_(
+                    w4[o0 : o0 + cout_g, :, a, bb][:, None, None, :].expand_as(view)
+                )
     return dense
 
 
@@ -270,7 +349,7 @@ def _dense_by_index_map(conv: nn.Module, in_shape: Sequence[int], w: Tensor) -> 
     dense = torch.zeros(conv.out_channels, P, n_in, dtype=w.dtype, device=w.device)
     w2 = w.reshape(conv.out_channels, T)
     for grp in range(g):
-        block = cols[grp * T:(grp + 1) * T].to(w.device)
+        block = cols[grp * T : (grp + 1) * T].to(w.device)
         valid = block >= 0
         pos = torch.arange(P, device=w.device).expand(T, P)[valid]
         col = block[valid]
@@ -279,12 +358,17 @@ def _dense_by_index_map(conv: nn.Module, in_shape: Sequence[int], w: Tensor) -> 
         for o0 in range(grp * cout_g, (grp + 1) * cout_g, step):
             o1 = min(o0 + step, (grp + 1) * cout_g)
             o = torch.arange(o0, o1, device=w.device)[:, None]
-            dense.index_put_((o, pos[None], col[None]), w2[o0:o1][:, tap], accumulate=True)
+            dense.index_put_(
+                (o, pos[None], col[None]), w2[o0:o1][:, tap], accumulate=True
+            )
     return dense.view(conv.out_channels * P, n_in)
 
 
-def identity_basis_matrix(layer: Callable[[Tensor], Tensor], in_shape: Sequence[int],
-                          dtype: torch.dtype = torch.float64) -> tuple[Tensor, Tensor]:
+def identity_basis_matrix(
+    layer: Callable[[Tensor], Tensor],
+    in_shape: Sequence[int],
+    dtype: torch.dtype = torch.float64,
+) -> tuple[Tensor, Tensor]:
     """Matrix and offset of an affine ``layer`` by pushing the one-hot basis through it (the test oracle).
 
     Returns ``(A, c)`` with ``layer(x).flatten() == A @ x.flatten() + c``. Slow
@@ -301,9 +385,18 @@ def identity_basis_matrix(layer: Callable[[Tensor], Tensor], in_shape: Sequence[
 # ----------------------------------------------------------------------------- layers of the embedded network
 def conv_geometry(conv: nn.Conv1d | nn.Conv2d) -> nn.Module:
     """A weightless copy of ``conv`` (on the meta device): enough to rebuild its index map later."""
-    return type(conv)(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
-                      padding=conv.padding, dilation=conv.dilation, groups=conv.groups,
-                      bias=conv.bias is not None, padding_mode=conv.padding_mode, device="meta")
+    return type(conv)(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        groups=conv.groups,
+        bias=conv.bias is not None,
+        padding_mode=conv.padding_mode,
+        device="meta",
+    )
 
 
 class EmbeddedLinear(nn.Linear):
@@ -313,8 +406,13 @@ class EmbeddedLinear(nn.Linear):
     (cached), so converting a large network does not keep index tensors alive.
     """
 
-    def __init__(self, weight: Tensor, bias: Tensor | None, origin: tuple[nn.Module, tuple[int, ...]] | None = None,
-                 out_shape: tuple[int, ...] | None = None):
+    def __init__(
+        self,
+        weight: Tensor,
+        bias: Tensor | None,
+        origin: tuple[nn.Module, tuple[int, ...]] | None = None,
+        out_shape: tuple[int, ...] | None = None,
+    ):
         nn.Module.__init__(self)  # no allocation, no random init: the weight is given
         self.in_features, self.out_features = weight.shape[1], weight.shape[0]
         self.weight = nn.Parameter(weight)
@@ -332,15 +430,22 @@ class EmbeddedLinear(nn.Linear):
             self._support = conv_support(*self.origin)[0]
         if self._support.flat.device != dev:
             s = self._support
-            self._support = ConvSupport(s.flat.to(dev), s.tap.to(dev), s.shape, s.kernel_numel, s.unique)
+            self._support = ConvSupport(
+                s.flat.to(dev), s.tap.to(dev), s.shape, s.kernel_numel, s.unique
+            )
         return self._support
 
 
 class MaskedLinear(EmbeddedLinear):
     """A locally connected layer in dense storage: ``y = (W * M) x + b`` with a fixed 0/1 support ``M``."""
 
-    def __init__(self, weight: Tensor, bias: Tensor | None, origin: tuple[nn.Module, tuple[int, ...]],
-                 out_shape: tuple[int, ...] | None = None):
+    def __init__(
+        self,
+        weight: Tensor,
+        bias: Tensor | None,
+        origin: tuple[nn.Module, tuple[int, ...]],
+        out_shape: tuple[int, ...] | None = None,
+    ):
         super().__init__(weight, bias, origin, out_shape)
         mask = torch.zeros(weight.numel(), dtype=torch.bool, device=weight.device)
         mask[self.conv_support().flat] = True
@@ -353,7 +458,13 @@ class MaskedLinear(EmbeddedLinear):
 class SparseLinear(nn.Module):
     """``y = W x + b`` with ``W`` stored as a sparse COO matrix on a fixed support; trains the support values."""
 
-    def __init__(self, indices: Tensor, values: Tensor, shape: tuple[int, int], bias: Tensor | None):
+    def __init__(
+        self,
+        indices: Tensor,
+        values: Tensor,
+        shape: tuple[int, int],
+        bias: Tensor | None,
+    ):
         super().__init__()
         self.out_features, self.in_features = shape
         self.register_buffer("indices", indices)
@@ -361,8 +472,13 @@ class SparseLinear(nn.Module):
         self.bias = None if bias is None else nn.Parameter(bias)
 
     def matrix(self) -> Tensor:
-        return torch.sparse_coo_tensor(self.indices, self.values, (self.out_features, self.in_features),
-                                       is_coalesced=True, check_invariants=False)
+        return torch.sparse_coo_tensor(
+            self.indices,
+            self.values,
+            (self.out_features, self.in_features),
+            is_coalesced=True,
+            check_invariants=False,
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         """``x W^T + b`` with the sparse ``W``; ``x`` is (batch, in_features)."""
@@ -411,7 +527,9 @@ class FlatAffine(nn.Module):
 
 
 # ----------------------------------------------------------------------------- walking the model
-SUPPORTED = CONVS + (nn.Linear,) + BATCHNORMS + PARAMETER_FREE_LINEAR + ELEMENTWISE + MAXPOOLS
+SUPPORTED = (
+    CONVS + (nn.Linear,) + BATCHNORMS + PARAMETER_FREE_LINEAR + ELEMENTWISE + MAXPOOLS
+)
 
 
 def _own_forward(module: nn.Module, base: type) -> bool:
@@ -449,7 +567,10 @@ def _flat_modules(model: nn.Module, prefix: str = "") -> list[tuple[str, nn.Modu
         )
     _check_visible(where, model)
     out = []
-    for key, child in model._modules.items():  # not named_children(): it skips a module's second use
+    for (
+        key,
+        child,
+    ) in model._modules.items():  # not named_children(): it skips a module's second use
         if child is None:
             continue
         name = f"{prefix}.{key}" if prefix else key
@@ -479,9 +600,13 @@ def _eval_mode(model: nn.Module):
             m.training = flag
 
 
-def _feature_shape(module: nn.Module, in_shape: tuple[int, ...], dtype, device) -> tuple[int, ...]:
+def _feature_shape(
+    module: nn.Module, in_shape: tuple[int, ...], dtype, device
+) -> tuple[int, ...]:
     with torch.no_grad():
-        return tuple(module(torch.zeros(1, *in_shape, dtype=dtype, device=device)).shape[1:])
+        return tuple(
+            module(torch.zeros(1, *in_shape, dtype=dtype, device=device)).shape[1:]
+        )
 
 
 def _bn_is_affine(bn: nn.Module, name: str) -> None:
@@ -522,8 +647,12 @@ class _LazyConv:
         values = self.weight.detach().reshape(-1)[support.tap.to(dev)]
         n_out, n_in = support.shape
         flat = support.flat.to(dev)
-        coo = torch.sparse_coo_tensor(torch.stack([flat // n_in, flat % n_in]), values, (n_out, n_in),
-                                      check_invariants=False).coalesce()
+        coo = torch.sparse_coo_tensor(
+            torch.stack([flat // n_in, flat % n_in]),
+            values,
+            (n_out, n_in),
+            check_invariants=False,
+        ).coalesce()
         P = n_out // self.conv.out_channels
         bias = None if self.bias is None else self.bias.detach().repeat_interleave(P)
         return SparseLinear(coo.indices(), coo.values().clone(), (n_out, n_in), bias)
@@ -532,14 +661,20 @@ class _LazyConv:
 class _Builder:
     """Accumulates affine maps between nonlinearities and emits one dense layer per run."""
 
-    def __init__(self, in_shape: tuple[int, ...], dtype, device, mode: str, sparse: bool):
+    def __init__(
+        self, in_shape: tuple[int, ...], dtype, device, mode: str, sparse: bool
+    ):
         self.shape = in_shape
         self.dtype, self.device = dtype, device
         self.mode, self.sparse = mode, sparse
         self.layers: list[nn.Module] = [nn.Flatten()]
-        self.pending: list[nn.Module] = []  # parameter-free affine ops before any dense layer
+        self.pending: list[
+            nn.Module
+        ] = []  # parameter-free affine ops before any dense layer
         self.pending_in: tuple[int, ...] = in_shape
-        self.current: tuple[Tensor, Tensor | None] | _LazyConv | None = None  # (W, b) since the last nonlinearity
+        self.current: tuple[Tensor, Tensor | None] | _LazyConv | None = (
+            None  # (W, b) since the last nonlinearity
+        )
         self.origin: tuple[nn.Module, tuple[int, ...]] | None = None
 
     def _materialize(self) -> None:
@@ -552,7 +687,11 @@ class _Builder:
         origin = (conv_geometry(conv), self.shape)
         if self.current is None and not self.pending:
             _check_conv_input(conv, self.shape)
-            self.current, self.origin, self.shape = _LazyConv(conv, self.shape, weight, bias), origin, out_shape
+            self.current, self.origin, self.shape = (
+                _LazyConv(conv, self.shape, weight, bias),
+                origin,
+                out_shape,
+            )
             return
         W, b, _ = conv_to_dense(conv, self.shape, weight, bias)
         self.dense(W, b, out_shape, origin)
@@ -601,8 +740,12 @@ class _Builder:
             W, b = self.current
             n_in = W.shape[1]
             with torch.no_grad():
-                zero = module(torch.zeros(1, *self.shape, dtype=self.dtype, device=self.device)).reshape(-1)
-                W = (module(W.T.reshape(n_in, *self.shape)).reshape(n_in, -1) - zero).T.contiguous()
+                zero = module(
+                    torch.zeros(1, *self.shape, dtype=self.dtype, device=self.device)
+                ).reshape(-1)
+                W = (
+                    module(W.T.reshape(n_in, *self.shape)).reshape(n_in, -1) - zero
+                ).T.contiguous()
                 b = zero if b is None else module(b.reshape(1, *self.shape)).reshape(-1)
             self.origin = None
             self.current = (W, b)
@@ -627,7 +770,12 @@ class _Builder:
         if self.sparse:
             flat = torch.unique(conv_support(*origin)[0].flat.to(W.device))
             rows, cols = flat // W.shape[1], flat % W.shape[1]
-            return SparseLinear(torch.stack([rows, cols]), W.reshape(-1)[flat].clone(), tuple(W.shape), b)
+            return SparseLinear(
+                torch.stack([rows, cols]),
+                W.reshape(-1)[flat].clone(),
+                tuple(W.shape),
+                b,
+            )
         return MaskedLinear(W.contiguous(), b, origin, self.shape)
 
     def nonlinear(self, module: nn.Module) -> None:
@@ -646,7 +794,9 @@ def _is_dropout(module: nn.Module) -> bool:
 
 def _reshapes_only(module: nn.Module) -> bool:
     """Modules that leave the flattened feature vector as it is (in eval mode)."""
-    return isinstance(module, (nn.Flatten, nn.Unflatten, nn.Identity)) or _is_dropout(module)
+    return isinstance(module, (nn.Flatten, nn.Unflatten, nn.Identity)) or _is_dropout(
+        module
+    )
 
 
 def _refuse(name: str, m: nn.Module) -> None:
@@ -664,13 +814,17 @@ def _check_supported(modules: list[tuple[str, nn.Module]]) -> None:
             _refuse(name, m)
 
 
-def _check_input_shape(model: nn.Module, input_shape: tuple[int, ...], dtype, device) -> None:
+def _check_input_shape(
+    model: nn.Module, input_shape: tuple[int, ...], dtype, device
+) -> None:
     """One forward pass of a zero input: a clear error when the model does not take inputs of this shape."""
     try:
         with torch.no_grad():
             model(torch.zeros(1, *input_shape, dtype=dtype, device=device))
     except (RuntimeError, ValueError, IndexError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = (
+            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        )
         raise ValueError(
             f"the model does not accept inputs of shape {input_shape} (input_shape is one input without the "
             f"batch dimension, e.g. (channels, height, width)): {first}"
@@ -685,7 +839,12 @@ def _format_bytes(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
-def embedding_bytes(model: nn.Module, input_shape: Sequence[int], sparse: bool = False, mode: str = "fcn") -> int:
+def embedding_bytes(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    sparse: bool = False,
+    mode: str = "fcn",
+) -> int:
     """Estimated memory of the weights of ``to_fcn(model, input_shape, sparse)`` (``mode="lcn"``: :func:`to_lcn`).
 
     One dense ``n_out x n_in`` matrix per run of affine layers between nonlinearities
@@ -696,12 +855,19 @@ def embedding_bytes(model: nn.Module, input_shape: Sequence[int], sparse: bool =
     input_shape = tuple(int(s) for s in input_shape)
     modules = _flat_modules(model)
     param = next(model.parameters(), None)
-    itemsize = param.element_size() if param is not None else torch.tensor([], dtype=torch.get_default_dtype()).element_size()
+    itemsize = (
+        param.element_size()
+        if param is not None
+        else torch.tensor([], dtype=torch.get_default_dtype()).element_size()
+    )
     dtype = param.dtype if param is not None else torch.get_default_dtype()
     device = param.device if param is not None else torch.device("cpu")
     total = 0
     x = torch.zeros(1, *input_shape, dtype=dtype, device=device)
-    run_in, run = x[0].numel(), []  # kinds of the affine layers since the last nonlinearity
+    run_in, run = (
+        x[0].numel(),
+        [],
+    )  # kinds of the affine layers since the last nonlinearity
 
     def close(out_numel: int) -> None:
         nonlocal total
@@ -709,11 +875,22 @@ def embedding_bytes(model: nn.Module, input_shape: Sequence[int], sparse: bool =
         if not dense:
             return
         affine_mixers = [k for k in run if k[0] == "affine"]
-        if sparse and len(dense) == 1 and dense[0][0] == "conv" and not affine_mixers and run[0][0] == "conv":
+        if (
+            sparse
+            and len(dense) == 1
+            and dense[0][0] == "conv"
+            and not affine_mixers
+            and run[0][0] == "conv"
+        ):
             total += dense[0][1] * (16 + itemsize) + out_numel * itemsize
         else:
             total += out_numel * run_in * itemsize + out_numel * itemsize
-            if mode == "lcn" and len(dense) == 1 and dense[0][0] == "conv" and not affine_mixers:
+            if (
+                mode == "lcn"
+                and len(dense) == 1
+                and dense[0][0] == "conv"
+                and not affine_mixers
+            ):
                 total += out_numel * run_in  # the boolean mask
 
     with torch.no_grad(), _eval_mode(model):
@@ -730,23 +907,31 @@ def embedding_bytes(model: nn.Module, input_shape: Sequence[int], sparse: bool =
             elif isinstance(m, ELEMENTWISE) or isinstance(m, MAXPOOLS):
                 close(x[0].numel())
                 run_in, run = y[0].numel(), []
-            elif not _reshapes_only(m) and not (isinstance(m, BATCHNORMS) and run and run[-1][0] == "conv"):
+            elif not _reshapes_only(m) and not (
+                isinstance(m, BATCHNORMS) and run and run[-1][0] == "conv"
+            ):
                 run.append(("affine", 0))
             x = y
         close(x[0].numel())
     return int(total)
 
 
-def _verify(model: nn.Module, net: nn.Module, input_shape: tuple[int, ...], dtype, device) -> None:
+def _verify(
+    model: nn.Module, net: nn.Module, input_shape: tuple[int, ...], dtype, device
+) -> None:
     """Raise :class:`UnsupportedModule` unless ``net`` computes ``model.eval()``'s outputs on random inputs."""
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(4, *input_shape, generator=g, dtype=torch.float64).to(dtype=dtype, device=device)
+    x = torch.randn(4, *input_shape, generator=g, dtype=torch.float64).to(
+        dtype=dtype, device=device
+    )
     with torch.no_grad(), _eval_mode(model), _eval_mode(net):
         ref = model(x).reshape(len(x), -1)
         got = net(x).reshape(len(x), -1)
     if ref.shape != got.shape:
-        raise UnsupportedModule(f"the embedding gives {got.shape[1]} outputs where the model gives {ref.shape[1]}: "
-                                "the model computes something its layers in sequence do not")
+        raise UnsupportedModule(
+            f"the embedding gives {got.shape[1]} outputs where the model gives {ref.shape[1]}: "
+            "the model computes something its layers in sequence do not"
+        )
     scale = ref.abs().max().clamp_min(torch.finfo(dtype).tiny)
     err = ((got - ref).abs().max() / scale).item()
     tol = 1e-9 if dtype == torch.float64 else 1e-3
@@ -757,11 +942,18 @@ def _verify(model: nn.Module, net: nn.Module, input_shape: tuple[int, ...], dtyp
         )
 
 
-def _embed(model: nn.Module, input_shape: Sequence[int], mode: str, sparse: bool,
-           max_bytes: int | None = MAX_BYTES) -> nn.Sequential:
+def _embed(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    mode: str,
+    sparse: bool,
+    max_bytes: int | None = MAX_BYTES,
+) -> nn.Sequential:
     input_shape = tuple(int(s) for s in input_shape)
     if not input_shape or min(input_shape) < 1:
-        raise ValueError(f"input_shape must be the shape of one input without the batch dimension, got {input_shape}")
+        raise ValueError(
+            f"input_shape must be the shape of one input without the batch dimension, got {input_shape}"
+        )
     modules = _flat_modules(model)
     _check_supported(modules)
     param = next(model.parameters(), None)
@@ -776,7 +968,12 @@ def _embed(model: nn.Module, input_shape: Sequence[int], mode: str, sparse: bool
                 f"the {'eLCN' if mode == 'lcn' else 'eFCN'} of this model on inputs {input_shape} needs about "
                 f"{_format_bytes(need)} for its weights, above the limit of {_format_bytes(max_bytes)}: "
                 f"pass max_bytes={need} (or None) to build it anyway"
-                + ("" if sparse else ", or sparse=True to store the conv layers on their support") + "."
+                + (
+                    ""
+                    if sparse
+                    else ", or sparse=True to store the conv layers on their support"
+                )
+                + "."
             )
     builder = _Builder(input_shape, dtype, device, mode, sparse)
     i = 0
@@ -786,13 +983,17 @@ def _embed(model: nn.Module, input_shape: Sequence[int], mode: str, sparse: bool
             if isinstance(m, CONVS):
                 weight, bias = m.weight, m.bias
                 nxt = modules[i + 1][1] if i + 1 < len(modules) else None
-                if isinstance(nxt, BATCHNORMS):  # fold BN into the kernel: keeps the conv's support and tying
+                if isinstance(
+                    nxt, BATCHNORMS
+                ):  # fold BN into the kernel: keeps the conv's support and tying
                     _bn_is_affine(nxt, modules[i + 1][0])
                     scale, shift = _bn_scale_shift(nxt)
                     weight = weight * scale.view(-1, *([1] * (weight.ndim - 1)))
                     bias = shift + (scale * bias if bias is not None else 0)
                     i += 1
-                builder.conv(m, weight.detach(), None if bias is None else bias.detach())
+                builder.conv(
+                    m, weight.detach(), None if bias is None else bias.detach()
+                )
             elif isinstance(m, nn.Linear):
                 n = int(torch.tensor(builder.shape).prod())
                 if len(builder.shape) == 1 and n != m.in_features:
@@ -814,7 +1015,9 @@ def _embed(model: nn.Module, input_shape: Sequence[int], mode: str, sparse: bool
                 builder.affine_op(copy.deepcopy(m).eval())
             elif isinstance(m, ELEMENTWISE) or isinstance(m, MAXPOOLS):
                 if isinstance(m, MAXPOOLS) and m.return_indices:
-                    raise UnsupportedModule(f"module {name} (MaxPool with return_indices=True) returns a tuple.")
+                    raise UnsupportedModule(
+                        f"module {name} (MaxPool with return_indices=True) returns a tuple."
+                    )
                 builder.nonlinear(m)
             else:
                 _refuse(name, m)
@@ -825,8 +1028,12 @@ def _embed(model: nn.Module, input_shape: Sequence[int], mode: str, sparse: bool
     return net
 
 
-def to_fcn(model: nn.Module, input_shape: Sequence[int], sparse: bool = False,
-           max_bytes: int | None = MAX_BYTES) -> nn.Sequential:
+def to_fcn(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    sparse: bool = False,
+    max_bytes: int | None = MAX_BYTES,
+) -> nn.Sequential:
     """The eFCN of ``model`` (an ``nn.Sequential``) on inputs of shape ``input_shape`` (no batch dim).
 
     Returns an ``nn.Sequential`` that starts with ``nn.Flatten`` and computes
@@ -840,8 +1047,12 @@ def to_fcn(model: nn.Module, input_shape: Sequence[int], sparse: bool = False,
     return _embed(model, input_shape, "fcn", sparse, max_bytes)
 
 
-def to_lcn(model: nn.Module, input_shape: Sequence[int], sparse: bool = False,
-           max_bytes: int | None = MAX_BYTES) -> nn.Sequential:
+def to_lcn(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    sparse: bool = False,
+    max_bytes: int | None = MAX_BYTES,
+) -> nn.Sequential:
     """The eLCN of ``model``: like :func:`to_fcn`, but each conv layer keeps its support fixed and its weights untied.
 
     Dense storage (:class:`MaskedLinear`) by default, :class:`SparseLinear` with ``sparse=True``.
@@ -858,9 +1069,13 @@ def _tied_projection(W: Tensor, support: ConvSupport) -> tuple[Tensor, Tensor]:
     outside = w.clone()
     outside[flat] = 0.0
     off_sq = outside.square().sum()
-    if not support.unique:  # taps wrapped onto the same entry: the tied subspace is not a per-tap mean
+    if (
+        not support.unique
+    ):  # taps wrapped onto the same entry: the tied subspace is not a per-tap mean
         return off_sq, torch.full_like(off_sq, float("nan"))
-    sums = torch.zeros(support.kernel_numel, dtype=w.dtype, device=w.device).index_add_(0, support.tap, on)
+    sums = torch.zeros(support.kernel_numel, dtype=w.dtype, device=w.device).index_add_(
+        0, support.tap, on
+    )
     counts = torch.zeros_like(sums).index_add_(0, support.tap, torch.ones_like(on))
     mean = sums / counts.clamp_min(1)
     off_tie = (on - mean[support.tap]).square().sum()
@@ -880,14 +1095,20 @@ def subspace_distance(net: nn.Module) -> dict[str, Tensor]:
     total = off_support = off_tying = None
     for layer in net.modules():
         if isinstance(layer, EmbeddedLinear) and layer.origin is not None:
-            W = layer.weight * layer.mask if isinstance(layer, MaskedLinear) else layer.weight
+            W = (
+                layer.weight * layer.mask
+                if isinstance(layer, MaskedLinear)
+                else layer.weight
+            )
             off, tie = _tied_projection(W, layer.conv_support())
             sq = W.detach().double().square().sum()
             total = sq if total is None else total + sq
             off_support = off if off_support is None else off_support + off
             off_tying = off + tie if off_tying is None else off_tying + off + tie
     if total is None:
-        raise ValueError("no layer of this network came from a conv: embed a CNN with to_fcn first.")
+        raise ValueError(
+            "no layer of this network came from a conv: embed a CNN with to_fcn first."
+        )
     return {"off_support": off_support / total, "off_tying": off_tying / total}
 
 
@@ -902,8 +1123,19 @@ def reinitialized_fcn(net: nn.Sequential, seed: int) -> nn.Sequential:
     layers = []
     for layer in net:
         if isinstance(layer, (EmbeddedLinear, SparseLinear)):
-            dev = layer.bias.device if layer.bias is not None else next(layer.parameters()).device
-            layers.append(nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None, device=dev))
+            dev = (
+                layer.bias.device
+                if layer.bias is not None
+                else next(layer.parameters()).device
+            )
+            layers.append(
+                nn.Linear(
+                    layer.in_features,
+                    layer.out_features,
+                    bias=layer.bias is not None,
+                    device=dev,
+                )
+            )
         else:
             layers.append(copy.deepcopy(layer))
     return nn.Sequential(*layers)
@@ -911,10 +1143,15 @@ def reinitialized_fcn(net: nn.Sequential, seed: int) -> nn.Sequential:
 
 def parameter_bytes(model: nn.Module) -> int:
     """Memory of the parameters and buffers, in bytes."""
-    return sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
+    return sum(
+        t.numel() * t.element_size()
+        for t in list(model.parameters()) + list(model.buffers())
+    )
 
 
-def embedded_layer_shapes(model: nn.Module, input_shape: Sequence[int]) -> list[tuple[str, int, int, int]]:
+def embedded_layer_shapes(
+    model: nn.Module, input_shape: Sequence[int]
+) -> list[tuple[str, int, int, int]]:
     """``(kind, n_out, n_in, nnz)`` of the dense layer each Conv/Linear of ``model`` becomes, without building it.
 
     ``nnz`` counts the matrix entries a conv can make nonzero (its support);
@@ -930,6 +1167,13 @@ def embedded_layer_shapes(model: nn.Module, input_shape: Sequence[int]) -> list[
                 nnz = int((cols >= 0).sum()) * m.out_channels // m.groups
                 rows.append((type(m).__name__, y[0].numel(), x[0].numel(), nnz))
             elif isinstance(m, nn.Linear):
-                rows.append(("Linear", m.out_features, m.in_features, m.out_features * m.in_features))
+                rows.append(
+                    (
+                        "Linear",
+                        m.out_features,
+                        m.in_features,
+                        m.out_features * m.in_features,
+                    )
+                )
             x = y
     return rows

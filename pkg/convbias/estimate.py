@@ -24,6 +24,7 @@ estimated on the offline data and say so (``data`` in the table).
 
 Used by the book's tooling (``python -m convbias estimate``), not by a chapter's code.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,15 +40,21 @@ CUDA_CONTEXT_BYTES = 0.6 * 2**30
 #: seconds the full profile may take, each chapter on a Colab T4 (the whole book on one H100 below)
 CHAPTER_BUDGET = {"T4": 10 * 60.0}
 BOOK_BUDGET = {"H100": 15 * 60.0}
-HOST_LIMIT_BYTES = 12 * 2**30   # a free Colab session has about 12.7 GB of RAM
-GPU_LIMIT_BYTES = 15 * 2**30    # a T4 has 15 GB
+HOST_LIMIT_BYTES = 12 * 2**30  # a free Colab session has about 12.7 GB of RAM
+GPU_LIMIT_BYTES = 15 * 2**30  # a T4 has 15 GB
 
-METHOD = ("per-operator FLOPs, bytes and CPU time measured in a full-size smoke run, loops scaled to their "
-          "step and record counts, GPU time = sum over operators of max(FLOPs/rate, 2 bytes/bandwidth) + launch "
-          "overhead (rates: " + "; ".join(f"{g.name} {g.flops / 1e12:.1f} TFLOP/s, {g.bandwidth / 1e9:.0f} GB/s, "
-                                          f"{g.overhead * 1e6:.0f} us/op" for g in GPUS.values())
-          + "), plus the measured Python time outside operators; GPU memory = peak live tensors x "
-          f"{ALLOCATOR_SLACK} + {CUDA_CONTEXT_BYTES / 2**30:.1f} GB context")
+METHOD = (
+    "per-operator FLOPs, bytes and CPU time measured in a full-size smoke run, loops scaled to their "
+    "step and record counts, GPU time = sum over operators of max(FLOPs/rate, 2 bytes/bandwidth) + launch "
+    "overhead (rates: "
+    + "; ".join(
+        f"{g.name} {g.flops / 1e12:.1f} TFLOP/s, {g.bandwidth / 1e9:.0f} GB/s, "
+        f"{g.overhead * 1e6:.0f} us/op"
+        for g in GPUS.values()
+    )
+    + "), plus the measured Python time outside operators; GPU memory = peak live tensors x "
+    f"{ALLOCATOR_SLACK} + {CUDA_CONTEXT_BYTES / 2**30:.1f} GB context"
+)
 
 
 def chapters(root: Path) -> list[Path]:
@@ -61,7 +68,11 @@ def chapter_estimate(cost: dict) -> dict:
     """Seconds on each GPU and on this CPU, and peak memory, from one smoke run's ``cost.json`` content."""
     predicted = cost["predicted"]
     host = cost["host_seconds"]
-    out = {"chapter": cost["chapter"], "profile": cost["profile"], "completed": cost["completed"]}
+    out = {
+        "chapter": cost["chapter"],
+        "profile": cost["profile"],
+        "completed": cost["completed"],
+    }
     for key in GPUS:
         out[f"{key}_seconds"] = predicted["gpu_seconds"][key] + host
     out["cpu_seconds"] = predicted["seconds"] + host
@@ -69,7 +80,11 @@ def chapter_estimate(cost: dict) -> dict:
     out["host_bytes"] = cost["peak_host_bytes"]
     out["gpu_bytes"] = cost["peak_tensor_bytes"] * ALLOCATOR_SLACK + CUDA_CONTEXT_BYTES
     out["data"] = cost.get("data", "")
-    out["over"] = [f"{k} > {v / 60:.0f} min" for k, v in CHAPTER_BUDGET.items() if out[f"{k}_seconds"] > v]
+    out["over"] = [
+        f"{k} > {v / 60:.0f} min"
+        for k, v in CHAPTER_BUDGET.items()
+        if out[f"{k}_seconds"] > v
+    ]
     if out["host_bytes"] > HOST_LIMIT_BYTES:
         out["over"].append(f"host memory > {HOST_LIMIT_BYTES / 2**30:.0f} GB")
     if out["gpu_bytes"] > GPU_LIMIT_BYTES:
@@ -81,7 +96,11 @@ def book_estimate(costs: list[dict]) -> dict:
     """Total seconds per GPU over the chapters, and whether the book fits ``BOOK_BUDGET``."""
     rows = [chapter_estimate(c) for c in costs]
     total = {key: sum(r[f"{key}_seconds"] for r in rows) for key in GPUS}
-    over = [f"book on {k} > {v / 60:.0f} min" for k, v in BOOK_BUDGET.items() if total[k] > v]
+    over = [
+        f"book on {k} > {v / 60:.0f} min"
+        for k, v in BOOK_BUDGET.items()
+        if total[k] > v
+    ]
     return {"rows": rows, "total_seconds": total, "over": over}
 
 
@@ -89,24 +108,39 @@ def report(costs: list[dict]) -> str:
     """The table ``python -m convbias estimate`` prints, with its method."""
     book = book_estimate(costs)
     gb = 2**30
-    lines = [f"{'chapter':<30} {'T4 min':>7} {'H100 min':>8} {'CPU min':>8} {'TFLOP':>7} {'host GB':>8} "
-             f"{'GPU GB':>7}  notes"]
+    lines = [
+        f"{'chapter':<30} {'T4 min':>7} {'H100 min':>8} {'CPU min':>8} {'TFLOP':>7} {'host GB':>8} "
+        f"{'GPU GB':>7}  notes"
+    ]
     for r in book["rows"]:
-        notes = ", ".join((["smoke run FAILED"] if not r["completed"] else []) + r["over"]) or "fits"
-        lines.append(f"{r['chapter']:<30} {r['T4_seconds'] / 60:>7.1f} {r['H100_seconds'] / 60:>8.1f} "
-                     f"{r['cpu_seconds'] / 60:>8.1f} {r['flops'] / 1e12:>7.1f} {r['host_bytes'] / gb:>8.2f} "
-                     f"{r['gpu_bytes'] / gb:>7.2f}  {notes}")
+        notes = (
+            ", ".join((["smoke run FAILED"] if not r["completed"] else []) + r["over"])
+            or "fits"
+        )
+        lines.append(
+            f"{r['chapter']:<30} {r['T4_seconds'] / 60:>7.1f} {r['H100_seconds'] / 60:>8.1f} "
+            f"{r['cpu_seconds'] / 60:>8.1f} {r['flops'] / 1e12:>7.1f} {r['host_bytes'] / gb:>8.2f} "
+            f"{r['gpu_bytes'] / gb:>7.2f}  {notes}"
+        )
     total = book["total_seconds"]
-    lines.append(f"{'book':<30} {total['T4'] / 60:>7.1f} {total['H100'] / 60:>8.1f}"
-                 + ("  " + ", ".join(book["over"]) if book["over"] else "  fits"))
-    lines.append(f"profile: {', '.join(sorted({r['profile'] for r in book['rows']}))}; method: {METHOD}")
-    lines.append("data: what the smoke run could load; offline, the downloads of a Colab run (full MNIST, "
-                 "CIFAR-10) are replaced by the chapters' offline fallbacks, so those parts are estimated at "
-                 "the fallback's size")
+    lines.append(
+        f"{'book':<30} {total['T4'] / 60:>7.1f} {total['H100'] / 60:>8.1f}"
+        + ("  " + ", ".join(book["over"]) if book["over"] else "  fits")
+    )
+    lines.append(
+        f"profile: {', '.join(sorted({r['profile'] for r in book['rows']}))}; method: {METHOD}"
+    )
+    lines.append(
+        "data: what the smoke run could load; offline, the downloads of a Colab run (full MNIST, "
+        "CIFAR-10) are replaced by the chapters' offline fallbacks, so those parts are estimated at "
+        "the fallback's size"
+    )
     return "\n".join(lines)
 
 
-def smoke_cost(notebook: Path, out_dir: Path, profile: str = "full", rerun: bool = False) -> dict:
+def smoke_cost(
+    notebook: Path, out_dir: Path, profile: str = "full", rerun: bool = False
+) -> dict:
     """``cost.json`` of a chapter's smoke run under ``profile``: read if there, else run in a fresh process.
 
     A fresh process, so its ``ru_maxrss`` is the chapter's own peak.
@@ -117,10 +151,26 @@ def smoke_cost(notebook: Path, out_dir: Path, profile: str = "full", rerun: bool
         if cost.get("profile") == profile:
             return cost
     env = {**os.environ, "CONVBIAS_PROFILE": profile}
-    cmd = [sys.executable, "-m", "convbias", "run", notebook.stem, "--smoke", "--profile", profile,
-           "--out", str(out_dir.parent)]
-    subprocess.run(cmd, env=env, check=False, cwd=notebook.parent.parent if (notebook.parent.parent / "_toc.yml")
-                   .exists() else None)
+    cmd = [
+        sys.executable,
+        "-m",
+        "convbias",
+        "run",
+        notebook.stem,
+        "--smoke",
+        "--profile",
+        profile,
+        "--out",
+        str(out_dir.parent),
+    ]
+    subprocess.run(
+        cmd,
+        env=env,
+        check=False,
+        cwd=notebook.parent.parent
+        if (notebook.parent.parent / "_toc.yml").exists()
+        else None,
+    )
     if not path.exists():
         raise RuntimeError(f"the smoke run of {notebook.stem} wrote no {path}")
     return json.loads(path.read_text())
@@ -131,9 +181,13 @@ def budget(costs: list[dict]) -> dict:
     chapters = {}
     for row in book_estimate(costs)["rows"]:
         key = f"ch{int(row['chapter'][:2])}"
-        chapters[key] = {"T4": round(row["T4_seconds"] / 60, 1), "H100": round(row["H100_seconds"] / 60, 1),
-                         "CPU": round(row["cpu_seconds"] / 60, 1), "host_GB": round(row["host_bytes"] / 2**30, 2),
-                         "gpu_GB": round(row["gpu_bytes"] / 2**30, 2)}
+        chapters[key] = {
+            "T4": round(row["T4_seconds"] / 60, 1),
+            "H100": round(row["H100_seconds"] / 60, 1),
+            "CPU": round(row["cpu_seconds"] / 60, 1),
+            "host_GB": round(row["host_bytes"] / 2**30, 2),
+            "gpu_GB": round(row["gpu_bytes"] / 2**30, 2),
+        }
     return {"profile": "full", "method": METHOD, "chapters": chapters}
 
 

@@ -17,6 +17,7 @@ threads, to run items side by side: members are initialised under
 
 Used by chapters 1, 2 and 4 (their sweeps).
 """
+
 from __future__ import annotations
 
 from concurrent.futures import Executor, Future
@@ -25,8 +26,12 @@ from typing import Any, Callable, Mapping
 from .cache import ResultCache, resumable
 
 
-def submit(executor: Executor | None, name: str | None, config: Mapping[str, Any],
-           compute: Callable[[], Any]) -> Future:
+def submit(
+    executor: Executor | None,
+    name: str | None,
+    config: Mapping[str, Any],
+    compute: Callable[[], Any],
+) -> Future:
     """``compute()`` through the results cache under ``(name, config)`` (no cache if ``name`` is None).
 
     Without an executor it runs now, here (an error is raised at once, so a sweep stops at
@@ -37,10 +42,17 @@ def submit(executor: Executor | None, name: str | None, config: Mapping[str, Any
         done: Future = Future()
         done.set_result(_cached(name, config, compute, str(store.root), store.active))
         return done
-    return executor.submit(_cached, name, dict(config), compute, str(store.root), store.active)
+    return executor.submit(
+        _cached, name, dict(config), compute, str(store.root), store.active
+    )
 
 
-def _cached(name: str | None, config: Mapping[str, Any], compute: Callable[[], Any], root: str,
-            active: bool) -> Any:
+def _cached(
+    name: str | None,
+    config: Mapping[str, Any],
+    compute: Callable[[], Any],
+    root: str,
+    active: bool,
+) -> Any:
     """:func:`convbias.cache.resumable` in the process that runs the item, on the driver's store."""
     return resumable(name, config, compute, store=ResultCache(root, active=active))

@@ -18,6 +18,7 @@ filters are contractions. (:func:`linear_net_gradient` computes this closed form
 
 Used by chapter 3.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable, Sequence
@@ -45,7 +46,9 @@ def _kernels(weights: Tensor | Sequence[Tensor]) -> Tensor:
     else:
         w = torch.stack([torch.as_tensor(v).reshape(-1) for v in weights])
     if w.ndim < 2:
-        raise ValueError(f"weights must be (L, ..., k) or a list of kernels; got shape {tuple(w.shape)}")
+        raise ValueError(
+            f"weights must be (L, ..., k) or a list of kernels; got shape {tuple(w.shape)}"
+        )
     return w
 
 
@@ -86,7 +89,9 @@ def circular_convolve(g: Tensor, x: Tensor) -> Tensor:
     return torch.fft.irfft(torch.fft.rfft(g, n=n) * torch.fft.rfft(x, n=n), n=n)
 
 
-def linear_net_gradient(weights: Tensor | Sequence[Tensor], x: Tensor, y: Tensor) -> Tensor:
+def linear_net_gradient(
+    weights: Tensor | Sequence[Tensor], x: Tensor, y: Tensor
+) -> Tensor:
     """Closed-form gradient of ``(1/n) ||h_L * ... * h_1 * x - y||^2`` for every layer, shape ``(L, k)``.
 
     ``x`` and ``y`` are length-``n`` signals (any leading shape of ones). Uses the
@@ -94,17 +99,25 @@ def linear_net_gradient(weights: Tensor | Sequence[Tensor], x: Tensor, y: Tensor
     """
     w = _kernels(weights)
     if w.ndim != 2:
-        raise ValueError(f"the closed form is for one net: weights must be (L, k), got {tuple(w.shape)}")
+        raise ValueError(
+            f"the closed form is for one net: weights must be (L, k), got {tuple(w.shape)}"
+        )
     x, y = x.reshape(-1).to(w.dtype), y.reshape(-1).to(w.dtype)
     n, (L, k) = x.shape[0], w.shape
     spectra = layer_spectra(w, n)
     X = torch.fft.rfft(x)
     r = torch.fft.irfft(spectra.prod(0) * X, n=n) - y
     p = k // 2
-    shift = (torch.arange(n)[:, None] + torch.arange(k)[None, :] - p) % n  # (n, k): i + j - p
+    shift = (
+        torch.arange(n)[:, None] + torch.arange(k)[None, :] - p
+    ) % n  # (n, k): i + j - p
     grads = []
     for l in range(L):
-        others = torch.cat([spectra[:l], spectra[l + 1:]]).prod(0) if L > 1 else torch.ones_like(X)
+        others = (
+            torch.cat([spectra[:l], spectra[l + 1 :]]).prod(0)
+            if L > 1
+            else torch.ones_like(X)
+        )
         u = torch.fft.irfft(others * X, n=n)
         grads.append(2.0 / n * (r[:, None] * u[shift]).sum(0))
     return torch.stack(grads)
@@ -121,8 +134,7 @@ def conv_weights(model: nn.Module) -> list[Tensor]:
         return [m.weight for m in model.conv_layers()]
     if hasattr(model, "weights") and callable(model.weights):
         return list(model.weights())
-    return [m.weight for m in model.modules()
-            if isinstance(m, (nn.Conv1d, nn.Conv2d))]
+    return [m.weight for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d))]
 
 
 def layer_gradient_norms(model: nn.Module, x: Tensor | None, y: Tensor) -> Tensor:
@@ -142,8 +154,15 @@ def layer_gradient_norms(model: nn.Module, x: Tensor | None, y: Tensor) -> Tenso
     return torch.stack([g.reshape(E, -1).norm(dim=1) for g in grads]).detach()
 
 
-def gradient_norms_vs_depth(depths: Iterable[int], x: Tensor, y: Tensor, *, members: int = 8, seed: int = 0,
-                            **net_kwargs) -> dict[int, np.ndarray]:
+def gradient_norms_vs_depth(
+    depths: Iterable[int],
+    x: Tensor,
+    y: Tensor,
+    *,
+    members: int = 8,
+    seed: int = 0,
+    **net_kwargs,
+) -> dict[int, np.ndarray]:
     """Per-layer gradient norms at initialization of ``DeepConv1d(depth, members=members, **net_kwargs)``.
 
     Returns ``{depth: array (depth, members)}``; the nets for each depth are drawn
@@ -166,9 +185,17 @@ ARMS = {"channel": "channel", "bias": "bias"}
 ESCAPE_LOSS = 0.1
 
 
-def fit_arms(configs: Sequence[tuple], seed: int, arms: dict[str, str] = ARMS, lr: float = 0.1,
-             momentum: float = 0.9, log_every: int = 5, device: torch.device | None = None,
-             cache: str | None = None, progress: bool = True) -> dict[tuple[str, str], "History"]:
+def fit_arms(
+    configs: Sequence[tuple],
+    seed: int,
+    arms: dict[str, str] = ARMS,
+    lr: float = 0.1,
+    momentum: float = 0.9,
+    log_every: int = 5,
+    device: torch.device | None = None,
+    cache: str | None = None,
+    progress: bool = True,
+) -> dict[tuple[str, str], "History"]:
     """Fit every configuration in both arms from the same initial filters; ``{(name, arm): history}``.
 
     ``configs`` holds ``(name, arch, x, y, members, offset, steps)``: ``DeepConv1d(norm=arms[arm],
@@ -180,15 +207,24 @@ def fit_arms(configs: Sequence[tuple], seed: int, arms: dict[str, str] = ARMS, l
     from .one_example import fit_one_example
 
     out = {}
-    for name, arch, xin, yt, members, offset, steps in progress_bar(configs, desc="configurations",
-                                                                    enabled=progress):
+    for name, arch, xin, yt, members, offset, steps in progress_bar(
+        configs, desc="configurations", enabled=progress
+    ):
         for arm, norm in arms.items():
             torch.manual_seed(int(seed) + int(offset))
             net = DeepConv1d(norm=norm, members=members, **arch)
             if device is not None:
                 net = net.to(device)
-            out[name, arm] = fit_one_example(net, yt, xin, steps=steps, lr=lr, momentum=momentum,
-                                             log_every=log_every, cache=cache and f"{cache}-{name}-{norm}")
+            out[name, arm] = fit_one_example(
+                net,
+                yt,
+                xin,
+                steps=steps,
+                lr=lr,
+                momentum=momentum,
+                log_every=log_every,
+                cache=cache and f"{cache}-{name}-{norm}",
+            )
     return out
 
 
@@ -197,7 +233,9 @@ def escaped(losses: np.ndarray, threshold: float = ESCAPE_LOSS) -> int:
     return int((np.asarray(losses) < threshold).sum())
 
 
-def batch_norm_gap(channels: int = 6, n: int = 100, unbiased: bool = False, seed: int = 0) -> float:
+def batch_norm_gap(
+    channels: int = 6, n: int = 100, unbiased: bool = False, seed: int = 0
+) -> float:
     """Largest difference between :class:`ChannelNorm1d` and batch norm (train mode) on one example ``(1, C, n)``."""
     from .models.conv1d import ChannelNorm1d
 
@@ -205,15 +243,26 @@ def batch_norm_gap(channels: int = 6, n: int = 100, unbiased: bool = False, seed
     z = 5 * torch.randn(1, channels, n, generator=gen) + 2
     bn = nn.BatchNorm1d(channels, track_running_stats=False)
     with torch.no_grad():
-        return float((ChannelNorm1d(channels, unbiased=unbiased)(z) - bn(z)).abs().max())
+        return float(
+            (ChannelNorm1d(channels, unbiased=unbiased)(z) - bn(z)).abs().max()
+        )
 
 
-def channel_norm_checks(final: dict[tuple[str, str], np.ndarray], first_layer: dict[str, np.ndarray],
-                        grad_depths: Sequence[int], *, ratio_config: str = "linear, depth 10",
-                        escape_configs: Sequence[str] | None = None, shallow: int | None = None,
-                        deep: int | None = None, bn_gap: float | None = None,
-                        spectrum_peak: float | None = None, dd_final: dict[bool, float] | None = None,
-                        min_escaped: int = 1, ratio: float = 10.0) -> list:
+def channel_norm_checks(
+    final: dict[tuple[str, str], np.ndarray],
+    first_layer: dict[str, np.ndarray],
+    grad_depths: Sequence[int],
+    *,
+    ratio_config: str = "linear, depth 10",
+    escape_configs: Sequence[str] | None = None,
+    shallow: int | None = None,
+    deep: int | None = None,
+    bn_gap: float | None = None,
+    spectrum_peak: float | None = None,
+    dd_final: dict[bool, float] | None = None,
+    min_escaped: int = 1,
+    ratio: float = 10.0,
+) -> list:
     """Chapter 3's claims as :class:`convbias.checks.Check` objects.
 
     ``final[name, arm]`` are the final losses of one configuration's nets, ``first_layer[arm]``
@@ -224,40 +273,96 @@ def channel_norm_checks(final: dict[tuple[str, str], np.ndarray], first_layer: d
     from .checks import at_least, at_most, between
 
     cn, ctrl = final[ratio_config, "channel"], final[ratio_config, "bias"]
-    names = list(escape_configs if escape_configs is not None else
-                 sorted({name for name, _ in final if name.startswith("linear")}))
+    names = list(
+        escape_configs
+        if escape_configs is not None
+        else sorted({name for name, _ in final if name.startswith("linear")})
+    )
     n_cn = sum(escaped(final[name, "channel"]) for name in names)
     n_ctrl = sum(escaped(final[name, "bias"]) for name in names)
     total = sum(len(np.atleast_1d(final[name, "channel"])) for name in names)
     depths = list(grad_depths)
     shallow = min(depths) if shallow is None else shallow
     deep = max(depths) if deep is None else deep
-    drop = {arm: float(first_layer[arm][depths.index(shallow)] / first_layer[arm][depths.index(deep)])
-            for arm in ("channel", "bias")}
+    drop = {
+        arm: float(
+            first_layer[arm][depths.index(shallow)]
+            / first_layer[arm][depths.index(deep)]
+        )
+        for arm in ("channel", "bias")
+    }
     checks = [
-        at_least("depth10_ratio", float(np.median(ctrl) / np.median(cn)), ratio,
-                 f"{ratio_config}: with CN the median final loss is {ratio:g}x lower", scale="ratio"),
-        at_least("escaped_with_cn", n_cn, min_escaped,
-                 f"with CN at least {min_escaped} of {total} linear nets end below {ESCAPE_LOSS:g}"),
-        at_most("escaped_without_cn", n_ctrl, 0, f"without CN none of {total} linear nets ends below {ESCAPE_LOSS:g}"),
-        at_least("grad_drop_without_cn", drop["bias"], 1e3,
-                 f"without CN the first-layer gradient falls 1000x from depth {shallow} to {deep}", scale="ratio"),
-        between("grad_drop_with_cn", drop["channel"], 0.1, 10,
-                f"with CN it stays within 10x from depth {shallow} to {deep}", scale="ratio"),
+        at_least(
+            "depth10_ratio",
+            float(np.median(ctrl) / np.median(cn)),
+            ratio,
+            f"{ratio_config}: with CN the median final loss is {ratio:g}x lower",
+            scale="ratio",
+        ),
+        at_least(
+            "escaped_with_cn",
+            n_cn,
+            min_escaped,
+            f"with CN at least {min_escaped} of {total} linear nets end below {ESCAPE_LOSS:g}",
+        ),
+        at_most(
+            "escaped_without_cn",
+            n_ctrl,
+            0,
+            f"without CN none of {total} linear nets ends below {ESCAPE_LOSS:g}",
+        ),
+        at_least(
+            "grad_drop_without_cn",
+            drop["bias"],
+            1e3,
+            f"without CN the first-layer gradient falls 1000x from depth {shallow} to {deep}",
+            scale="ratio",
+        ),
+        between(
+            "grad_drop_with_cn",
+            drop["channel"],
+            0.1,
+            10,
+            f"with CN it stays within 10x from depth {shallow} to {deep}",
+            scale="ratio",
+        ),
     ]
     if bn_gap is not None:
-        checks.append(at_most("batchnorm_is_cn", bn_gap, 1e-5, "batch norm on one example is CN", scale="ratio"))
+        checks.append(
+            at_most(
+                "batchnorm_is_cn",
+                bn_gap,
+                1e-5,
+                "batch norm on one example is CN",
+                scale="ratio",
+            )
+        )
     if spectrum_peak is not None:
-        checks.append(at_most("spectrum_peak_deep", spectrum_peak, 1e-4,
-                              "the deepest unnormalized net's end-to-end filter is tiny at every frequency",
-                              scale="ratio"))
+        checks.append(
+            at_most(
+                "spectrum_peak_deep",
+                spectrum_peak,
+                1e-4,
+                "the deepest unnormalized net's end-to-end filter is tiny at every frequency",
+                scale="ratio",
+            )
+        )
     if dd_final is not None:
-        checks.append(at_least("deep_decoder_ratio", dd_final[False] / dd_final[True], 10,
-                               "the normalized deep decoder fits 10x better", scale="ratio"))
+        checks.append(
+            at_least(
+                "deep_decoder_ratio",
+                dd_final[False] / dd_final[True],
+                10,
+                "the normalized deep decoder fits 10x better",
+                scale="ratio",
+            )
+        )
     return checks
 
 
-def init_spectra(depth: int, kernel_size: int, n: int, members: int, seed: int, gain: float = 1.0) -> np.ndarray:
+def init_spectra(
+    depth: int, kernel_size: int, n: int, members: int, seed: int, gain: float = 1.0
+) -> np.ndarray:
     """``|hat h(omega)|`` at init of ``members`` unnormalized linear nets drawn under ``torch.manual_seed(seed)``.
 
     Shape ``(members, n // 2 + 1)``. ``gain`` scales every filter (1: PyTorch's default init, whose

@@ -17,6 +17,7 @@ descent accumulates, ``sigma_p <= regime`` (default 1.5): past it the filters'
 stable rank rises and they memorise noise, which the chapter shows rather than checks.
 Used by chapter 1.
 """
+
 from __future__ import annotations
 
 import functools
@@ -59,7 +60,9 @@ class SigmaSweep:
     test_acc: np.ndarray
     history: History
     model: PatchCNN
-    signal_bases: Tensor  # (n_seeds, d, 2K): orthonormal basis U of each seed's signal span
+    signal_bases: (
+        Tensor  # (n_seeds, d, 2K): orthonormal basis U of each seed's signal span
+    )
 
     def along_training(self, key: str) -> np.ndarray:
         """A recorded metric along training: ``(n_records, n_seeds, n_sigmas)``."""
@@ -114,27 +117,69 @@ def run_sigma_sweep(
         bases.append(replace(data, direction_seed=s).signal_basis())
         for sig in sigmas:
             model_s = replace(data, sigma_p=sig, direction_seed=s)
-            train, test = model_s.sample(n_train, seed=s), model_s.sample(n_test, seed=s + 10_000)
+            train, test = (
+                model_s.sample(n_train, seed=s),
+                model_s.sample(n_test, seed=s + 10_000),
+            )
             Xs.append(train.X), ys.append(train.y), Xt.append(test.X), yt.append(test.y)
             dranks.append(train.stable_rank())
-    X, y, X_test, y_test = torch.stack(Xs), torch.stack(ys), torch.stack(Xt), torch.stack(yt)
+    X, y, X_test, y_test = (
+        torch.stack(Xs),
+        torch.stack(ys),
+        torch.stack(Xt),
+        torch.stack(yt),
+    )
 
     def train() -> tuple[PatchCNN, History]:
-        net = PatchCNN(data.d, m, seeds=[s for s in seeds for _ in sigmas], kappa=kappa,
-                       init_std=init_std).to(device)
-        hist = fit_gd(net, X, y, lr=lr, steps=steps, log_every=log_every, X_test=X_test, y_test=y_test,
-                      progress=progress, desc=f"GD on {len(seeds) * len(sigmas)} CNNs")
+        net = PatchCNN(
+            data.d,
+            m,
+            seeds=[s for s in seeds for _ in sigmas],
+            kappa=kappa,
+            init_std=init_std,
+        ).to(device)
+        hist = fit_gd(
+            net,
+            X,
+            y,
+            lr=lr,
+            steps=steps,
+            log_every=log_every,
+            X_test=X_test,
+            y_test=y_test,
+            progress=progress,
+            desc=f"GD on {len(seeds) * len(sigmas)} CNNs",
+        )
         return net, hist
 
-    config = dict(seeds=seeds, sigmas=sigmas, m=m, kappa=kappa, init_std=init_std, lr=lr, steps=steps,
-                  log_every=log_every, X=X, y=y, X_test=X_test, y_test=y_test, device=str(torch.device(device)))
+    config = dict(
+        seeds=seeds,
+        sigmas=sigmas,
+        m=m,
+        kappa=kappa,
+        init_std=init_std,
+        lr=lr,
+        steps=steps,
+        log_every=log_every,
+        X=X,
+        y=y,
+        X_test=X_test,
+        y_test=y_test,
+        device=str(torch.device(device)),
+    )
     net, hist = resumable(cache, config, train)
     shape = (len(seeds), len(sigmas))
     last = lambda key: hist.last(key).reshape(shape)
     return SigmaSweep(
-        sigmas=np.asarray(sigmas), seeds=np.asarray(seeds), intrinsic_dim=data.intrinsic_dim,
-        data_srank=np.asarray(dranks).reshape(shape), filter_srank=last("filter_srank"),
-        train_acc=last("train_acc"), test_acc=last("test_acc"), history=hist, model=net,
+        sigmas=np.asarray(sigmas),
+        seeds=np.asarray(seeds),
+        intrinsic_dim=data.intrinsic_dim,
+        data_srank=np.asarray(dranks).reshape(shape),
+        filter_srank=last("filter_srank"),
+        train_acc=last("train_acc"),
+        test_acc=last("test_acc"),
+        history=hist,
+        model=net,
         signal_bases=torch.stack(bases),
     )
 
@@ -148,7 +193,9 @@ class NoiseSweep:
     data_srank: np.ndarray
     filter_srank: np.ndarray
     test_acc: np.ndarray
-    filters: list[Tensor]  # one (n_seeds, width, in_channels k^2) tensor per noise level
+    filters: list[
+        Tensor
+    ]  # one (n_seeds, width, in_channels k^2) tensor per noise level
 
 
 def run_noise_sweep(
@@ -190,30 +237,83 @@ def run_noise_sweep(
     model_kw.setdefault("n_classes", int(split.y_train.max()) + 1)
     data_srank, filter_srank, test_acc, filters, futures = [], [], [], [], []
     for sigma in progress_bar(sigmas, desc="noise levels", enabled=progress):
-        X_train, X_test = add_noise(split.X_train, sigma, 0), add_noise(split.X_test, sigma, 1)
+        X_train, X_test = (
+            add_noise(split.X_train, sigma, 0),
+            add_noise(split.X_test, sigma, 1),
+        )
         data_srank.append(patch_stable_rank(X_train, kernel))
-        train = functools.partial(_train_level, functools.partial(OneConvCNN, **model_kw), X_train, split.y_train,
-                                  X_test, split.y_test, seeds=seeds, lr=lr, momentum=momentum, epochs=epochs,
-                                  batch_size=batch_size, device=str(torch.device(device)),
-                                  progress=progress and executor is None, desc=f"sigma={sigma:g}")
-        config = dict(sigma=sigma, seeds=seeds, model_kw=model_kw, lr=lr, momentum=momentum, epochs=epochs,
-                      batch_size=batch_size, X_train=X_train, y_train=split.y_train, X_test=X_test,
-                      y_test=split.y_test, device=str(torch.device(device)))
-        futures.append(submit(executor, cache and f"{cache}-sigma{sigma:g}", config, train))
+        train = functools.partial(
+            _train_level,
+            functools.partial(OneConvCNN, **model_kw),
+            X_train,
+            split.y_train,
+            X_test,
+            split.y_test,
+            seeds=seeds,
+            lr=lr,
+            momentum=momentum,
+            epochs=epochs,
+            batch_size=batch_size,
+            device=str(torch.device(device)),
+            progress=progress and executor is None,
+            desc=f"sigma={sigma:g}",
+        )
+        config = dict(
+            sigma=sigma,
+            seeds=seeds,
+            model_kw=model_kw,
+            lr=lr,
+            momentum=momentum,
+            epochs=epochs,
+            batch_size=batch_size,
+            X_train=X_train,
+            y_train=split.y_train,
+            X_test=X_test,
+            y_test=split.y_test,
+            device=str(torch.device(device)),
+        )
+        futures.append(
+            submit(executor, cache and f"{cache}-sigma{sigma:g}", config, train)
+        )
     for future in futures:
         W, acc = future.result()
         filters.append(W)
         filter_srank.append(stable_rank(W).numpy())
         test_acc.append(acc)
-    return NoiseSweep(sigmas=np.asarray(sigmas), seeds=np.asarray(seeds), data_srank=np.asarray(data_srank),
-                      filter_srank=np.stack(filter_srank, 1), test_acc=np.stack(test_acc, 1), filters=filters)
+    return NoiseSweep(
+        sigmas=np.asarray(sigmas),
+        seeds=np.asarray(seeds),
+        data_srank=np.asarray(data_srank),
+        filter_srank=np.stack(filter_srank, 1),
+        test_acc=np.stack(test_acc, 1),
+        filters=filters,
+    )
 
 
-def _train_level(make_model: Callable[[], nn.Module], X_train: Tensor, y_train: Tensor, X_test: Tensor,
-                 y_test: Tensor, *, device: str, **fit_kw) -> tuple[Tensor, np.ndarray]:
-    """One noise level's ensemble: first-layer filters and test accuracies (module level, so executors can pickle it)."""
-    result = fit_ensemble(make_model, X_train.to(device), y_train.to(device), loss="ce", log_every=10**9,
-                          X_test=X_test.to(device), y_test=y_test.to(device), **fit_kw)
+def _train_level(
+    make_model: Callable[[], nn.Module],
+    X_train: Tensor,
+    y_train: Tensor,
+    X_test: Tensor,
+    y_test: Tensor,
+    *,
+    device: str,
+    **fit_kw,
+) -> tuple[Tensor, np.ndarray]:
+    """One noise level's ensemble: first-layer filters and test accuracies.
+
+    At module level, so executors can pickle it.
+    """
+    result = fit_ensemble(
+        make_model,
+        X_train.to(device),
+        y_train.to(device),
+        loss="ce",
+        log_every=10**9,
+        X_test=X_test.to(device),
+        y_test=y_test.to(device),
+        **fit_kw,
+    )
     return first_layer_filters(result.params).cpu(), result.history.last("test_acc")
 
 
@@ -245,25 +345,52 @@ def synthetic_checks(sweep, regime: float = REGIME) -> list[Check]:
     """
     inside = sweep.sigmas <= regime + 1e-12
     if not inside[0] or sweep.sigmas[0] != 0 or inside.sum() < 2:
-        raise ValueError(f"the sweep must start at sigma_p = 0 and hold another level <= {regime}; "
-                         f"got {sweep.sigmas.tolist()}")
+        raise ValueError(
+            f"the sweep must start at sigma_p = 0 and hold another level <= {regime}; "
+            f"got {sweep.sigmas.tolist()}"
+        )
     data, filt = sweep.data_srank[:, inside], sweep.filter_srank[:, inside]
     top = int(np.flatnonzero(inside)[-1])
     overlap = signal_subspace_overlap(sweep.filters()[:, top], sweep.signal_bases)
     two_k = sweep.intrinsic_dim
     upto = f"sigma_p 0 to {sweep.sigmas[top]:g}"
     return [
-        at_least("data_srank_growth", (data.max(1) / data[:, 0]).min(), 5.0,
-                 f"the data's stable rank grows more than 5x ({upto}, every seed)", scale="ratio"),
-        at_most("filter_srank_growth", (filt.max(1) / filt[:, 0]).max(), 1.6,
-                f"the filters' stable rank grows less than 1.6x ({upto}, every seed)", scale="ratio"),
-        at_most("filter_srank_max", filt.max(), two_k,
-                f"the filters' stable rank stays at most the intrinsic dimension 2K = {two_k}", scale="ratio"),
-        at_least("filter_signal_subspace", overlap.min(), 0.5,
-                 f"at sigma_p = {sweep.sigmas[top]:g} the filters' top-{two_k} directions lie at least half "
-                 "in the clean signal's span", scale="ratio"),
-        at_least("test_accuracy", sweep.test_acc[:, inside].min(), 0.85,
-                 f"test accuracy stays high ({upto})", scale="ratio"),
+        at_least(
+            "data_srank_growth",
+            (data.max(1) / data[:, 0]).min(),
+            5.0,
+            f"the data's stable rank grows more than 5x ({upto}, every seed)",
+            scale="ratio",
+        ),
+        at_most(
+            "filter_srank_growth",
+            (filt.max(1) / filt[:, 0]).max(),
+            1.6,
+            f"the filters' stable rank grows less than 1.6x ({upto}, every seed)",
+            scale="ratio",
+        ),
+        at_most(
+            "filter_srank_max",
+            filt.max(),
+            two_k,
+            f"the filters' stable rank stays at most the intrinsic dimension 2K = {two_k}",
+            scale="ratio",
+        ),
+        at_least(
+            "filter_signal_subspace",
+            overlap.min(),
+            0.5,
+            f"at sigma_p = {sweep.sigmas[top]:g} the filters' top-{two_k} directions lie at least half "
+            "in the clean signal's span",
+            scale="ratio",
+        ),
+        at_least(
+            "test_accuracy",
+            sweep.test_acc[:, inside].min(),
+            0.85,
+            f"test accuracy stays high ({upto})",
+            scale="ratio",
+        ),
     ]
 
 
@@ -279,14 +406,30 @@ def mnist_checks(sweep) -> list[Check]:
     - ``mnist_test_accuracy``: the lowest test accuracy is at least 0.65 (chance: 0.1).
     """
     if sweep.sigmas[0] != 0:
-        raise ValueError(f"the sweep must start at the clean data (sigma = 0); got {sweep.sigmas.tolist()}")
+        raise ValueError(
+            f"the sweep must start at the clean data (sigma = 0); got {sweep.sigmas.tolist()}"
+        )
     filt = sweep.filter_srank
     return [
-        at_least("mnist_data_srank_growth", sweep.data_srank.max() / sweep.data_srank[0], 3.0,
-                 "background noise inflates the patch matrix's stable rank more than 3x", scale="ratio"),
-        at_most("mnist_filter_vs_clean_data", filt.max() / sweep.data_srank[0], 1.6,
-                "the filters' stable rank stays near that of the clean patches, at every noise level",
-                scale="ratio"),
-        at_least("mnist_test_accuracy", sweep.test_acc.min(), 0.65,
-                 "test accuracy stays far above chance (0.1)", scale="ratio"),
+        at_least(
+            "mnist_data_srank_growth",
+            sweep.data_srank.max() / sweep.data_srank[0],
+            3.0,
+            "background noise inflates the patch matrix's stable rank more than 3x",
+            scale="ratio",
+        ),
+        at_most(
+            "mnist_filter_vs_clean_data",
+            filt.max() / sweep.data_srank[0],
+            1.6,
+            "the filters' stable rank stays near that of the clean patches, at every noise level",
+            scale="ratio",
+        ),
+        at_least(
+            "mnist_test_accuracy",
+            sweep.test_acc.min(),
+            0.65,
+            "test accuracy stays far above chance (0.1)",
+            scale="ratio",
+        ),
     ]

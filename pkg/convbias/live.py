@@ -5,6 +5,7 @@ A static build of the book (``make book``, ``python -m convbias run``) sets
 saved into the page) and a widget draws its default figure once, with a sentence
 saying how to run it live. Used by every chapter's training loops and widgets.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,14 @@ def is_static() -> bool:
     return os.environ.get(STATIC_VAR, "").strip().lower() in {"1", "true", "yes"}
 
 
-def progress(iterable: Iterable | None = None, *, total: int | None = None, desc: str | None = None,
-             enabled: bool = True, **kw: Any):
+def progress(
+    iterable: Iterable | None = None,
+    *,
+    total: int | None = None,
+    desc: str | None = None,
+    enabled: bool = True,
+    **kw: Any,
+):
     """A tqdm progress bar that disappears when done (``leave=False``).
 
     Off when ``enabled`` is false or in a static build, so no frozen bar is saved
@@ -31,7 +38,14 @@ def progress(iterable: Iterable | None = None, *, total: int | None = None, desc
     """
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, total=total, desc=desc, leave=False, disable=not enabled or is_static(), **kw)
+    return tqdm(
+        iterable,
+        total=total,
+        desc=desc,
+        leave=False,
+        disable=not enabled or is_static(),
+        **kw,
+    )
 
 
 def explore(draw: Callable[..., Any], **controls: Any) -> None:

@@ -16,6 +16,7 @@
 
 Used by the book's tooling (the command line, ``make student``), not by a chapter's code.
 """
+
 from __future__ import annotations
 
 import re
@@ -34,7 +35,9 @@ def book_root(start: str | Path | None = None) -> Path:
     for folder in (here, *here.parents):
         if (folder / "_toc.yml").exists():
             return folder
-    raise FileNotFoundError(f"no _toc.yml in {here} or above: run this from a checkout of the book")
+    raise FileNotFoundError(
+        f"no _toc.yml in {here} or above: run this from a checkout of the book"
+    )
 
 
 def toc_notebooks(root: Path) -> list[Path]:
@@ -61,7 +64,9 @@ def chapter_notebook(root: Path, chapter: str) -> Path:
     """The notebook of a chapter named by number (``1``, ``01``) or file stem."""
     notebooks = toc_notebooks(root)
     for nb in notebooks:
-        if nb.stem == chapter or (chapter.isdigit() and nb.stem.startswith(f"{int(chapter):02d}_")):
+        if nb.stem == chapter or (
+            chapter.isdigit() and nb.stem.startswith(f"{int(chapter):02d}_")
+        ):
             return nb
     names = ", ".join(nb.stem for nb in notebooks)
     raise ValueError(f"no chapter {chapter!r} in _toc.yml; chapters: {names}")
@@ -98,8 +103,8 @@ def colab_cell_source(repo_url: str, version: str | None = None) -> str:
         "# On Google Colab only: install this book's release (Colab's own torch is kept).\n"
         "import sys\n"
         "\n"
-        "if \"google.colab\" in sys.modules:\n"
-        f"    RELEASE = \"{release_spec(repo_url, version)}\"\n"
+        'if "google.colab" in sys.modules:\n'
+        f'    RELEASE = "{release_spec(repo_url, version)}"\n'
         "    %pip install -q {RELEASE}\n"
         "    KEEP_RESULTS_ON_DRIVE = False  # True: results on Google Drive survive a disconnect\n"
         "    if KEEP_RESULTS_ON_DRIVE:\n"
@@ -107,8 +112,8 @@ def colab_cell_source(repo_url: str, version: str | None = None) -> str:
         "\n"
         "        from google.colab import drive\n"
         "\n"
-        "        drive.mount(\"/content/drive\")\n"
-        f"        os.environ[\"CONVBIAS_RESULTS\"] = \"{DRIVE_RESULTS}\""
+        '        drive.mount("/content/drive")\n'
+        f'        os.environ["CONVBIAS_RESULTS"] = "{DRIVE_RESULTS}"'
     )
 
 
@@ -123,9 +128,15 @@ def sync_colab_cells(root: Path, check: bool = False) -> list[Path]:
     changed = []
     for path in toc_notebooks(root):
         nb = nbformat.read(path, as_version=4)
-        tagged = [c for c in nb.cells if COLAB_TAG in c.get("metadata", {}).get("tags", [])]
-        if (len(tagged) == 1 and tagged[0].source == source and _first_code(nb) is tagged[0]
-                and tagged[0].metadata.get("tags") == COLAB_TAGS):
+        tagged = [
+            c for c in nb.cells if COLAB_TAG in c.get("metadata", {}).get("tags", [])
+        ]
+        if (
+            len(tagged) == 1
+            and tagged[0].source == source
+            and _first_code(nb) is tagged[0]
+            and tagged[0].metadata.get("tags") == COLAB_TAGS
+        ):
             continue
         changed.append(path)
         if check:
@@ -133,7 +144,9 @@ def sync_colab_cells(root: Path, check: bool = False) -> list[Path]:
         nb.cells = [c for c in nb.cells if c not in tagged]
         cell = nbformat.v4.new_code_cell(source, metadata={"tags": list(COLAB_TAGS)})
         cell.id = COLAB_TAG  # a fixed id keeps the file stable across syncs
-        first = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code"), len(nb.cells))
+        first = next(
+            (i for i, c in enumerate(nb.cells) if c.cell_type == "code"), len(nb.cells)
+        )
         nb.cells.insert(first, cell)
         nbformat.write(nb, path)
     return changed
@@ -159,9 +172,13 @@ def student_version(src: Path, dst: Path, force: bool = False) -> int:
 
     src, dst = Path(src), Path(dst)
     if dst.exists() and dst.resolve() == src.resolve():
-        raise FileExistsError(f"{dst} is the notebook itself: write the student version somewhere else")
+        raise FileExistsError(
+            f"{dst} is the notebook itself: write the student version somewhere else"
+        )
     if dst.exists() and not force:
-        raise FileExistsError(f"{dst} exists: pass --force (force=True) to overwrite it")
+        raise FileExistsError(
+            f"{dst} exists: pass --force (force=True) to overwrite it"
+        )
     nb = nbformat.read(src, as_version=4)
     removed = 0
     for cell in nb.cells:
@@ -174,11 +191,15 @@ def student_version(src: Path, dst: Path, force: bool = False) -> int:
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(dst.name + ".part")
     nbformat.write(nb, tmp)
-    tmp.replace(dst)  # an interrupted write leaves no half-written notebook under the final name
+    tmp.replace(
+        dst
+    )  # an interrupted write leaves no half-written notebook under the final name
     return removed
 
 
-def student_edition(root: Path, out_dir: Path, force: bool = False) -> tuple[list[Path], int]:
+def student_edition(
+    root: Path, out_dir: Path, force: bool = False
+) -> tuple[list[Path], int]:
     """Every chapter of the book at ``root`` without solutions, in ``out_dir``; returns (files, solutions removed).
 
     The copies are the Colab copies (:func:`colab_version`) without the solutions:
@@ -190,30 +211,59 @@ def student_edition(root: Path, out_dir: Path, force: bool = False) -> tuple[lis
     """
     sources = toc_notebooks(root)
     out = Path(out_dir).resolve()
-    book_dirs = {(Path(root) / "book").resolve(), *(nb.parent.resolve() for nb in sources)}
+    book_dirs = {
+        (Path(root) / "book").resolve(),
+        *(nb.parent.resolve() for nb in sources),
+    }
     for folder in book_dirs:
         if out == folder or folder in out.parents:
-            raise ValueError(f"{out_dir} is inside the book's own folder {folder}: its notebooks would lose "
-                                  "their solutions. Give a folder outside the book, e.g. handout/")
+            raise ValueError(
+                f"{out_dir} is inside the book's own folder {folder}: its notebooks would lose "
+                "their solutions. Give a folder outside the book, e.g. handout/"
+            )
     targets = [out / nb.name for nb in sources]
     existing = [t for t in targets if t.exists()]
     if existing and not force:
-        raise FileExistsError(f"{out_dir} already holds {len(existing)} of the notebooks ({existing[0].name}, ...): "
-                              "pass --force to overwrite them")
-    index = BookIndex(root)  # plain Markdown as on Colab: numbered exercises, readable citations
-    total = sum(colab_version(nb, t, index, solutions=False)["solutions"] for nb, t in zip(sources, targets))
+        raise FileExistsError(
+            f"{out_dir} already holds {len(existing)} of the notebooks ({existing[0].name}, ...): "
+            "pass --force to overwrite them"
+        )
+    index = BookIndex(
+        root
+    )  # plain Markdown as on Colab: numbered exercises, readable citations
+    total = sum(
+        colab_version(nb, t, index, solutions=False)["solutions"]
+        for nb, t in zip(sources, targets)
+    )
     return targets, total
 
 
 # ----------------------------------------------------------------------------- Colab copies
 BOOK_URL = "https://convbias.github.io/implicit-bias-cnn-book/"
-COLAB_DIR = "colab"  # the copies: colab/book/<chapter>.ipynb, what the Colab button opens
-FENCE = re.compile(r"^(?P<fence>`{3,}|:{3,})\{(?P<name>[\w:-]+)\}(?P<arg>[^\n]*)\n(?P<body>.*?)^(?P=fence)[ \t]*$\n?",
-                   re.S | re.M)
+COLAB_DIR = (
+    "colab"  # the copies: colab/book/<chapter>.ipynb, what the Colab button opens
+)
+FENCE = re.compile(
+    r"^(?P<fence>`{3,}|:{3,})\{(?P<name>[\w:-]+)\}(?P<arg>[^\n]*)\n(?P<body>.*?)^(?P=fence)[ \t]*$\n?",
+    re.S | re.M,
+)
 ROLE = re.compile(r"\{(?P<role>[\w:-]+)\}`(?P<text>[^`]*)`")
 TARGET = re.compile(r"^\((?P<label>[\w-]+)\)=[ \t]*\n", re.M)
-ADMONITIONS = {"note", "tip", "warning", "important", "caution", "attention", "hint", "seealso", "admonition",
-               "margin", "sidebar", "danger", "error"}
+ADMONITIONS = {
+    "note",
+    "tip",
+    "warning",
+    "important",
+    "caution",
+    "attention",
+    "hint",
+    "seealso",
+    "admonition",
+    "margin",
+    "sidebar",
+    "danger",
+    "error",
+}
 
 
 def read_bib(path: Path) -> dict[str, dict[str, str]]:
@@ -222,8 +272,12 @@ def read_bib(path: Path) -> dict[str, dict[str, str]]:
     entries: dict[str, dict[str, str]] = {}
     for match in re.finditer(r"@(\w+)\s*\{\s*([^,\s]+)\s*,(.*?)\n\}", text, re.S):
         fields = {"type": match.group(1).lower()}
-        for field in re.finditer(r"(\w+)\s*=\s*\{((?:[^{}]|\{[^{}]*\})*)\}", match.group(3)):
-            fields[field.group(1).lower()] = re.sub(r"[{}]", "", " ".join(field.group(2).split()))
+        for field in re.finditer(
+            r"(\w+)\s*=\s*\{((?:[^{}]|\{[^{}]*\})*)\}", match.group(3)
+        ):
+            fields[field.group(1).lower()] = re.sub(
+                r"[{}]", "", " ".join(field.group(2).split())
+            )
         entries[match.group(2)] = fields
     return entries
 
@@ -234,7 +288,9 @@ def _last_names(authors: str) -> list[str]:
         person = person.strip()
         if person == "others":
             return names + ["others", "others"]  # "et al." below
-        names.append(person.split(",")[0].strip() if "," in person else person.split()[-1])
+        names.append(
+            person.split(",")[0].strip() if "," in person else person.split()[-1]
+        )
     return names
 
 
@@ -257,8 +313,12 @@ def reference_line(entry: dict[str, str]) -> str:
         last, _, first = person.partition(",")
         people.append(f"{last.strip()}, {first.strip()}" if first else person.strip())
     authors = "; ".join(people)
-    venue = entry.get("booktitle") or entry.get("journal") or entry.get("publisher") or ""
-    return f"{authors} ({entry.get('year', 'n.d.')}). {entry.get('title', '')}." + (f" *{venue}*." if venue else "")
+    venue = (
+        entry.get("booktitle") or entry.get("journal") or entry.get("publisher") or ""
+    )
+    return f"{authors} ({entry.get('year', 'n.d.')}). {entry.get('title', '')}." + (
+        f" *{venue}*." if venue else ""
+    )
 
 
 class BookIndex:
@@ -278,13 +338,19 @@ class BookIndex:
         self.sections: dict[str, tuple[str, str]] = {}
         self.titles: dict[str, str] = {}
         self.first_exercise: dict[str, int] = {}
-        self.bib = read_bib(self.root / "book" / "references.bib") if (self.root / "book" / "references.bib").exists() else {}
+        self.bib = (
+            read_bib(self.root / "book" / "references.bib")
+            if (self.root / "book" / "references.bib").exists()
+            else {}
+        )
         count = figure = 0
         for nb_path in toc_notebooks(self.root):
             stem = nb_path.stem
             self.first_exercise[stem] = count + 1
             nb = nbformat.read(nb_path, as_version=4)
-            markdown = "\n\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+            markdown = "\n\n".join(
+                c.source for c in nb.cells if c.cell_type == "markdown"
+            )
             for block in FENCE.finditer(markdown):
                 name, body = block.group("name"), block.group("body")
                 label = re.search(r"^:(?:label|name):\s*(\S+)", body, re.M)
@@ -296,17 +362,32 @@ class BookIndex:
                     figure += 1
                     self.figures[label.group(1)] = (stem, figure)
             for target in TARGET.finditer(markdown):
-                heading = re.search(r"^#+\s+(.+)$", markdown[target.end():], re.M)
-                self.sections[target.group("label")] = (stem, heading.group(1).strip() if heading else target.group("label"))
+                heading = re.search(r"^#+\s+(.+)$", markdown[target.end() :], re.M)
+                self.sections[target.group("label")] = (
+                    stem,
+                    heading.group(1).strip() if heading else target.group("label"),
+                )
             title = re.search(r"^#\s+(.+)$", markdown, re.M)
             self.titles[stem] = title.group(1).strip() if title else stem
         glossary = self.root / "book" / "glossary.md"
         # the glossary's terms as written (Sphinx keeps their case in the anchors: term-Huberized-ReLU)
-        self.terms = {t.strip().lower(): t.strip() for t in re.findall(r"^([^\s`:#][^\n]*)\n  \S", glossary.read_text(
-            encoding="utf-8"), re.M)} if glossary.exists() else {}
+        self.terms = (
+            {
+                t.strip().lower(): t.strip()
+                for t in re.findall(
+                    r"^([^\s`:#][^\n]*)\n  \S",
+                    glossary.read_text(encoding="utf-8"),
+                    re.M,
+                )
+            }
+            if glossary.exists()
+            else {}
+        )
         for md in (self.root / "book").glob("*.md"):
             title = re.search(r"^#\s+(.+)$", md.read_text(encoding="utf-8"), re.M)
-            self.titles.setdefault(md.stem, title.group(1).strip() if title else md.stem)
+            self.titles.setdefault(
+                md.stem, title.group(1).strip() if title else md.stem
+            )
 
     def page(self, stem: str, anchor: str = "") -> str:
         return f"{self.url}book/{stem}.html" + (f"#{anchor}" if anchor else "")
@@ -320,7 +401,13 @@ def _split_target(text: str) -> tuple[str | None, str]:
 class ColabConverter:
     """MyST markdown of one chapter -> plain Markdown that Colab (or any Jupyter) renders."""
 
-    def __init__(self, index: BookIndex, stem: str, solutions: bool = True, values: dict | None = None):
+    def __init__(
+        self,
+        index: BookIndex,
+        stem: str,
+        solutions: bool = True,
+        values: dict | None = None,
+    ):
         self.index, self.stem, self.solutions = index, stem, solutions
         self.values = values or {}
         self.cited: list[str] = []
@@ -392,7 +479,9 @@ class ColabConverter:
         if role.startswith("py:"):
             title, target = _split_target(text)
             target = target.lstrip("~")
-            shown = title or (text.lstrip("~").rsplit(".", 1)[-1] if text.startswith("~") else target)
+            shown = title or (
+                text.lstrip("~").rsplit(".", 1)[-1] if text.startswith("~") else target
+            )
             return f"[`{shown}`]({self.index.page('api', target)})"
         if role == "math":
             return f"${text}$"
@@ -425,32 +514,61 @@ class ColabConverter:
             label = options.get("name")
             number = self.index.figures.get(label, (None, None))[1] if label else None
             head = f"**Figure {number}.** " if number else ""
-            image = f"![{options.get('alt', '')}]({arg})\n\n" if name == "figure" else ""
-            where = "" if name == "figure" else "*(The figure is drawn by the code cell above.)* "
+            image = (
+                f"![{options.get('alt', '')}]({arg})\n\n" if name == "figure" else ""
+            )
+            where = (
+                ""
+                if name == "figure"
+                else "*(The figure is drawn by the code cell above.)* "
+            )
             return f"{image}{head}{where}{body.strip()}\n"
         if name in ("math", "equation"):
             return f"$$\n{body.strip()}\n$$\n"
         if name in ("code-block", "code", "code-cell"):
             return f"```{arg.split()[0] if arg else ''}\n{body}\n```\n"
-        if name in ("glossary", "bibliography", "toctree", "tableofcontents", "eval-rst", "raw"):
+        if name in (
+            "glossary",
+            "bibliography",
+            "toctree",
+            "tableofcontents",
+            "eval-rst",
+            "raw",
+        ):
             return ""
-        title = arg if name == "admonition" and arg else name.replace("-", " ").capitalize()
-        quoted = "\n".join("> " + line if line else ">" for line in body.strip().split("\n"))
+        title = (
+            arg if name == "admonition" and arg else name.replace("-", " ").capitalize()
+        )
+        quoted = "\n".join(
+            "> " + line if line else ">" for line in body.strip().split("\n")
+        )
         return f"> **{title}.**\n>\n{quoted}\n"
 
     def convert(self, markdown: str) -> str:
         text = TARGET.sub("", markdown)
         text = re.sub(r"^<!--.*?-->\s*$\n?", "", text, flags=re.M | re.S)
         for _ in range(5):  # innermost first: a fence whose body holds no other fence
-            new = FENCE.sub(lambda m: self.directive(m) if not FENCE.search(m.group("body")) else m.group(0), text)
+            new = FENCE.sub(
+                lambda m: (
+                    self.directive(m)
+                    if not FENCE.search(m.group("body"))
+                    else m.group(0)
+                ),
+                text,
+            )
             if new == text:
                 break
             text = new
         return ROLE.sub(self.role, text).strip("\n")
 
 
-def colab_version(src: Path, dst: Path, index: BookIndex, solutions: bool = True,
-                  values: dict | None = None) -> dict[str, int]:
+def colab_version(
+    src: Path,
+    dst: Path,
+    index: BookIndex,
+    solutions: bool = True,
+    values: dict | None = None,
+) -> dict[str, int]:
     """Write the Colab copy of ``src`` to ``dst``: MyST turned into plain Markdown, outputs cleared.
 
     Exercises become "**Exercise N.** ...", numbered as in the book; solutions a
@@ -463,24 +581,34 @@ def colab_version(src: Path, dst: Path, index: BookIndex, solutions: bool = True
 
     src, dst = Path(src), Path(dst)
     if dst.exists() and dst.resolve() == src.resolve():
-        raise FileExistsError(f"{dst} is the notebook itself: write the Colab copy somewhere else")
+        raise FileExistsError(
+            f"{dst} is the notebook itself: write the Colab copy somewhere else"
+        )
     nb = nbformat.read(src, as_version=4)
     convert = ColabConverter(index, src.stem, solutions=solutions, values=values)
     counts = {"exercises": 0, "solutions": 0}
     for cell in nb.cells:
         if cell.cell_type == "markdown":
-            counts["exercises"] += len(re.findall(r"^[`:]{3,}\{exercise\}", cell.source, re.M))
-            counts["solutions"] += len(re.findall(r"^[`:]{3,}\{solution\}", cell.source, re.M))
+            counts["exercises"] += len(
+                re.findall(r"^[`:]{3,}\{exercise\}", cell.source, re.M)
+            )
+            counts["solutions"] += len(
+                re.findall(r"^[`:]{3,}\{solution\}", cell.source, re.M)
+            )
             cell.source = convert.convert(cell.source)
         elif cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
     nb.cells = [c for c in nb.cells if c.cell_type != "markdown" or c.source.strip()]
-    banner = (f"*This is the Colab copy of a chapter of* [{index.titles.get('intro', 'the book')}]({index.url}): "
-              f"[read it online]({index.page(src.stem)}). Run the first cell to install the book's package.")
+    banner = (
+        f"*This is the Colab copy of a chapter of* [{index.titles.get('intro', 'the book')}]({index.url}): "
+        f"[read it online]({index.page(src.stem)}). Run the first cell to install the book's package."
+    )
     nb.cells.insert(0, nbformat.v4.new_markdown_cell(banner))
     nb.cells[0].id = "colab-banner"
     if convert.cited:
-        lines = [f"- {reference_line(index.bib[k])}" for k in convert.cited if k in index.bib]
+        lines = [
+            f"- {reference_line(index.bib[k])}" for k in convert.cited if k in index.bib
+        ]
         cell = nbformat.v4.new_markdown_cell("## References\n\n" + "\n".join(lines))
         cell.id = "colab-references"
         nb.cells.append(cell)
@@ -492,8 +620,9 @@ def colab_version(src: Path, dst: Path, index: BookIndex, solutions: bool = True
     return counts
 
 
-def colab_edition(root: Path, out_dir: Path | None = None, solutions: bool = True,
-                  check: bool = False) -> list[Path]:
+def colab_edition(
+    root: Path, out_dir: Path | None = None, solutions: bool = True, check: bool = False
+) -> list[Path]:
     """The Colab copy of every chapter in ``out_dir`` (default ``<root>/colab/book``).
 
     With ``check`` nothing is written: returns the copies that are missing or differ
@@ -503,9 +632,14 @@ def colab_edition(root: Path, out_dir: Path | None = None, solutions: bool = Tru
 
     root = Path(root)
     out = Path(out_dir) if out_dir is not None else root / COLAB_DIR / "book"
-    book_dirs = {(root / "book").resolve(), *(nb.parent.resolve() for nb in toc_notebooks(root))}
+    book_dirs = {
+        (root / "book").resolve(),
+        *(nb.parent.resolve() for nb in toc_notebooks(root)),
+    }
     if out.resolve() in book_dirs:
-        raise ValueError(f"{out} is the book's own folder: write the Colab copies somewhere else, e.g. colab/book")
+        raise ValueError(
+            f"{out} is the book's own folder: write the Colab copies somewhere else, e.g. colab/book"
+        )
     index = BookIndex(root)
     stale = []
     with tempfile.TemporaryDirectory() as scratch:

@@ -8,6 +8,7 @@ members' losses, so each member follows its own gradient exactly and one SGD
 run trains E independent networks. Losses stay on the device during training
 and are copied to the host once at the end (no per-step synchronisation).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,16 +19,35 @@ from .cache import resumable
 from .config import cap_steps
 from .live import progress as progress_bar
 from .losses import member_losses
-from .train import OPTIMIZERS, History, Metrics, check_metrics, make_optimizer, metric_values, raise_diverged
+from .train import (
+    OPTIMIZERS,
+    History,
+    Metrics,
+    check_metrics,
+    make_optimizer,
+    metric_values,
+    raise_diverged,
+)
 
 Tensor = torch.Tensor
 
 
-def fit_one_example(model: nn.Module, y: Tensor, x: Tensor | None = None, *, steps: int = 2000, lr: float = 0.1,
-                    momentum: float = 0.9, weight_decay: float = 0.0,
-                    optimizer: str | torch.optim.Optimizer = "sgd", log_every: int = 10,
-                    metrics: Metrics | None = None, progress: bool = True, desc: str = "fitting",
-                    cache: str | None = None) -> History:
+def fit_one_example(
+    model: nn.Module,
+    y: Tensor,
+    x: Tensor | None = None,
+    *,
+    steps: int = 2000,
+    lr: float = 0.1,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    optimizer: str | torch.optim.Optimizer = "sgd",
+    log_every: int = 10,
+    metrics: Metrics | None = None,
+    progress: bool = True,
+    desc: str = "fitting",
+    cache: str | None = None,
+) -> History:
     """Fit ``model`` to the single target ``y`` and return the losses.
 
     ``optimizer="sgd"`` is SGD with ``momentum`` (the paper: lr 0.1, momentum 0.9);
@@ -40,9 +60,17 @@ def fit_one_example(model: nn.Module, y: Tensor, x: Tensor | None = None, *, ste
     restores the history and the trained weights instead of fitting again.
     """
     for value, name in ((steps, "steps"), (log_every, "log_every")):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, np.integer))
+            or value < 1
+        ):
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    for value, name in ((lr, "lr"), (momentum, "momentum"), (weight_decay, "weight_decay")):
+    for value, name in (
+        (lr, "lr"),
+        (momentum, "momentum"),
+        (weight_decay, "weight_decay"),
+    ):
         if not np.isfinite(value) or value < 0:
             raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
     if not any(p.requires_grad for p in model.parameters()):
@@ -50,32 +78,73 @@ def fit_one_example(model: nn.Module, y: Tensor, x: Tensor | None = None, *, ste
     if not isinstance(optimizer, torch.optim.Optimizer) and optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}: use one of {OPTIMIZERS}")
     check_metrics(metrics)
-    fit_kw = dict(steps=steps, lr=lr, momentum=momentum, weight_decay=weight_decay, optimizer=optimizer,
-                  log_every=log_every, metrics=metrics, progress=progress, desc=desc)
-    if cache is None or isinstance(optimizer, torch.optim.Optimizer) or metrics is not None:
+    fit_kw = dict(
+        steps=steps,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        optimizer=optimizer,
+        log_every=log_every,
+        metrics=metrics,
+        progress=progress,
+        desc=desc,
+    )
+    if (
+        cache is None
+        or isinstance(optimizer, torch.optim.Optimizer)
+        or metrics is not None
+    ):
         return _fit(model, y, x, **fit_kw)
-    config = dict(model=model, y=y, x=x, steps=steps, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                  optimizer=optimizer, log_every=log_every, device=str(next(model.parameters()).device))
+    config = dict(
+        model=model,
+        y=y,
+        x=x,
+        steps=steps,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        optimizer=optimizer,
+        log_every=log_every,
+        device=str(next(model.parameters()).device),
+    )
 
     def run() -> tuple[History, dict[str, Tensor]]:
         hist = _fit(model, y, x, **fit_kw)
         return hist, {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
     hist, state = resumable(cache, config, run)
-    model.load_state_dict(state)  # a restored run leaves the model trained, as a fresh one does
+    model.load_state_dict(
+        state
+    )  # a restored run leaves the model trained, as a fresh one does
     return hist
 
 
-def _fit(model: nn.Module, y: Tensor, x: Tensor | None, *, steps: int, lr: float, momentum: float,
-         weight_decay: float, optimizer: str | torch.optim.Optimizer, log_every: int, metrics: Metrics | None,
-         progress: bool, desc: str) -> History:
-    steps = cap_steps(steps, steps)  # a smoke run stops after a few steps; one evaluation, at the end
+def _fit(
+    model: nn.Module,
+    y: Tensor,
+    x: Tensor | None,
+    *,
+    steps: int,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    optimizer: str | torch.optim.Optimizer,
+    log_every: int,
+    metrics: Metrics | None,
+    progress: bool,
+    desc: str,
+) -> History:
+    steps = cap_steps(
+        steps, steps
+    )  # a smoke run stops after a few steps; one evaluation, at the end
     E = int(getattr(model, "members", 1))
     dev = next(model.parameters()).device
     y = y.to(dev)
     x = None if x is None else x.to(dev)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = make_optimizer(optimizer, params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    opt = make_optimizer(
+        optimizer, params, lr=lr, momentum=momentum, weight_decay=weight_decay
+    )
     losses = torch.empty(steps + 1, E, device=dev)
     logged = list(range(0, steps, log_every)) + [steps]
     measured: dict[int, dict] = {}
@@ -105,6 +174,9 @@ def _fit(model: nn.Module, y: Tensor, x: Tensor | None, *, steps: int, lr: float
         raise_diverged(int(np.argmax(~np.isfinite(values).all(axis=1))), "the loss")
     hist = History()
     for t in logged:
-        extra = {k: torch.as_tensor(v).detach().cpu().numpy() for k, v in measured.get(t, {}).items()}
+        extra = {
+            k: torch.as_tensor(v).detach().cpu().numpy()
+            for k, v in measured.get(t, {}).items()
+        }
         hist.record(t, loss=values[t], **extra)
     return hist

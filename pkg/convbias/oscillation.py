@@ -25,6 +25,7 @@ momentum, Adam) and records these sums at every step and the sharpness
 (:mod:`convbias.sharpness`) every few steps; :func:`chapter_checks` turns two runs
 (a large and a small learning rate) into the chapter's checks. Used by chapter 7.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,8 +38,8 @@ from torch import nn
 
 from .checks import Check, at_least, at_most, between
 from .live import progress as progress_bar
+from .losses import LOSSES, accuracy
 from .sharpness import flat_loss, flat_parameters, hvp_operator, lanczos, unflatten
-from .train import LOSSES, accuracy
 
 Tensor = torch.Tensor
 OPTIMIZERS = ("gd", "momentum", "adam")
@@ -68,7 +69,9 @@ def layer_index(model: nn.Module) -> tuple[list[str], Tensor]:
 def layer_sums(x: Tensor, index: Tensor, n_layers: int) -> Tensor:
     """Sum ``x`` (shape ``(..., P)``) over the entries of each layer: shape ``(..., n_layers)``."""
     if x.shape[-1] != index.numel():
-        raise ValueError(f"x has {x.shape[-1]} entries per row, the index {index.numel()}")
+        raise ValueError(
+            f"x has {x.shape[-1]} entries per row, the index {index.numel()}"
+        )
     out = x.new_zeros(*x.shape[:-1], n_layers)
     return out.index_add_(-1, index.to(x.device), x)
 
@@ -86,7 +89,11 @@ def oscillating_part(g: Tensor, g_next: Tensor, index: Tensor, n_layers: int) ->
     """``o(t)``: per layer, the projection of ``g`` on ``g_next`` where it points back (else zero)."""
     dots = layer_sums(g * g_next, index, n_layers)
     sq_next = layer_sums(g_next * g_next, index, n_layers)
-    coef = torch.where(sq_next > 0, dots.clamp(max=0) / sq_next.clamp(min=1e-38), torch.zeros_like(dots))
+    coef = torch.where(
+        sq_next > 0,
+        dots.clamp(max=0) / sq_next.clamp(min=1e-38),
+        torch.zeros_like(dots),
+    )
     return coef[index.to(g.device)] * g_next
 
 
@@ -98,7 +105,9 @@ def oscillation_share(dots: Tensor | np.ndarray, sq: Tensor | np.ndarray) -> np.
     """
     dots, sq = np.asarray(dots, dtype=np.float64), np.asarray(sq, dtype=np.float64)
     if dots.shape[0] != sq.shape[0] - 1 or dots.shape[1:] != sq.shape[1:]:
-        raise ValueError(f"dots must be (T-1, L) and sq (T, L), got {dots.shape} and {sq.shape}")
+        raise ValueError(
+            f"dots must be (T-1, L) and sq (T, L), got {dots.shape} and {sq.shape}"
+        )
     o_sq = np.minimum(dots, 0.0) ** 2 / np.maximum(sq[1:], 1e-300)
     return o_sq.sum(0) / sq[:-1].sum(0)
 
@@ -140,7 +149,9 @@ class Trajectory:
     @property
     def cos_total(self) -> np.ndarray:
         """The cosine between adjacent whole-network gradients, shape ``(T - 1,)``."""
-        return self.dots.sum(1) / np.sqrt(np.maximum(self.sq[:-1].sum(1) * self.sq[1:].sum(1), 1e-300))
+        return self.dots.sum(1) / np.sqrt(
+            np.maximum(self.sq[:-1].sum(1) * self.sq[1:].sum(1), 1e-300)
+        )
 
     @property
     def osc_share(self) -> np.ndarray:
@@ -150,7 +161,9 @@ class Trajectory:
     @property
     def osc_share_total(self) -> float:
         """``rho`` of the whole network (each layer's reversed part, summed over layers)."""
-        o_sq = (np.minimum(self.dots, 0.0) ** 2 / np.maximum(self.sq[1:], 1e-300)).sum(1)
+        o_sq = (np.minimum(self.dots, 0.0) ** 2 / np.maximum(self.sq[1:], 1e-300)).sum(
+            1
+        )
         return float(o_sq.sum() / self.sq[:-1].sum())
 
     @property
@@ -161,13 +174,17 @@ class Trajectory:
     def window(self, start: float = 0.0, stop: float = 1.0) -> slice:
         """The steps from fraction ``start`` to ``stop`` of the run, as a slice of ``cos``."""
         n = len(self.dots)
-        return slice(int(round(start * n)), max(int(round(stop * n)), int(round(start * n)) + 1))
+        return slice(
+            int(round(start * n)), max(int(round(stop * n)), int(round(start * n)) + 1)
+        )
 
     def median_cos(self, start: float = 0.0, stop: float = 1.0) -> np.ndarray:
         """Per layer, the median of ``c_l(t)`` over the window: below zero when most steps reverse."""
         return np.median(self.cos[self.window(start, stop)], axis=0)
 
-    def fraction_below(self, level: float, start: float = 0.0, stop: float = 1.0) -> np.ndarray:
+    def fraction_below(
+        self, level: float, start: float = 0.0, stop: float = 1.0
+    ) -> np.ndarray:
         """Per layer, the fraction of steps in the window with ``c_l(t) < level``."""
         return (self.cos[self.window(start, stop)] < level).mean(0)
 
@@ -182,7 +199,9 @@ class Trajectory:
     def sharpness_ratio(self, start: float = 0.5) -> float:
         """Median sharpness over the last ``1 - start`` of the run, divided by ``2 / lr``."""
         late = self.sharp_steps >= start * self.steps
-        return float(np.median(self.sharp[late]) / self.edge) if late.any() else math.nan
+        return (
+            float(np.median(self.sharp[late]) / self.edge) if late.any() else math.nan
+        )
 
     def loss_drop(self, frac: float = 0.05) -> float:
         """Median loss of the first ``frac`` of steps over that of the last ``frac`` (> 1: the loss fell)."""
@@ -210,12 +229,28 @@ def _batches(n: int, batch_size: int | None, steps: int, generator: torch.Genera
             done += 1
 
 
-def train_recording(model: nn.Module, X: Tensor, y: Tensor, *, lr: float, steps: int, loss: str = "mse",
-                    optimizer: str = "gd", momentum: float = 0.9, betas: tuple[float, float] = (0.9, 0.999),
-                    batch_size: int | None = None, sharpness_every: int = 50, lanczos_steps: int = 20,
-                    sharpness_samples: int | None = None, shuffle_layers: bool = False, seed: int = 0,
-                    X_test: Tensor | None = None, y_test: Tensor | None = None, progress: bool = True,
-                    desc: str = "training") -> Trajectory:
+def train_recording(
+    model: nn.Module,
+    X: Tensor,
+    y: Tensor,
+    *,
+    lr: float,
+    steps: int,
+    loss: str = "mse",
+    optimizer: str = "gd",
+    momentum: float = 0.9,
+    betas: tuple[float, float] = (0.9, 0.999),
+    batch_size: int | None = None,
+    sharpness_every: int = 50,
+    lanczos_steps: int = 20,
+    sharpness_samples: int | None = None,
+    shuffle_layers: bool = False,
+    seed: int = 0,
+    X_test: Tensor | None = None,
+    y_test: Tensor | None = None,
+    progress: bool = True,
+    desc: str = "training",
+) -> Trajectory:
     """Train ``model`` in place and record per-layer adjacent-gradient statistics and the sharpness.
 
     ``optimizer``: ``"gd"`` (plain steps ``-lr * g``; with ``batch_size`` mini-batch SGD),
@@ -235,7 +270,9 @@ def train_recording(model: nn.Module, X: Tensor, y: Tensor, *, lr: float, steps:
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}: use one of {LOSSES}")
     if not lr > 0 or steps < 2:
-        raise ValueError(f"need lr > 0 and at least 2 steps, got lr={lr}, steps={steps}")
+        raise ValueError(
+            f"need lr > 0 and at least 2 steps, got lr={lr}, steps={steps}"
+        )
     if sharpness_every < 1 or lanczos_steps < 1:
         raise ValueError("sharpness_every and lanczos_steps must be at least 1")
     if not 0 <= momentum < 1:
@@ -271,8 +308,15 @@ def train_recording(model: nn.Module, X: Tensor, y: Tensor, *, lr: float, steps:
 
     def measure(t: int) -> None:
         nonlocal v
-        evals, v = lanczos(hvp_operator(f_sharp, theta), theta.numel(), k=lanczos_steps, v0=v, generator=gen,
-                           dtype=theta.dtype, device=theta.device)
+        evals, v = lanczos(
+            hvp_operator(f_sharp, theta),
+            theta.numel(),
+            k=lanczos_steps,
+            v0=v,
+            generator=gen,
+            dtype=theta.dtype,
+            device=theta.device,
+        )
         sharp_steps.append(t)
         sharp.append(float(evals[0]))
 
@@ -289,7 +333,9 @@ def train_recording(model: nn.Module, X: Tensor, y: Tensor, *, lr: float, steps:
                 value = f(theta)
         losses[t] = float(value)
         if not math.isfinite(losses[t]):
-            raise FloatingPointError(f"{desc}: the loss diverged at step {t} (lr={lr}, {optimizer})")
+            raise FloatingPointError(
+                f"{desc}: the loss diverged at step {t} (lr={lr}, {optimizer})"
+            )
         sq[t] = layer_sums(g * g, index, L)
         if prev is not None:
             dots[t - 1] = layer_sums(prev * g, index, L)
@@ -309,22 +355,47 @@ def train_recording(model: nn.Module, X: Tensor, y: Tensor, *, lr: float, steps:
     _, layout = flat_parameters(model)
     module_sq = np.zeros(L)
     for name, part in unflatten(prev, layout).items():  # the naive per-module sums
-        module_sq[names.index(name.rsplit(".", 1)[0] if "." in name else name)] += float((part * part).sum())
+        module_sq[names.index(name.rsplit(".", 1)[0] if "." in name else name)] += (
+            float((part * part).sum())
+        )
     with torch.no_grad():
         for name, value in unflatten(theta, layout).items():
             model.get_parameter(name).copy_(value)
         acc = float(accuracy(loss, model(X), y))
-        test_acc = float(accuracy(loss, model(X_test), y_test)) if X_test is not None else math.nan
-    return Trajectory(names=names, lr=float(lr), optimizer=optimizer, batch_size=batch_size,
-                      loss=losses.numpy(), sq=sq.cpu().double().numpy(), dots=dots.cpu().double().numpy(),
-                      sharp_steps=np.asarray(sharp_steps), sharp=np.asarray(sharp),
-                      train_acc=acc, module_sq_last=module_sq, test_acc=test_acc,
-                      info=dict(loss=loss, steps=steps, shuffle_layers=shuffle_layers, seed=seed))
+        test_acc = (
+            float(accuracy(loss, model(X_test), y_test))
+            if X_test is not None
+            else math.nan
+        )
+    return Trajectory(
+        names=names,
+        lr=float(lr),
+        optimizer=optimizer,
+        batch_size=batch_size,
+        loss=losses.numpy(),
+        sq=sq.cpu().double().numpy(),
+        dots=dots.cpu().double().numpy(),
+        sharp_steps=np.asarray(sharp_steps),
+        sharp=np.asarray(sharp),
+        train_acc=acc,
+        module_sq_last=module_sq,
+        test_acc=test_acc,
+        info=dict(loss=loss, steps=steps, shuffle_layers=shuffle_layers, seed=seed),
+    )
 
 
 # ----------------------------------------------------------------------------- experiment
-def run_rates(make_model: Callable[[], nn.Module], X: Tensor, y: Tensor, lrs: dict[str, float], *, steps: int,
-              seed: int = 0, desc: str = "", **train_kw) -> dict[str, Trajectory]:
+def run_rates(
+    make_model: Callable[[], nn.Module],
+    X: Tensor,
+    y: Tensor,
+    lrs: dict[str, float],
+    *,
+    steps: int,
+    seed: int = 0,
+    desc: str = "",
+    **train_kw,
+) -> dict[str, Trajectory]:
     """One run per learning rate from the same initialisation (``torch.manual_seed(seed)`` then
     ``make_model()``); ``train_kw`` go to :func:`train_recording`. Keys are those of ``lrs``."""
     if not lrs:
@@ -333,12 +404,22 @@ def run_rates(make_model: Callable[[], nn.Module], X: Tensor, y: Tensor, lrs: di
     for label, lr in lrs.items():
         torch.manual_seed(seed)
         model = make_model().to(X.device)
-        out[label] = train_recording(model, X, y, lr=lr, steps=steps, seed=seed,
-                                     desc=f"{desc} lr={lr:g}".strip(), **train_kw)
+        out[label] = train_recording(
+            model,
+            X,
+            y,
+            lr=lr,
+            steps=steps,
+            seed=seed,
+            desc=f"{desc} lr={lr:g}".strip(),
+            **train_kw,
+        )
     return out
 
 
-def layer_table(runs: dict[tuple[str, str], Trajectory], start: float = 0.2, level: float = -0.5):
+def layer_table(
+    runs: dict[tuple[str, str], Trajectory], start: float = 0.2, level: float = -0.5
+):
     """Per layer of every run: median ``c_l``, share of steps with ``c_l < level`` and ``rho_l``.
 
     ``runs`` maps ``(network, rate label)`` to a trajectory; windows start at ``start``.
@@ -348,10 +429,23 @@ def layer_table(runs: dict[tuple[str, str], Trajectory], start: float = 0.2, lev
 
     rows = []
     for (net, rate), tr in runs.items():
-        med, frac, rho = tr.median_cos(start), tr.fraction_below(level, start), tr.osc_share
+        med, frac, rho = (
+            tr.median_cos(start),
+            tr.fraction_below(level, start),
+            tr.osc_share,
+        )
         for k, name in enumerate(tr.names):
-            rows.append({"network": net, "rate": rate, "lr": tr.lr, "layer": name, "median c_l": med[k],
-                         f"share c_l<{level:g}": frac[k], "rho_l": rho[k]})
+            rows.append(
+                {
+                    "network": net,
+                    "rate": rate,
+                    "lr": tr.lr,
+                    "layer": name,
+                    "median c_l": med[k],
+                    f"share c_l<{level:g}": frac[k],
+                    "rho_l": rho[k],
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -365,8 +459,13 @@ def reversed_layers(tr: Trajectory) -> Trajectory:
     """The same run with its layers listed output first (a control: swaps input and output labels)."""
     from dataclasses import replace
 
-    return replace(tr, names=tr.names[::-1], sq=tr.sq[:, ::-1].copy(), dots=tr.dots[:, ::-1].copy(),
-                   module_sq_last=tr.module_sq_last[::-1].copy())
+    return replace(
+        tr,
+        names=tr.names[::-1],
+        sq=tr.sq[:, ::-1].copy(),
+        dots=tr.dots[:, ::-1].copy(),
+        module_sq_last=tr.module_sq_last[::-1].copy(),
+    )
 
 
 def _batch(tr: Trajectory) -> str:
@@ -378,17 +477,33 @@ def _batch(tr: Trajectory) -> str:
 class Margins:
     """The bounds of :func:`chapter_checks` (calibrated on seeds; see the chapter)."""
 
-    osc_level: float = -0.5        # c_l(t) below this counts as an oscillating step
-    osc_fraction: float = 0.5      # at the large rate, in every layer, at least this share of steps oscillate
-    edge_band: tuple[float, float] = (0.85, 1.25)  # late sharpness / (2 / lr) at the large rate
-    loss_drop: float = 1.5         # first-5% loss over last-5% loss, at least
-    rises: float = 0.05            # at the large rate the loss goes up at this share of steps, at least
-    start: float = 0.2             # windows begin after this fraction of the run (progressive sharpening)
-    layer_tol: float = 1e-4        # relative difference of vectorised and per-module layer norms
+    osc_level: float = -0.5  # c_l(t) below this counts as an oscillating step
+    osc_fraction: float = (
+        0.5  # at the large rate, in every layer, at least this share of steps oscillate
+    )
+    edge_band: tuple[float, float] = (
+        0.85,
+        1.25,
+    )  # late sharpness / (2 / lr) at the large rate
+    loss_drop: float = 1.5  # first-5% loss over last-5% loss, at least
+    rises: float = (
+        0.05  # at the large rate the loss goes up at this share of steps, at least
+    )
+    start: float = (
+        0.2  # windows begin after this fraction of the run (progressive sharpening)
+    )
+    layer_tol: float = (
+        1e-4  # relative difference of vectorised and per-module layer norms
+    )
 
 
-def chapter_checks(large: Trajectory, small: Trajectory, margins: Margins = Margins(), prefix: str = "",
-                   claim4: Trajectory | None = None) -> list[Check]:
+def chapter_checks(
+    large: Trajectory,
+    small: Trajectory,
+    margins: Margins = Margins(),
+    prefix: str = "",
+    claim4: Trajectory | None = None,
+) -> list[Check]:
     """The chapter's checks on a run at a large and at a small learning rate.
 
     - ``{prefix}osc_every_layer``: at the large rate the least-oscillating layer still has
@@ -406,24 +521,63 @@ def chapter_checks(large: Trajectory, small: Trajectory, margins: Margins = Marg
     m = margins
     frac_large = large.fraction_below(m.osc_level, m.start)
     frac_small = small.fraction_below(m.osc_level, m.start)
-    layer_err = max(float(np.max(np.abs(tr.sq[-1] - tr.module_sq_last) / np.maximum(tr.module_sq_last, 1e-300)))
-                    for tr in (large, small))
+    layer_err = max(
+        float(
+            np.max(
+                np.abs(tr.sq[-1] - tr.module_sq_last)
+                / np.maximum(tr.module_sq_last, 1e-300)
+            )
+        )
+        for tr in (large, small)
+    )
     checks = [
-        at_least(f"{prefix}osc_every_layer", float(frac_large.min()), m.osc_fraction,
-                 f"at lr={large.lr:g} every layer has c_l(t) < {m.osc_level:g} at most steps"),
-        between(f"{prefix}sharpness_at_edge", large.sharpness_ratio(), *m.edge_band,
-                f"at lr={large.lr:g} the late sharpness is near 2/lr = {large.edge:.3g}", scale="ratio"),
-        at_least(f"{prefix}loss_falls", large.loss_drop(), m.loss_drop,
-                 f"at lr={large.lr:g} the loss still falls (first/last 5% of steps)", scale="ratio"),
-        at_least(f"{prefix}loss_non_monotone", large.rises(), m.rises,
-                 f"at lr={large.lr:g} the loss goes up at some steps"),
-        at_most(f"{prefix}small_rate_calm", float(frac_small.max()), m.osc_fraction,
-                f"at lr={small.lr:g} no layer oscillates at most steps"),
-        at_most(f"{prefix}layers_are_modules", layer_err, m.layer_tol,
-                "per-layer numbers are each module's own (vectorised = per-module loop)"),
+        at_least(
+            f"{prefix}osc_every_layer",
+            float(frac_large.min()),
+            m.osc_fraction,
+            f"at lr={large.lr:g} every layer has c_l(t) < {m.osc_level:g} at most steps",
+        ),
+        between(
+            f"{prefix}sharpness_at_edge",
+            large.sharpness_ratio(),
+            *m.edge_band,
+            f"at lr={large.lr:g} the late sharpness is near 2/lr = {large.edge:.3g}",
+            scale="ratio",
+        ),
+        at_least(
+            f"{prefix}loss_falls",
+            large.loss_drop(),
+            m.loss_drop,
+            f"at lr={large.lr:g} the loss still falls (first/last 5% of steps)",
+            scale="ratio",
+        ),
+        at_least(
+            f"{prefix}loss_non_monotone",
+            large.rises(),
+            m.rises,
+            f"at lr={large.lr:g} the loss goes up at some steps",
+        ),
+        at_most(
+            f"{prefix}small_rate_calm",
+            float(frac_small.max()),
+            m.osc_fraction,
+            f"at lr={small.lr:g} no layer oscillates at most steps",
+        ),
+        at_most(
+            f"{prefix}layers_are_modules",
+            layer_err,
+            m.layer_tol,
+            "per-layer numbers are each module's own (vectorised = per-module loop)",
+        ),
     ]
     if claim4 is not None:
-        checks.append(at_most(f"{prefix}input_over_output", input_minus_output(claim4, m.start), 0.0,
-                              f"at lr={claim4.lr:g}{_batch(claim4)} the input layer's median c_l is "
-                              "below the output layer's"))
+        checks.append(
+            at_most(
+                f"{prefix}input_over_output",
+                input_minus_output(claim4, m.start),
+                0.0,
+                f"at lr={claim4.lr:g}{_batch(claim4)} the input layer's median c_l is "
+                "below the output layer's",
+            )
+        )
     return checks

@@ -9,6 +9,7 @@ shows them at their size and no text falls below :data:`MIN_FONT_PT` points;
 every figure that is drawn wider or with smaller text raises a
 :class:`FigureLayoutWarning`.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -45,12 +46,23 @@ def figure_problems(fig, renderer=None) -> list[str]:
     problems = []
     width = fig.get_tightbbox(renderer).width  # inches
     if width > COLUMN_WIDTH + 0.15:
-        problems.append(f"figure is {width:.1f} in wide, the page column {COLUMN_WIDTH} in: the page "
-                        f"would shrink its text below its size")
-    small = sorted({round(t.get_fontsize(), 1) for t in fig.findobj(Text)
-                    if t.get_visible() and t.get_text().strip() and t.get_fontsize() < MIN_FONT_PT - 1e-6})
+        problems.append(
+            f"figure is {width:.1f} in wide, the page column {COLUMN_WIDTH} in: the page "
+            f"would shrink its text below its size"
+        )
+    small = sorted(
+        {
+            round(t.get_fontsize(), 1)
+            for t in fig.findobj(Text)
+            if t.get_visible()
+            and t.get_text().strip()
+            and t.get_fontsize() < MIN_FONT_PT - 1e-6
+        }
+    )
     if small:
-        problems.append(f"text at {', '.join(map(str, small))} pt, below {MIN_FONT_PT:g} pt")
+        problems.append(
+            f"text at {', '.join(map(str, small))} pt, below {MIN_FONT_PT:g} pt"
+        )
     return problems
 
 
@@ -81,7 +93,12 @@ def set_style(context: str = "notebook") -> None:
             "font.size": 10,
         }
     )
-    for key in ("xtick.labelsize", "ytick.labelsize", "legend.fontsize", "legend.title_fontsize"):
+    for key in (
+        "xtick.labelsize",
+        "ytick.labelsize",
+        "legend.fontsize",
+        "legend.title_fontsize",
+    ):
         plt.rcParams[key] = max(MIN_FONT_PT, _points(plt.rcParams[key]))
     hooks = list(plt.rcParams.get("figure.hooks", []))
     if f"{__name__}:_watch" not in hooks:
@@ -99,7 +116,13 @@ def colors(n: int) -> list:
     return sns.color_palette(PALETTE, n)
 
 
-def subplots(ncols: int = 1, nrows: int = 1, width: float | None = None, height: float = 2.6, **kw):
+def subplots(
+    ncols: int = 1,
+    nrows: int = 1,
+    width: float | None = None,
+    height: float = 2.6,
+    **kw,
+):
     """A grid of axes at most :data:`COLUMN_WIDTH` wide; returns ``(fig, axes)`` with axes squeezed.
 
     ``width`` is one panel's width in inches (default: the column shared by ``ncols``
@@ -107,17 +130,31 @@ def subplots(ncols: int = 1, nrows: int = 1, width: float | None = None, height:
     than the column, is refused: stack them instead (``nrows``).
     """
     if ncols > MAX_PANELS_PER_ROW:
-        raise ValueError(f"{ncols} panels a row is too many for the page column: use at most "
-                         f"{MAX_PANELS_PER_ROW} and stack the rest (nrows)")
+        raise ValueError(
+            f"{ncols} panels a row is too many for the page column: use at most "
+            f"{MAX_PANELS_PER_ROW} and stack the rest (nrows)"
+        )
     width = COLUMN_WIDTH / ncols if width is None else width
     if width * ncols > COLUMN_WIDTH + 1e-9:
-        raise ValueError(f"{ncols} panels of {width} in make {width * ncols:.1f} in, wider than the "
-                         f"page column ({COLUMN_WIDTH} in)")
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False, **kw)
+        raise ValueError(
+            f"{ncols} panels of {width} in make {width * ncols:.1f} in, wider than the "
+            f"page column ({COLUMN_WIDTH} in)"
+        )
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False, **kw
+    )
     return fig, (axes[0, 0] if axes.size == 1 else axes.squeeze())
 
 
-def band(ax, x: Sequence[float], Y: np.ndarray, label: str | None = None, color=None, marker: str = "o", **kw):
+def band(
+    ax,
+    x: Sequence[float],
+    Y: np.ndarray,
+    label: str | None = None,
+    color=None,
+    marker: str = "o",
+    **kw,
+):
     """Plot the mean of ``Y`` (shape ``(n_seeds, len(x))``) with a min-max band over seeds."""
     Y = np.atleast_2d(np.asarray(Y, dtype=float))
     x = np.asarray(x, dtype=float)
@@ -125,23 +162,47 @@ def band(ax, x: Sequence[float], Y: np.ndarray, label: str | None = None, color=
         raise ValueError(f"Y must have shape (n_seeds, {len(x)}), got {Y.shape}")
     (line,) = ax.plot(x, Y.mean(0), marker=marker, label=label, color=color, **kw)
     if len(Y) > 1:
-        ax.fill_between(x, Y.min(0), Y.max(0), color=line.get_color(), alpha=0.2, linewidth=0)
+        ax.fill_between(
+            x, Y.min(0), Y.max(0), color=line.get_color(), alpha=0.2, linewidth=0
+        )
     return line
 
 
-def heatmap(ax, values: np.ndarray, xticklabels: Sequence, yticklabels: Sequence, xlabel: str = "",
-            ylabel: str = "", fmt: str = ".0f", cmap: str = "rocket_r", cbar_label: str = "", **kw):
+def heatmap(
+    ax,
+    values: np.ndarray,
+    xticklabels: Sequence,
+    yticklabels: Sequence,
+    xlabel: str = "",
+    ylabel: str = "",
+    fmt: str = ".0f",
+    cmap: str = "rocket_r",
+    cbar_label: str = "",
+    **kw,
+):
     """Annotated heatmap of a 2-D array with labelled rows (y) and columns (x)."""
-    sns.heatmap(np.asarray(values, dtype=float), ax=ax, annot=True, fmt=fmt, cmap=cmap,
-                xticklabels=list(xticklabels), yticklabels=list(yticklabels),
-                cbar_kws={"label": cbar_label} if cbar_label else None, **kw)
+    sns.heatmap(
+        np.asarray(values, dtype=float),
+        ax=ax,
+        annot=True,
+        fmt=fmt,
+        cmap=cmap,
+        xticklabels=list(xticklabels),
+        yticklabels=list(yticklabels),
+        cbar_kws={"label": cbar_label} if cbar_label else None,
+        **kw,
+    )
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     return ax
 
 
-def image_row(images: Sequence[np.ndarray], titles: Sequence[str] | None = None, size: float | None = None,
-              cmap: str = "gray"):
+def image_row(
+    images: Sequence[np.ndarray],
+    titles: Sequence[str] | None = None,
+    size: float | None = None,
+    cmap: str = "gray",
+):
     """Show images side by side in one column-wide row (gray ``(H, W)`` or colour ``(H, W, 3)`` in [0, 1]).
 
     ``size`` is each image's side in inches (default: the column shared by the images;
@@ -150,20 +211,35 @@ def image_row(images: Sequence[np.ndarray], titles: Sequence[str] | None = None,
     n = len(images)
     size = COLUMN_WIDTH / n if size is None else size
     if size * n > COLUMN_WIDTH + 1e-9:
-        raise ValueError(f"{n} images of {size} in make {size * n:.1f} in, wider than the page column "
-                         f"({COLUMN_WIDTH} in): use a smaller size or two rows")
-    fig, axes = plt.subplots(1, n, figsize=(size * n, size + (0.35 if titles is not None else 0)),
-                             squeeze=False)
+        raise ValueError(
+            f"{n} images of {size} in make {size * n:.1f} in, wider than the page column "
+            f"({COLUMN_WIDTH} in): use a smaller size or two rows"
+        )
+    fig, axes = plt.subplots(
+        1,
+        n,
+        figsize=(size * n, size + (0.35 if titles is not None else 0)),
+        squeeze=False,
+    )
     for i, (ax, img) in enumerate(zip(axes[0], images)):
         img = np.asarray(img)
-        ax.imshow(np.clip(img, 0, 1), cmap=cmap if img.ndim == 2 else None, vmin=0, vmax=1)
+        ax.imshow(
+            np.clip(img, 0, 1), cmap=cmap if img.ndim == 2 else None, vmin=0, vmax=1
+        )
         ax.set_axis_off()
         if titles is not None:
             ax.set_title(titles[i])
     return fig, axes[0]
 
 
-def spectrum(ax, matrix, label: str | None = None, n: int | None = None, normalize: bool = True, **kw):
+def spectrum(
+    ax,
+    matrix,
+    label: str | None = None,
+    n: int | None = None,
+    normalize: bool = True,
+    **kw,
+):
     """Plot the singular values ``s_1 >= s_2 >= ...`` of a matrix (divided by ``s_1`` when ``normalize``).
 
     ``n`` keeps the first ``n`` values. A low-rank matrix shows a cliff after its rank.

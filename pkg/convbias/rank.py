@@ -21,6 +21,7 @@ infinite entries are an error; an empty matrix (a zero dimension) has all three 
 Used by chapter 1 (filters and data), chapter 2 (through :mod:`convbias.lowrank`) and
 the appendix on rank measures.
 """
+
 from __future__ import annotations
 
 import torch
@@ -35,7 +36,9 @@ def as_matrix(W: Tensor) -> Tensor:
     """
     W = torch.as_tensor(W)
     if W.ndim < 2:
-        raise ValueError(f"a weight matrix needs at least 2 dimensions, got shape {tuple(W.shape)}")
+        raise ValueError(
+            f"a weight matrix needs at least 2 dimensions, got shape {tuple(W.shape)}"
+        )
     return W if W.ndim == 2 else W.reshape(W.shape[0], -1)
 
 
@@ -43,11 +46,15 @@ def _checked(W: Tensor) -> Tensor:
     """``W`` as a tensor of matrices ``(..., m, n)`` with finite entries (else a clear error)."""
     W = torch.as_tensor(W)
     if W.ndim < 2:
-        raise ValueError(f"expected a matrix or a batch of matrices (..., m, n), got shape {tuple(W.shape)}")
+        raise ValueError(
+            f"expected a matrix or a batch of matrices (..., m, n), got shape {tuple(W.shape)}"
+        )
     if W.is_floating_point() or W.is_complex():
         if W.numel() and not bool(torch.isfinite(W).all()):
-            raise ValueError(f"the matrix of shape {tuple(W.shape)} has NaN or infinite entries: its rank is "
-                             "undefined (did training diverge?)")
+            raise ValueError(
+                f"the matrix of shape {tuple(W.shape)} has NaN or infinite entries: its rank is "
+                "undefined (did training diverge?)"
+            )
     return W
 
 
@@ -110,7 +117,11 @@ def stable_rank_from_gram(G: Tensor) -> Tensor:
         return torch.zeros(G.shape[:-2], dtype=torch.float64, device=G.device)
     top = torch.linalg.eigvalsh(G)[..., -1]
     fro2 = torch.diagonal(G, dim1=-2, dim2=-1).sum(-1).real
-    return torch.where(top > 0, fro2 / top.clamp_min(torch.finfo(top.dtype).tiny), torch.zeros_like(fro2))
+    return torch.where(
+        top > 0,
+        fro2 / top.clamp_min(torch.finfo(top.dtype).tiny),
+        torch.zeros_like(fro2),
+    )
 
 
 def effective_rank(W: Tensor) -> Tensor:
@@ -118,7 +129,9 @@ def effective_rank(W: Tensor) -> Tensor:
     return effective_rank_from_singular_values(singular_values(W))
 
 
-def numerical_rank(W: Tensor, rtol: float = 1e-3, relative_to: str = "largest") -> Tensor:
+def numerical_rank(
+    W: Tensor, rtol: float = 1e-3, relative_to: str = "largest"
+) -> Tensor:
     """Number of singular values above ``rtol`` times a reference (relative tolerance).
 
     The reference is the largest singular value ``s_1`` (``relative_to="largest"``) or
@@ -137,18 +150,26 @@ def ranks(W: Tensor, rtol: float = 1e-3) -> dict[str, Tensor]:
     """
     _check_rtol(rtol)
     s = singular_values(W)
-    return {"stable": stable_rank_from_singular_values(s), "effective": effective_rank_from_singular_values(s),
-            "numerical": numerical_rank_from_singular_values(s, rtol)}
+    return {
+        "stable": stable_rank_from_singular_values(s),
+        "effective": effective_rank_from_singular_values(s),
+        "numerical": numerical_rank_from_singular_values(s, rtol),
+    }
 
 
 def stable_rank_from_singular_values(s: Tensor) -> Tensor:
     """``sum_i s_i^2 / s_1^2`` for decreasing singular values ``s`` (0 when all are 0 or there are none)."""
     if s.shape[-1] == 0:
         return torch.zeros(s.shape[:-1], dtype=s.dtype, device=s.device)
-    s = s / torch.where(s[..., :1] > 0, s[..., :1], torch.ones_like(s[..., :1]))  # scale-free: no underflow
+    s = s / torch.where(
+        s[..., :1] > 0, s[..., :1], torch.ones_like(s[..., :1])
+    )  # scale-free: no underflow
     top2 = s[..., 0].square()
-    return torch.where(top2 > 0, s.square().sum(-1) / top2.clamp_min(torch.finfo(s.dtype).tiny),
-                       torch.zeros_like(top2))
+    return torch.where(
+        top2 > 0,
+        s.square().sum(-1) / top2.clamp_min(torch.finfo(s.dtype).tiny),
+        torch.zeros_like(top2),
+    )
 
 
 def effective_rank_from_singular_values(s: Tensor) -> Tensor:
@@ -156,10 +177,14 @@ def effective_rank_from_singular_values(s: Tensor) -> Tensor:
     total = s.sum(-1, keepdim=True)
     p = s / total.clamp_min(torch.finfo(s.dtype).tiny)
     entropy = -(torch.where(p > 0, p * torch.log(p), torch.zeros_like(p))).sum(-1)
-    return torch.where(total.squeeze(-1) > 0, torch.exp(entropy), torch.zeros_like(entropy))
+    return torch.where(
+        total.squeeze(-1) > 0, torch.exp(entropy), torch.zeros_like(entropy)
+    )
 
 
-def numerical_rank_from_singular_values(s: Tensor, rtol: float = 1e-3, relative_to: str = "largest") -> Tensor:
+def numerical_rank_from_singular_values(
+    s: Tensor, rtol: float = 1e-3, relative_to: str = "largest"
+) -> Tensor:
     """``#{i : s_i > rtol * ref}`` for decreasing singular values ``s``, ``ref`` = ``s_1`` or ``||s||_2``.
 
     See :func:`numerical_rank` for ``relative_to``.
@@ -169,7 +194,9 @@ def numerical_rank_from_singular_values(s: Tensor, rtol: float = 1e-3, relative_
     elif relative_to == "frobenius":
         ref = s.square().sum(-1, keepdim=True).sqrt()
     else:
-        raise ValueError(f"relative_to must be 'largest' or 'frobenius', got {relative_to!r}")
+        raise ValueError(
+            f"relative_to must be 'largest' or 'frobenius', got {relative_to!r}"
+        )
     return ((s > rtol * ref) & (s > 0)).sum(-1)
 
 

@@ -7,6 +7,7 @@ space (:func:`convbias.efcn.to_lcn`). References: the CNN trained to the end,
 and a standard FCN of the eFCN's architecture trained from scratch for the
 same number of epochs as each eFCN.
 """
+
 from __future__ import annotations
 
 import copy
@@ -39,24 +40,42 @@ class RelaxRun:
     """Outcome of one seed of the protocol (accuracies are test accuracies in [0, 1])."""
 
     relax_epochs: list[int]
-    cnn_acc: float                      # the CNN after all its epochs
-    cnn_acc_long: float                 # the CNN trained relax_train_epochs more (same budget as the last eFCN)
-    cnn_acc_at: np.ndarray              # the CNN at each relax time
-    efcn_acc: np.ndarray                # the eFCN relaxed at each time, after relax_train_epochs
-    fcn_acc: float                      # the scratch FCN, after relax_train_epochs
-    lcn_acc: np.ndarray | None          # the eLCN relaxed at each time (if asked)
-    off_support: np.ndarray             # final off-support fraction of each eFCN
-    off_tying: np.ndarray               # final off-tying fraction of each eFCN
+    cnn_acc: float  # the CNN after all its epochs
+    cnn_acc_long: (
+        float  # the CNN trained relax_train_epochs more (same budget as the last eFCN)
+    )
+    cnn_acc_at: np.ndarray  # the CNN at each relax time
+    efcn_acc: np.ndarray  # the eFCN relaxed at each time, after relax_train_epochs
+    fcn_acc: float  # the scratch FCN, after relax_train_epochs
+    lcn_acc: np.ndarray | None  # the eLCN relaxed at each time (if asked)
+    off_support: np.ndarray  # final off-support fraction of each eFCN
+    off_tying: np.ndarray  # final off-tying fraction of each eFCN
     histories: dict[str, History] = field(default_factory=dict)
-    embed_error: np.ndarray | None = None  # relative output error of each embedded snapshot vs its trained CNN
+    embed_error: np.ndarray | None = (
+        None  # relative output error of each embedded snapshot vs its trained CNN
+    )
 
 
-def relax_protocol(make_cnn: Callable[[], nn.Sequential], data: Split, *, input_shape: Sequence[int],
-                   epochs: int, relax_epochs: Sequence[int], relax_train_epochs: int, lr: float,
-                   batch_size: int, seed: int, momentum: float = 0.0, weight_decay: float = 0.0,
-                   lcn: bool = False, log_every: int | None = None, device: torch.device | None = None,
-                   progress: bool = True, cache: str | None = None,
-                   perturb: Callable[[nn.Module], None] | None = None) -> RelaxRun:
+def relax_protocol(
+    make_cnn: Callable[[], nn.Sequential],
+    data: Split,
+    *,
+    input_shape: Sequence[int],
+    epochs: int,
+    relax_epochs: Sequence[int],
+    relax_train_epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    lcn: bool = False,
+    log_every: int | None = None,
+    device: torch.device | None = None,
+    progress: bool = True,
+    cache: str | None = None,
+    perturb: Callable[[nn.Module], None] | None = None,
+) -> RelaxRun:
     """Run the protocol for one seed and return a :class:`RelaxRun`.
 
     ``relax_epochs`` must lie in ``[0, epochs]``. Every network is trained by
@@ -65,8 +84,8 @@ def relax_protocol(make_cnn: Callable[[], nn.Sequential], data: Split, *, input_
     its whole run, each embedded network starts a fresh optimizer (its
     parameters live in another space). After its ``epochs`` the CNN is also
     trained ``relax_train_epochs`` more, the same budget as an eFCN relaxed at
-    ``epochs`` (``cnn_acc_long``): an eFCN that "beats the CNN" should beat both. ``log_every`` (steps) sets how often the
-    eFCN's distance from the CNN subspace is recorded (default: every epoch).
+    ``epochs`` (``cnn_acc_long``): an eFCN that "beats the CNN" should beat both.
+    ``log_every`` (steps) sets how often the eFCN's distance from the CNN subspace is recorded (default: every epoch).
     ``cache`` names the run in the results cache (:mod:`convbias.cache`): a seed's
     run is stored once done, so a loop over seeds resumes after an interruption.
     ``perturb`` (for experiments on the protocol itself) is applied in place to every
@@ -74,83 +93,204 @@ def relax_protocol(make_cnn: Callable[[], nn.Sequential], data: Split, *, input_
     snapshot's relative output error against its trained CNN, on the test inputs, is
     recorded in ``embed_error`` (after ``perturb``).
     """
-    for value, name in ((epochs, "epochs"), (relax_train_epochs, "relax_train_epochs"), (batch_size, "batch_size")):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+    for value, name in (
+        (epochs, "epochs"),
+        (relax_train_epochs, "relax_train_epochs"),
+        (batch_size, "batch_size"),
+    ):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, np.integer))
+            or value < 1
+        ):
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if batch_size > len(data.X_train):
-        raise ValueError(f"batch_size={batch_size} exceeds the {len(data.X_train)} training examples")
-    if log_every is not None and (isinstance(log_every, bool) or not isinstance(log_every, (int, np.integer))
-                                  or log_every < 1):
-        raise ValueError(f"log_every must be a positive integer or None, got {log_every!r}")
-    for value, name in ((lr, "lr"), (momentum, "momentum"), (weight_decay, "weight_decay")):
+        raise ValueError(
+            f"batch_size={batch_size} exceeds the {len(data.X_train)} training examples"
+        )
+    if log_every is not None and (
+        isinstance(log_every, bool)
+        or not isinstance(log_every, (int, np.integer))
+        or log_every < 1
+    ):
+        raise ValueError(
+            f"log_every must be a positive integer or None, got {log_every!r}"
+        )
+    for value, name in (
+        (lr, "lr"),
+        (momentum, "momentum"),
+        (weight_decay, "weight_decay"),
+    ):
         if not np.isfinite(value) or value < 0:
             raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
     times = sorted({int(t) for t in relax_epochs})
     if not times or times[0] < 0 or times[-1] > epochs:
-        raise ValueError(f"relax_epochs must lie in [0, epochs={epochs}], got {list(relax_epochs)}")
+        raise ValueError(
+            f"relax_epochs must lie in [0, epochs={epochs}], got {list(relax_epochs)}"
+        )
     dev = device or default_device()
     if perturb is not None:
         cache = None
     torch.manual_seed(seed)
-    config = dict(cnn=make_cnn(), X=data.X_train, y=data.y_train, X_test=data.X_test, y_test=data.y_test,
-                  input_shape=list(input_shape), epochs=epochs, relax_epochs=times,
-                  relax_train_epochs=relax_train_epochs, lr=lr, batch_size=batch_size, seed=seed, momentum=momentum,
-                  weight_decay=weight_decay, lcn=lcn, log_every=log_every, device=str(dev))
-    return resumable(cache and f"{cache}-seed{seed}", config, lambda: _relax_protocol(
-        make_cnn, data, input_shape=input_shape, epochs=epochs, times=times, relax_train_epochs=relax_train_epochs,
-        lr=lr, batch_size=batch_size, seed=seed, momentum=momentum, weight_decay=weight_decay, lcn=lcn,
-        log_every=log_every, dev=dev, progress=progress, perturb=perturb))
+    config = dict(
+        cnn=make_cnn(),
+        X=data.X_train,
+        y=data.y_train,
+        X_test=data.X_test,
+        y_test=data.y_test,
+        input_shape=list(input_shape),
+        epochs=epochs,
+        relax_epochs=times,
+        relax_train_epochs=relax_train_epochs,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        lcn=lcn,
+        log_every=log_every,
+        device=str(dev),
+    )
+    return resumable(
+        cache and f"{cache}-seed{seed}",
+        config,
+        lambda: _relax_protocol(
+            make_cnn,
+            data,
+            input_shape=input_shape,
+            epochs=epochs,
+            times=times,
+            relax_train_epochs=relax_train_epochs,
+            lr=lr,
+            batch_size=batch_size,
+            seed=seed,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            lcn=lcn,
+            log_every=log_every,
+            dev=dev,
+            progress=progress,
+            perturb=perturb,
+        ),
+    )
 
 
-def _relax_protocol(make_cnn: Callable[[], nn.Sequential], data: Split, *, input_shape: Sequence[int], epochs: int,
-                    times: list[int], relax_train_epochs: int, lr: float, batch_size: int, seed: int,
-                    momentum: float, weight_decay: float, lcn: bool, log_every: int | None, dev: torch.device,
-                    progress: bool, perturb: Callable[[nn.Module], None] | None = None) -> RelaxRun:
-    every_time, times = times, cap_items(times)  # a smoke run relaxes at the first and last time only
+def _relax_protocol(
+    make_cnn: Callable[[], nn.Sequential],
+    data: Split,
+    *,
+    input_shape: Sequence[int],
+    epochs: int,
+    times: list[int],
+    relax_train_epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    momentum: float,
+    weight_decay: float,
+    lcn: bool,
+    log_every: int | None,
+    dev: torch.device,
+    progress: bool,
+    perturb: Callable[[nn.Module], None] | None = None,
+) -> RelaxRun:
+    every_time, times = (
+        times,
+        cap_items(times),
+    )  # a smoke run relaxes at the first and last time only
     per_epoch = steps_per_epoch(len(data.X_train), batch_size)
     log_every = log_every or per_epoch
-    train = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, batch_size=batch_size,
-                 X_test=data.X_test, y_test=data.y_test, progress=False)
+    train = dict(
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        batch_size=batch_size,
+        X_test=data.X_test,
+        y_test=data.y_test,
+        progress=False,
+    )
     X, y = data.X_train.to(dev), data.y_train.to(dev)
 
     torch.manual_seed(seed)
     cnn = make_cnn().to(dev)
-    opt = torch.optim.SGD(cnn.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    opt = torch.optim.SGD(
+        cnn.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay
+    )
     snapshots: dict[int, nn.Module] = {}
     cnn_acc_at, histories = {}, {}
     done = 0
     cnn_hist = History()
     for t in sorted(set(times) | {epochs}):
         if t > done:
-            h = fit(cnn, X, y, optimizer=opt, epochs=t - done, seed=seed * 1000 + done,
-                    log_every=per_epoch * (t - done), **train)
-            cnn_hist.record(t, test_acc=h.last("test_acc"), train_acc=h.last("train_acc"))
+            h = fit(
+                cnn,
+                X,
+                y,
+                optimizer=opt,
+                epochs=t - done,
+                seed=seed * 1000 + done,
+                log_every=per_epoch * (t - done),
+                **train,
+            )
+            cnn_hist.record(
+                t, test_acc=h.last("test_acc"), train_acc=h.last("train_acc")
+            )
         elif t == 0:
-            cnn_hist.record(0, **{k: v for k, v in evaluate(cnn, data.X_test.to(dev), data.y_test.to(dev),
-                                                             prefix="test_").items() if k == "test_acc"})
+            cnn_hist.record(
+                0,
+                **{
+                    k: v
+                    for k, v in evaluate(
+                        cnn, data.X_test.to(dev), data.y_test.to(dev), prefix="test_"
+                    ).items()
+                    if k == "test_acc"
+                },
+            )
         done = t
         cnn_acc_at[t] = float(cnn_hist.last("test_acc"))
         if t in times:
             snapshots[t] = copy.deepcopy(cnn).eval()
-    h = fit(cnn, X, y, optimizer=opt, epochs=relax_train_epochs, seed=seed * 1000 + epochs,
-            log_every=per_epoch * relax_train_epochs, **train)
+    h = fit(
+        cnn,
+        X,
+        y,
+        optimizer=opt,
+        epochs=relax_train_epochs,
+        seed=seed * 1000 + epochs,
+        log_every=per_epoch * relax_train_epochs,
+        **train,
+    )
     cnn_acc_long = float(h.last("test_acc"))
     histories["cnn"] = cnn_hist
 
     efcn_acc, lcn_acc, off_support, off_tying, embed_error = [], [], [], [], []
     X_check = data.X_test[:256].to(dev)
     kinds = [("efcn", to_fcn)] + ([("lcn", to_lcn)] if lcn else [])
-    bar = progress_bar(total=len(times) * len(kinds) + 1, desc=f"relax (seed {seed})", enabled=progress)
-    with stands_for(len(every_time) / len(times)):  # what a cost meter counts for the skipped times
+    bar = progress_bar(
+        total=len(times) * len(kinds) + 1, desc=f"relax (seed {seed})", enabled=progress
+    )
+    with stands_for(
+        len(every_time) / len(times)
+    ):  # what a cost meter counts for the skipped times
         for t in times:
             for kind, embed in kinds:
                 net = embed(snapshots[t], input_shape).to(dev)
                 if kind == "efcn":
                     if perturb is not None:
                         perturb(net)
-                    embed_error.append(relative_output_error(net, snapshots[t].to(dev), X_check))
-                h = fit(net, X, y, epochs=relax_train_epochs, seed=seed * 1000 + 500 + t, log_every=log_every,
-                        metrics=subspace_distance if kind == "efcn" else None, **train)
+                    embed_error.append(
+                        relative_output_error(net, snapshots[t].to(dev), X_check)
+                    )
+                h = fit(
+                    net,
+                    X,
+                    y,
+                    epochs=relax_train_epochs,
+                    seed=seed * 1000 + 500 + t,
+                    log_every=log_every,
+                    metrics=subspace_distance if kind == "efcn" else None,
+                    **train,
+                )
                 histories[f"{kind}@{t}"] = h
                 if kind == "efcn":
                     efcn_acc.append(h.last("test_acc"))
@@ -159,17 +299,39 @@ def _relax_protocol(make_cnn: Callable[[], nn.Sequential], data: Split, *, input
                 else:
                     lcn_acc.append(h.last("test_acc"))
                 bar.update()
-    fcn = reinitialized_fcn(to_fcn(snapshots[times[0]], input_shape), seed=seed + 10_000).to(dev)
-    h = fit(fcn, X, y, epochs=relax_train_epochs, seed=seed * 1000 + 999, log_every=log_every, **train)
+    fcn = reinitialized_fcn(
+        to_fcn(snapshots[times[0]], input_shape), seed=seed + 10_000
+    ).to(dev)
+    h = fit(
+        fcn,
+        X,
+        y,
+        epochs=relax_train_epochs,
+        seed=seed * 1000 + 999,
+        log_every=log_every,
+        **train,
+    )
     histories["fcn"] = h
     bar.update()
     bar.close()
-    return RelaxRun(times, cnn_acc_at[epochs], cnn_acc_long, np.array([cnn_acc_at[t] for t in times]), np.array(efcn_acc),
-                    float(h.last("test_acc")), np.array(lcn_acc) if lcn else None, np.array(off_support),
-                    np.array(off_tying), histories, np.array(embed_error))
+    return RelaxRun(
+        times,
+        cnn_acc_at[epochs],
+        cnn_acc_long,
+        np.array([cnn_acc_at[t] for t in times]),
+        np.array(efcn_acc),
+        float(h.last("test_acc")),
+        np.array(lcn_acc) if lcn else None,
+        np.array(off_support),
+        np.array(off_tying),
+        histories,
+        np.array(embed_error),
+    )
 
 
-def relative_output_error(net: nn.Module, reference: nn.Module, x: torch.Tensor) -> float:
+def relative_output_error(
+    net: nn.Module, reference: nn.Module, x: torch.Tensor
+) -> float:
     """``||net(x) - reference(x)|| / ||reference(x)||`` with both networks in eval mode (no gradients)."""
     modes = net.training, reference.training
     net.eval(), reference.eval()
@@ -191,9 +353,16 @@ def late_gains(runs: Sequence[RelaxRun], late_from: int) -> np.ndarray:
     return np.array(out)
 
 
-def relax_checks(runs: Sequence[RelaxRun], random_error: float, late_from: int, gain: float = 0.10,
-                 beat_from: int | None = None, beat_by: float = 0.05, exact: float = 1e-5,
-                 off_max: float = 0.1) -> list:
+def relax_checks(
+    runs: Sequence[RelaxRun],
+    random_error: float,
+    late_from: int,
+    gain: float = 0.10,
+    beat_from: int | None = None,
+    beat_by: float = 0.05,
+    exact: float = 1e-5,
+    off_max: float = 0.1,
+) -> list:
     """Chapter 5's claims as :class:`convbias.checks.Check` objects.
 
     ``random_error`` is the relative output error of the eFCN of an untrained CNN on random
@@ -205,23 +374,59 @@ def relax_checks(runs: Sequence[RelaxRun], random_error: float, late_from: int, 
     from .checks import at_least, at_most
 
     checks = [
-        at_most("exact_random", random_error, exact, "eFCN(x) = CNN(x) on random inputs (float32)", scale="ratio"),
-        at_most("exact_trained", max(float(np.max(r.embed_error)) for r in runs), exact,
-                "every embedded trained snapshot reproduces its CNN on the test inputs", scale="ratio"),
-        at_least("late_gain_min", float(late_gains(runs, late_from).min()), gain,
-                 f"on every seed the eFCN relaxed at t >= {late_from} beats the scratch FCN by {gain:.0%}"),
+        at_most(
+            "exact_random",
+            random_error,
+            exact,
+            "eFCN(x) = CNN(x) on random inputs (float32)",
+            scale="ratio",
+        ),
+        at_most(
+            "exact_trained",
+            max(float(np.max(r.embed_error)) for r in runs),
+            exact,
+            "every embedded trained snapshot reproduces its CNN on the test inputs",
+            scale="ratio",
+        ),
+        at_least(
+            "late_gain_min",
+            float(late_gains(runs, late_from).min()),
+            gain,
+            f"on every seed the eFCN relaxed at t >= {late_from} beats the scratch FCN by {gain:.0%}",
+        ),
     ]
     if beat_from is not None:
-        worst = min(float(np.min(r.efcn_acc[np.asarray(r.relax_epochs) >= beat_from]) - r.fcn_acc) for r in runs)
-        checks.append(at_least("beats_fcn_from", worst, beat_by,
-                               f"on every seed the eFCN beats the scratch FCN by {beat_by:.0%} at every relax "
-                               f"time >= {beat_from}"))
+        worst = min(
+            float(
+                np.min(r.efcn_acc[np.asarray(r.relax_epochs) >= beat_from]) - r.fcn_acc
+            )
+            for r in runs
+        )
+        checks.append(
+            at_least(
+                "beats_fcn_from",
+                worst,
+                beat_by,
+                f"on every seed the eFCN beats the scratch FCN by {beat_by:.0%} at every relax "
+                f"time >= {beat_from}",
+            )
+        )
     off_support = max(float(np.max(r.off_support)) for r in runs)
     off_tying = max(float(np.max(r.off_tying)) for r in runs)
     checks += [
-        at_most("off_support_max", off_support, off_max,
-                f"the eFCN keeps over {1 - off_max:.0%} of its weight norm on the CNN's support", scale="ratio"),
-        at_most("off_tying_max", off_tying, off_max,
-                f"and within {off_max:.0%} of the CNN's weight tying", scale="ratio"),
+        at_most(
+            "off_support_max",
+            off_support,
+            off_max,
+            f"the eFCN keeps over {1 - off_max:.0%} of its weight norm on the CNN's support",
+            scale="ratio",
+        ),
+        at_most(
+            "off_tying_max",
+            off_tying,
+            off_max,
+            f"and within {off_max:.0%} of the CNN's weight tying",
+            scale="ratio",
+        ),
     ]
     return checks

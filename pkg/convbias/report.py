@@ -4,6 +4,7 @@ Used by every chapter.
 :func:`glue` stores a value under a key for the built book (myst-nb glue) and
 does nothing when myst-nb is absent (e.g. on Colab), so notebooks run anywhere.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -66,7 +67,9 @@ def glue_figure(name: str, fig: Any = None) -> None:
         return
     from IPython import get_ipython
 
-    recorder = get_ipython().user_ns.get("__convbias_run__")  # a headless run keeps its figures
+    recorder = get_ipython().user_ns.get(
+        "__convbias_run__"
+    )  # a headless run keeps its figures
     if recorder is not None:
         recorder.save_open_figures()
     try:
@@ -125,7 +128,10 @@ def glue_checks_passed(chapter: str) -> str:
     return glue_markdown(f"{chapter}_checks", "all passed")
 
 
-def comparison_table(rows: Sequence[dict], columns: Sequence[str] = ("quantity", "paper", "this build", "note")):
+def comparison_table(
+    rows: Sequence[dict],
+    columns: Sequence[str] = ("quantity", "paper", "this build", "note"),
+):
     """A table with the paper's numbers beside this build's, as a pandas DataFrame.
 
     Each row is a dict with the keys of ``columns``; missing keys are left blank.
@@ -135,8 +141,12 @@ def comparison_table(rows: Sequence[dict], columns: Sequence[str] = ("quantity",
 
     unknown = {k for row in rows for k in row} - set(columns)
     if unknown:
-        raise ValueError(f"unknown column(s) {sorted(unknown)}; expected {list(columns)}")
-    frame = pd.DataFrame([{c: row.get(c, "") for c in columns} for row in rows], columns=list(columns))
+        raise ValueError(
+            f"unknown column(s) {sorted(unknown)}; expected {list(columns)}"
+        )
+    frame = pd.DataFrame(
+        [{c: row.get(c, "") for c in columns} for row in rows], columns=list(columns)
+    )
     return frame.style.hide(axis="index")
 
 
@@ -144,9 +154,11 @@ def comparison_table(rows: Sequence[dict], columns: Sequence[str] = ("quantity",
 FULL_RESULTS_START = "<!-- full-profile results: written by convbias.report.update_full_results_section -->"
 FULL_RESULTS_END = "<!-- end of full-profile results -->"
 FULL_RESULT_KEYS = ("chapter", "device", "date", "code_version", "seconds", "values")
-NO_FULL_RESULTS = ("No full-profile run on a GPU is recorded for this build: every number on this page comes "
-                   "from the quick profile on a CPU. Time and memory of the full profile are estimated by "
-                   "`python -m convbias estimate`.")
+NO_FULL_RESULTS = (
+    "No full-profile run on a GPU is recorded for this build: every number on this page comes "
+    "from the quick profile on a CPU. Time and memory of the full profile are estimated by "
+    "`python -m convbias estimate`."
+)
 
 
 def full_result_record(results_json: str | Path, date: str | None = None) -> dict:
@@ -160,11 +172,19 @@ def full_result_record(results_json: str | Path, date: str | None = None) -> dic
     summary = json.loads(Path(results_json).read_text())
     info = summary.get("run_info", "")
     if "profile=full" not in info:
-        raise ValueError(f"{results_json} is not a full-profile run ({info or 'no run_info'})")
+        raise ValueError(
+            f"{results_json} is not a full-profile run ({info or 'no run_info'})"
+        )
     device = info.split("device=", 1)[-1].split(" | ")[0]
-    return {"chapter": Path(summary["notebook"]).stem, "device": device,
-            "date": date or datetime.date.today().isoformat(), "code_version": f"{__version__}+{code_fingerprint()}",
-            "seconds": summary["seconds"], "checks_passed": summary["checks_passed"], "values": summary["values"]}
+    return {
+        "chapter": Path(summary["notebook"]).stem,
+        "device": device,
+        "date": date or datetime.date.today().isoformat(),
+        "code_version": f"{__version__}+{code_fingerprint()}",
+        "seconds": summary["seconds"],
+        "checks_passed": summary["checks_passed"],
+        "values": summary["values"],
+    }
 
 
 def load_full_results(folder: str | Path) -> list[dict]:
@@ -176,19 +196,28 @@ def load_full_results(folder: str | Path) -> list[dict]:
         record = json.loads(path.read_text())
         missing = [k for k in FULL_RESULT_KEYS if k not in record]
         if missing:
-            raise ValueError(f"{path}: a full-profile record needs {', '.join(missing)}")
+            raise ValueError(
+                f"{path}: a full-profile record needs {', '.join(missing)}"
+            )
         records.append(record)
     return records
 
 
-def full_results_markdown(records: Sequence[dict], quick: dict[str, dict] | None = None) -> str:
+def full_results_markdown(
+    records: Sequence[dict], quick: dict[str, dict] | None = None
+) -> str:
     """One table per chapter: each glued value of the GPU run beside the quick build's (``quick[chapter]``)."""
     if not records:
         return NO_FULL_RESULTS
     out = []
     for r in records:
-        out += [f"**{r['chapter']}**: full profile on {r['device']}, {r['date']}, code {r['code_version']}, "
-                f"{r['seconds'] / 60:.1f} min.", "", "| value | full profile | quick build |", "| --- | --- | --- |"]
+        out += [
+            f"**{r['chapter']}**: full profile on {r['device']}, {r['date']}, code {r['code_version']}, "
+            f"{r['seconds'] / 60:.1f} min.",
+            "",
+            "| value | full profile | quick build |",
+            "| --- | --- | --- |",
+        ]
         mine = (quick or {}).get(r["chapter"], {})
         for key, value in r["values"].items():
             if key.endswith("_run_info"):
@@ -204,8 +233,9 @@ def _cell(value: Any) -> str:
     return str(value).replace("|", "\\|")
 
 
-def update_full_results_section(page: str | Path, folder: str | Path,
-                                quick: dict[str, dict] | None = None) -> bool:
+def update_full_results_section(
+    page: str | Path, folder: str | Path, quick: dict[str, dict] | None = None
+) -> bool:
     """Rewrite the page's text between the full-profile markers from ``folder``; returns whether it changed."""
     page = Path(page)
     text = page.read_text()
@@ -213,7 +243,8 @@ def update_full_results_section(page: str | Path, folder: str | Path,
         raise ValueError(f"{page} has no full-profile results markers")
     head, rest = text.split(FULL_RESULTS_START, 1)
     _, tail = rest.split(FULL_RESULTS_END, 1)
-    new = f"{head}{FULL_RESULTS_START}\n{full_results_markdown(load_full_results(folder), quick)}\n{FULL_RESULTS_END}{tail}"
+    table = full_results_markdown(load_full_results(folder), quick)
+    new = f"{head}{FULL_RESULTS_START}\n{table}\n{FULL_RESULTS_END}{tail}"
     if new != text:
         page.write_text(new)
     return new != text

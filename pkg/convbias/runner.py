@@ -20,6 +20,7 @@ maintainers' ``tools/profiling.py``.
 
 Used by the book's tooling (``python -m convbias run``, the tests), not by a chapter's code.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -46,8 +47,16 @@ def run_files(out_dir: Path, stem: str) -> list[Path]:
     if not out_dir.is_dir():
         return []
     own = {"results.json", "profile.txt", f"{stem}.ipynb"}
-    return sorted(p for p in out_dir.iterdir() if p.is_file() and (
-        p.name in own or FIGURE_NAME.fullmatch(p.name) or p.name.startswith(".results.json.")))
+    return sorted(
+        p
+        for p in out_dir.iterdir()
+        if p.is_file()
+        and (
+            p.name in own
+            or FIGURE_NAME.fullmatch(p.name)
+            or p.name.startswith(".results.json.")
+        )
+    )
 
 
 def clear_run_folder(out_dir: Path, stem: str) -> list[Path]:
@@ -92,7 +101,13 @@ class KernelRecorder:
     :meth:`next_cell` before each code cell and :meth:`collect` after the last.
     """
 
-    def __init__(self, out_dir: str, tools_dir: str | None = None, tick: float = 0.1, every: int = 20):
+    def __init__(
+        self,
+        out_dir: str,
+        tools_dir: str | None = None,
+        tick: float = 0.1,
+        every: int = 20,
+    ):
         import matplotlib.pyplot as plt
         from IPython import get_ipython
 
@@ -106,7 +121,9 @@ class KernelRecorder:
         self.sampler = None
         if tools_dir is not None:
             sys.path.insert(0, tools_dir)
-            from profiling import SampledProfiler  # maintainers' tool, in a checkout only
+            from profiling import (
+                SampledProfiler,
+            )  # maintainers' tool, in a checkout only
 
             self.sampler = SampledProfiler(tick, every).__enter__()
 
@@ -120,7 +137,9 @@ class KernelRecorder:
 
     def next_cell(self, number: int) -> None:
         self.cell, self.count = number, 0
-        if self._plt.show is not self._shows:  # a backend switch (%matplotlib) rebinds it
+        if (
+            self._plt.show is not self._shows
+        ):  # a backend switch (%matplotlib) rebinds it
             self._show = self._plt.show
             self._wrap_show()
 
@@ -148,8 +167,11 @@ class KernelRecorder:
         from . import report
         from .config import run_info
 
-        payload: dict[str, Any] = {"figures": self.figures, "run_info": run_info(),
-                                   "values": {k: jsonable(v) for k, v in report.GLUED.items()}}
+        payload: dict[str, Any] = {
+            "figures": self.figures,
+            "run_info": run_info(),
+            "values": {k: jsonable(v) for k, v in report.GLUED.items()},
+        }
         if self.sampler is not None:
             self.sampler.__exit__(None, None, None)
             payload["profile"] = self.sampler.table(rows)
@@ -158,8 +180,11 @@ class KernelRecorder:
 
 # ----------------------------------------------------------------------------- the runner
 def _code_cells(nb) -> list[int]:
-    return [i for i, c in enumerate(nb.cells)
-            if c.cell_type == "code" and COLAB_TAG not in c.metadata.get("tags", [])]
+    return [
+        i
+        for i, c in enumerate(nb.cells)
+        if c.cell_type == "code" and COLAB_TAG not in c.metadata.get("tags", [])
+    ]
 
 
 def _control(client, nb, source: str) -> list:
@@ -167,7 +192,9 @@ def _control(client, nb, source: str) -> list:
     import nbformat
 
     cell = nbformat.v4.new_code_cell(source)
-    nb.cells.append(cell)  # nbclient stores the executed cell at its index: give it a slot of its own
+    nb.cells.append(
+        cell
+    )  # nbclient stores the executed cell at its index: give it a slot of its own
     try:
         client.execute_cell(cell, len(nb.cells) - 1, store_history=False)
     finally:
@@ -179,8 +206,10 @@ def tools_dir() -> Path:
     """The ``tools/`` folder of the checkout this package is imported from (not shipped in the wheel)."""
     folder = Path(__file__).resolve().parents[2] / "tools"
     if not (folder / "profiling.py").exists():
-        raise FileNotFoundError(f"{folder / 'profiling.py'} is missing: --trace runs from a checkout of the book "
-                                "with the package imported from its pkg/ folder")
+        raise FileNotFoundError(
+            f"{folder / 'profiling.py'} is missing: --trace runs from a checkout of the book "
+            "with the package imported from its pkg/ folder"
+        )
     return folder
 
 
@@ -195,12 +224,23 @@ def kernel_environment() -> dict[str, str]:
     from .live import STATIC_VAR
 
     here = str(Path(__file__).resolve().parents[1])
-    paths = [str(Path(p).resolve()) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    return {STATIC_VAR: "1", **os.environ, "MPLBACKEND": INLINE_BACKEND,
-            "PYTHONPATH": os.pathsep.join(dict.fromkeys([here, *paths]))}
+    paths = [
+        str(Path(p).resolve())
+        for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+        if p
+    ]
+    return {
+        STATIC_VAR: "1",
+        **os.environ,
+        "MPLBACKEND": INLINE_BACKEND,
+        "PYTHONPATH": os.pathsep.join(dict.fromkeys([here, *paths])),
+    }
 
 
-WIDGET_MIMES = ("application/vnd.jupyter.widget-view+json", "application/vnd.jupyter.widget-state+json")
+WIDGET_MIMES = (
+    "application/vnd.jupyter.widget-view+json",
+    "application/vnd.jupyter.widget-state+json",
+)
 
 
 def strip_widgets(nb) -> int:
@@ -227,8 +267,15 @@ def strip_widgets(nb) -> int:
     return removed
 
 
-def run_headless(notebook: Path, out_dir: Path, progress: bool = True, trace: bool = False,
-                 tick: float = 0.1, every: int = 20, rows: int = 25) -> dict:
+def run_headless(
+    notebook: Path,
+    out_dir: Path,
+    progress: bool = True,
+    trace: bool = False,
+    tick: float = 0.1,
+    every: int = 20,
+    rows: int = 25,
+) -> dict:
     """Execute ``notebook`` in a fresh kernel; write figures, the executed notebook and ``results.json``.
 
     Cells tagged ``colab-setup`` are not run. Stops at the first failing cell (a
@@ -251,17 +298,34 @@ def run_headless(notebook: Path, out_dir: Path, progress: bool = True, trace: bo
     cells = _code_cells(nb)
     sockets = tempfile.TemporaryDirectory(prefix="convbias-kernel-")
     config = Config()
-    config.KernelManager.transport, config.KernelManager.ip = "ipc", str(Path(sockets.name) / "kernel")
-    client = NotebookClient(nb, timeout=None, kernel_name="python3", allow_errors=False, config=config,
-                            resources={"metadata": {"path": str(notebook.parent)}})
-    summary: dict[str, Any] = {"notebook": notebook.name, "checks_passed": True, "failed_cell": None}
+    config.KernelManager.transport, config.KernelManager.ip = (
+        "ipc",
+        str(Path(sockets.name) / "kernel"),
+    )
+    client = NotebookClient(
+        nb,
+        timeout=None,
+        kernel_name="python3",
+        allow_errors=False,
+        config=config,
+        resources={"metadata": {"path": str(notebook.parent)}},
+    )
+    summary: dict[str, Any] = {
+        "notebook": notebook.name,
+        "checks_passed": True,
+        "failed_cell": None,
+    }
     cell_seconds: list[float] = []
     dead = False
     start = time.perf_counter()
     with client.setup_kernel(env=kernel_environment()):
         tools = repr(str(tools_dir())) if trace else "None"
-        _control(client, nb, "from convbias.runner import KernelRecorder\n"
-                             f"__convbias_run__ = KernelRecorder({str(out_dir.resolve())!r}, {tools}, {tick!r}, {every!r})")
+        _control(
+            client,
+            nb,
+            "from convbias.runner import KernelRecorder\n"
+            f"__convbias_run__ = KernelRecorder({str(out_dir.resolve())!r}, {tools}, {tick!r}, {every!r})",
+        )
         for number, index in enumerate(cells, start=1):
             if progress:
                 print(f"[{notebook.stem}] cell {number}/{len(cells)}", flush=True)
@@ -269,26 +333,51 @@ def run_headless(notebook: Path, out_dir: Path, progress: bool = True, trace: bo
             started = time.perf_counter()
             try:
                 client.execute_cell(nb.cells[index], index)
-            except CellExecutionError as exc:  # record and stop: later cells depend on this one
-                summary.update(checks_passed=False, failed_cell=number, error=f"{exc.ename}: {exc.evalue}")
+            except (
+                CellExecutionError
+            ) as exc:  # record and stop: later cells depend on this one
+                summary.update(
+                    checks_passed=False,
+                    failed_cell=number,
+                    error=f"{exc.ename}: {exc.evalue}",
+                )
                 break
-            except DeadKernelError as exc:  # out of memory, os._exit, a crash in native code
-                summary.update(checks_passed=False, failed_cell=number, error=f"the kernel died: {exc}")
+            except (
+                DeadKernelError
+            ) as exc:  # out of memory, os._exit, a crash in native code
+                summary.update(
+                    checks_passed=False,
+                    failed_cell=number,
+                    error=f"the kernel died: {exc}",
+                )
                 dead = True
                 break
             finally:
                 cell_seconds.append(round(time.perf_counter() - started, 2))
         if not dead:
             outputs = _control(client, nb, f"__convbias_run__.collect({rows!r})")
-            payload = next(o["data"][RUN_MIME] for o in outputs if RUN_MIME in o.get("data", {}))
-            payload = json.loads(json.dumps(payload))  # plain types: the results cache stores no notebook nodes
+            payload = next(
+                o["data"][RUN_MIME] for o in outputs if RUN_MIME in o.get("data", {})
+            )
+            payload = json.loads(
+                json.dumps(payload)
+            )  # plain types: the results cache stores no notebook nodes
         else:  # what the dead kernel had saved; its glued values died with it
             from .config import run_info
 
-            payload = {"run_info": run_info(), "values": {},
-                       "figures": [p.name for p in run_files(out_dir, notebook.stem) if FIGURE_NAME.fullmatch(p.name)]}
+            payload = {
+                "run_info": run_info(),
+                "values": {},
+                "figures": [
+                    p.name
+                    for p in run_files(out_dir, notebook.stem)
+                    if FIGURE_NAME.fullmatch(p.name)
+                ],
+            }
     sockets.cleanup()
-    checks = [check for i in cells for check in from_outputs(nb.cells[i].get("outputs", []))]
+    checks = [
+        check for i in cells for check in from_outputs(nb.cells[i].get("outputs", []))
+    ]
     failed = [c["name"] for c in checks if not c["passed"]]
     if failed and judged():
         summary["checks_passed"] = False
@@ -296,11 +385,22 @@ def run_headless(notebook: Path, out_dir: Path, progress: bool = True, trace: bo
     nbformat.write(nb, out_dir / f"{notebook.stem}.ipynb")
     from .config import base_seed
 
-    summary.update(seed=base_seed(), seconds=round(time.perf_counter() - start, 1), cell_seconds=cell_seconds,
-                   run_info=payload["run_info"], figures=payload["figures"], values=payload["values"],
-                   checks=checks, checks_failed=failed, executed=f"{notebook.stem}.ipynb")
+    summary.update(
+        seed=base_seed(),
+        seconds=round(time.perf_counter() - start, 1),
+        cell_seconds=cell_seconds,
+        run_info=payload["run_info"],
+        figures=payload["figures"],
+        values=payload["values"],
+        checks=checks,
+        checks_failed=failed,
+        executed=f"{notebook.stem}.ipynb",
+    )
     write_json_atomic(out_dir / "results.json", summary)
-    return {**summary, **({"profile": payload["profile"]} if "profile" in payload else {})}
+    return {
+        **summary,
+        **({"profile": payload["profile"]} if "profile" in payload else {}),
+    }
 
 
 def chapter_key(notebook: Path) -> dict:
@@ -318,8 +418,13 @@ def chapter_key(notebook: Path) -> dict:
         name = f"cuda: {torch.cuda.get_device_name(dev)}"
     else:
         name = "cpu"
-    return {"notebook": hashlib.sha256(Path(notebook).read_bytes()).hexdigest(), "profile": profile(),
-            "device": name, "data": data_source(), "env": {k: os.environ.get(k) for k in KEY_ENV}}
+    return {
+        "notebook": hashlib.sha256(Path(notebook).read_bytes()).hexdigest(),
+        "profile": profile(),
+        "device": name,
+        "data": data_source(),
+        "env": {k: os.environ.get(k) for k in KEY_ENV},
+    }
 
 
 def data_source() -> list[str]:
@@ -330,7 +435,10 @@ def data_source() -> list[str]:
         root = Path(cache_dir()).resolve()
     except Exception:  # no data cache folder to be had: nothing downloaded
         return []
-    skip = {root / "results", Path(os.environ.get("CONVBIAS_RESULTS") or root / "results").resolve()}
+    skip = {
+        root / "results",
+        Path(os.environ.get("CONVBIAS_RESULTS") or root / "results").resolve(),
+    }
     found = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if Path(folder, d) not in skip)
@@ -341,7 +449,9 @@ def data_source() -> list[str]:
     return found
 
 
-def run_chapter(notebook: Path, out_dir: Path, use_cache: bool = True, progress: bool = True) -> dict:
+def run_chapter(
+    notebook: Path, out_dir: Path, use_cache: bool = True, progress: bool = True
+) -> dict:
     """:func:`run_headless` through the results cache.
 
     The key is :func:`chapter_key` and the package's code fingerprint: rerunning an
@@ -354,7 +464,10 @@ def run_chapter(notebook: Path, out_dir: Path, use_cache: bool = True, progress:
 
     if not use_cache:
         with switched_off():
-            return {**run_headless(notebook, out_dir, progress=progress), "cached": False}
+            return {
+                **run_headless(notebook, out_dir, progress=progress),
+                "cached": False,
+            }
     cache = ResultCache()  # on unless switched off by the environment
     name = f"chapter-{Path(notebook).stem}"
     config = chapter_key(notebook)
@@ -365,17 +478,30 @@ def run_chapter(notebook: Path, out_dir: Path, use_cache: bool = True, progress:
         for file, data in stored["files"].items():
             if file != "results.json":
                 (out_dir / file).write_bytes(data)
-        (out_dir / "results.json").write_bytes(stored["files"]["results.json"])  # last, as in a run
+        (out_dir / "results.json").write_bytes(
+            stored["files"]["results.json"]
+        )  # last, as in a run
         return {**stored["summary"], "cached": True}
     summary = run_headless(notebook, out_dir, progress=progress)
-    if summary["checks_passed"] and not summary["checks_failed"]:  # a reported failure is never restored as a pass
-        files = {f: (out_dir / f).read_bytes() for f in [*summary["figures"], summary["executed"], "results.json"]}
+    if (
+        summary["checks_passed"] and not summary["checks_failed"]
+    ):  # a reported failure is never restored as a pass
+        files = {
+            f: (out_dir / f).read_bytes()
+            for f in [*summary["figures"], summary["executed"], "results.json"]
+        }
         cache.save(name, config, {"summary": summary, "files": files})
     return {**summary, "cached": False}
 
 
-def run_profiled(notebook: Path, out_dir: Path, rows: int = 25, progress: bool = True, tick: float = 0.1,
-                 every: int = 20) -> dict:
+def run_profiled(
+    notebook: Path,
+    out_dir: Path,
+    rows: int = 25,
+    progress: bool = True,
+    tick: float = 0.1,
+    every: int = 20,
+) -> dict:
     """:func:`run_headless` without the cache, timing every code cell and sampling operators.
 
     Writes ``profile.txt`` to ``out_dir``: the wall time of each code cell, slowest
@@ -388,9 +514,21 @@ def run_profiled(notebook: Path, out_dir: Path, rows: int = 25, progress: bool =
     from .cache import switched_off
 
     with switched_off():
-        summary = run_headless(notebook, out_dir, progress=progress, trace=True, tick=tick, every=every, rows=rows)
-    order = sorted(range(len(summary["cell_seconds"])), key=lambda i: -summary["cell_seconds"][i])
+        summary = run_headless(
+            notebook,
+            out_dir,
+            progress=progress,
+            trace=True,
+            tick=tick,
+            every=every,
+            rows=rows,
+        )
+    order = sorted(
+        range(len(summary["cell_seconds"])), key=lambda i: -summary["cell_seconds"][i]
+    )
     lines = [f"{summary['run_info']}; {summary['seconds']} s", "code cell   seconds"]
     lines += [f"{i + 1:>9}  {summary['cell_seconds'][i]:>8.2f}" for i in order]
-    (out_dir / "profile.txt").write_text("\n".join(lines + ["", summary.pop("profile")]) + "\n")
+    (out_dir / "profile.txt").write_text(
+        "\n".join(lines + ["", summary.pop("profile")]) + "\n"
+    )
     return {**summary, "cached": False, "profile": str(out_dir / "profile.txt")}

@@ -16,6 +16,7 @@ another class) cannot be stored: :func:`encode` raises :class:`Unstorable`.
 
 Used by the book's results cache (:mod:`convbias.cache`), not by a chapter's code.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -51,9 +52,13 @@ def _allowed_module(name: str) -> bool:
 class _Encoder:
     def __init__(self) -> None:
         self.tensors: list[torch.Tensor] = []
-        self.memo: dict[int, int] = {}  # id(object) -> index in self.objects (shared objects stay shared)
+        self.memo: dict[
+            int, int
+        ] = {}  # id(object) -> index in self.objects (shared objects stay shared)
         self.count = 0
-        self.keep: list[Any] = []  # keeps memoised objects alive so their ids stay unique
+        self.keep: list[
+            Any
+        ] = []  # keeps memoised objects alive so their ids stay unique
 
     def tensor(self, t: torch.Tensor) -> int:
         self.tensors.append(t.detach())
@@ -66,7 +71,11 @@ class _Encoder:
             return v
         if isinstance(v, float) and type(v) is float:
             return v
-        if isinstance(v, (torch.Tensor, torch.nn.Module)) or dataclasses.is_dataclass(v) and not isinstance(v, type):
+        if (
+            isinstance(v, (torch.Tensor, torch.nn.Module))
+            or dataclasses.is_dataclass(v)
+            and not isinstance(v, type)
+        ):
             key = id(v)
             if key in self.memo:
                 return {"t": "ref", "i": self.memo[key]}
@@ -76,50 +85,85 @@ class _Encoder:
             return {"t": "obj", "i": index, "v": self._object(v)}
         if isinstance(v, np.ndarray):
             if v.dtype.kind not in "biufc":
-                raise Unstorable(f"an array of dtype {v.dtype} cannot be stored (numbers and booleans only)")
-            return {"t": "ndarray", "k": self.tensor(torch.from_numpy(np.ascontiguousarray(v)))}
+                raise Unstorable(
+                    f"an array of dtype {v.dtype} cannot be stored (numbers and booleans only)"
+                )
+            return {
+                "t": "ndarray",
+                "k": self.tensor(torch.from_numpy(np.ascontiguousarray(v))),
+            }
         if isinstance(v, np.generic):
             if v.dtype.kind not in "biufc":
                 raise Unstorable(f"a NumPy scalar of dtype {v.dtype} cannot be stored")
             return {"t": "npscalar", "dtype": v.dtype.str, "v": self(v.item())}
         if isinstance(v, complex):
             return {"t": "complex", "v": [v.real, v.imag]}
-        if isinstance(v, (int, float)):  # subclasses such as bool-like enums are not stored as such
+        if isinstance(
+            v, (int, float)
+        ):  # subclasses such as bool-like enums are not stored as such
             raise Unstorable(f"a {type(v).__name__} cannot be stored")
         if isinstance(v, bytes):
-            return {"t": "bytes", "k": self.tensor(torch.frombuffer(bytearray(v), dtype=torch.uint8)
-                                                   if v else torch.zeros(0, dtype=torch.uint8))}
+            return {
+                "t": "bytes",
+                "k": self.tensor(
+                    torch.frombuffer(bytearray(v), dtype=torch.uint8)
+                    if v
+                    else torch.zeros(0, dtype=torch.uint8)
+                ),
+            }
         if isinstance(v, tuple) and type(v) is tuple:
             return {"t": "tuple", "v": [self(x) for x in v]}
         if isinstance(v, list) and type(v) is list:
             return [self(x) for x in v]
         if isinstance(v, (set, frozenset)):
-            return {"t": "frozenset" if isinstance(v, frozenset) else "set", "v": [self(x) for x in v]}
+            return {
+                "t": "frozenset" if isinstance(v, frozenset) else "set",
+                "v": [self(x) for x in v],
+            }
         if isinstance(v, dict) and type(v) in (dict, OrderedDict):
-            return {"t": "odict" if type(v) is OrderedDict else "dict",
-                    "v": [[self(k), self(x)] for k, x in v.items()]}
+            return {
+                "t": "odict" if type(v) is OrderedDict else "dict",
+                "v": [[self(k), self(x)] for k, x in v.items()],
+            }
         if isinstance(v, torch.dtype):
             return {"t": "dtype", "v": str(v).removeprefix("torch.")}
         if isinstance(v, torch.device):
             return {"t": "device", "v": str(v)}
         if isinstance(v, torch.Size):
             return {"t": "size", "v": list(v)}
-        raise Unstorable(f"a {type(v).__module__}.{type(v).__qualname__} cannot be stored in the results format")
+        raise Unstorable(
+            f"a {type(v).__module__}.{type(v).__qualname__} cannot be stored in the results format"
+        )
 
     def _object(self, v: Any) -> dict:
         if isinstance(v, torch.Tensor):
             if v.is_sparse or v.layout != torch.strided:
                 raise Unstorable("sparse tensors are not stored by the results format")
-            return {"kind": "param" if isinstance(v, torch.nn.Parameter) else "tensor", "k": self.tensor(v),
-                    "grad": bool(v.requires_grad)}
+            return {
+                "kind": "param" if isinstance(v, torch.nn.Parameter) else "tensor",
+                "k": self.tensor(v),
+                "grad": bool(v.requires_grad),
+            }
         cls = type(v)
         if isinstance(v, torch.nn.Module):
             if not _allowed_module(cls.__module__):
-                raise Unstorable(f"module class {_qualname(cls)} is outside torch.nn and convbias: not stored")
-            return {"kind": "module", "cls": _qualname(cls), "state": self(dict(vars(v)))}
+                raise Unstorable(
+                    f"module class {_qualname(cls)} is outside torch.nn and convbias: not stored"
+                )
+            return {
+                "kind": "module",
+                "cls": _qualname(cls),
+                "state": self(dict(vars(v))),
+            }
         if not _allowed_module(cls.__module__) or cls.__module__.startswith("torch"):
-            raise Unstorable(f"dataclass {_qualname(cls)} is not a convbias class: not stored")
-        return {"kind": "dataclass", "cls": _qualname(cls), "state": self(dict(vars(v)))}
+            raise Unstorable(
+                f"dataclass {_qualname(cls)} is not a convbias class: not stored"
+            )
+        return {
+            "kind": "dataclass",
+            "cls": _qualname(cls),
+            "state": self(dict(vars(v))),
+        }
 
 
 def encode(value: Any) -> tuple[str, list[torch.Tensor]]:
@@ -132,7 +176,9 @@ def encode(value: Any) -> tuple[str, list[torch.Tensor]]:
 def _lookup(name: str, kind: str) -> type:
     module, _, qual = name.partition(":")
     if not _allowed_module(module):
-        raise UnsafeFile(f"the file names class {name}, outside {ALLOWED_PACKAGES}: refused")
+        raise UnsafeFile(
+            f"the file names class {name}, outside {ALLOWED_PACKAGES}: refused"
+        )
     obj: Any = importlib.import_module(module)
     for part in qual.split("."):
         obj = getattr(obj, part)
@@ -140,7 +186,9 @@ def _lookup(name: str, kind: str) -> type:
         raise UnsafeFile(f"{name} is not a class: refused")
     if kind == "module" and not issubclass(obj, torch.nn.Module):
         raise UnsafeFile(f"{name} is not an nn.Module: refused")
-    if kind == "dataclass" and (not dataclasses.is_dataclass(obj) or module.startswith("torch")):
+    if kind == "dataclass" and (
+        not dataclasses.is_dataclass(obj) or module.startswith("torch")
+    ):
         raise UnsafeFile(f"{name} is not a convbias dataclass: refused")
     return obj
 
@@ -193,7 +241,11 @@ class _Decoder:
         kind = spec["kind"]
         if kind in ("tensor", "param"):
             t = self.tensors[spec["k"]]
-            t = torch.nn.Parameter(t, requires_grad=spec["grad"]) if kind == "param" else t.requires_grad_(spec["grad"])
+            t = (
+                torch.nn.Parameter(t, requires_grad=spec["grad"])
+                if kind == "param"
+                else t.requires_grad_(spec["grad"])
+            )
             self.objects[index] = t
             return t
         cls = _lookup(spec["cls"], kind)

@@ -12,6 +12,7 @@ The Hessian is never formed: :func:`hvp_operator` returns :math:`v \\mapsto
 :func:`lanczos` (or :func:`power_iteration`) finds the top eigenvalue from a few
 dozen such products. Used by chapter 7.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, jvp
 
-from .train import loss_value
+from .losses import loss_value
 
 Tensor = torch.Tensor
 MatVec = Callable[[Tensor], Tensor]
@@ -40,13 +41,20 @@ def unflatten(flat: Tensor, layout: list[tuple[str, torch.Size]]) -> dict[str, T
     """The parameter dict of a flat vector (views of ``flat``, so gradients flow through)."""
     sizes = [shape.numel() for _, shape in layout]
     if sum(sizes) != flat.numel():
-        raise ValueError(f"flat vector has {flat.numel()} entries, the layout {sum(sizes)}")
+        raise ValueError(
+            f"flat vector has {flat.numel()} entries, the layout {sum(sizes)}"
+        )
     # split, not slicing: the backward of a slice writes into a zero tensor, which
     # forward-over-reverse differentiation (Hessian-vector products) refuses
-    return {name: part.view(shape) for (name, shape), part in zip(layout, torch.split(flat, sizes))}
+    return {
+        name: part.view(shape)
+        for (name, shape), part in zip(layout, torch.split(flat, sizes))
+    }
 
 
-def flat_loss(model: nn.Module, X: Tensor, y: Tensor, loss: str = "mse") -> tuple[Callable[..., Tensor], Tensor]:
+def flat_loss(
+    model: nn.Module, X: Tensor, y: Tensor, loss: str = "mse"
+) -> tuple[Callable[..., Tensor], Tensor]:
     """``(f, theta)``: the loss as a function ``f(flat, X=X, y=y)`` of the flat parameter vector, and the vector.
 
     ``X`` and ``y`` are the defaults; a mini-batch can be passed at call time.
@@ -79,17 +87,30 @@ def hvp_operator(f: Callable[[Tensor], Tensor], theta: Tensor) -> MatVec:
     return matvec
 
 
-def _start(dim: int, v0: Tensor | None, generator: torch.Generator | None, dtype, device) -> Tensor:
-    v = torch.randn(dim, generator=generator, dtype=dtype).to(device) if v0 is None else v0.detach().to(device, dtype).clone()
+def _start(
+    dim: int, v0: Tensor | None, generator: torch.Generator | None, dtype, device
+) -> Tensor:
+    v = (
+        torch.randn(dim, generator=generator, dtype=dtype).to(device)
+        if v0 is None
+        else v0.detach().to(device, dtype).clone()
+    )
     norm = v.norm()
     if not torch.isfinite(norm) or norm == 0:
         raise ValueError("the start vector must be finite and nonzero")
     return v / norm
 
 
-def power_iteration(matvec: MatVec, dim: int, iters: int = 100, v0: Tensor | None = None, tol: float = 1e-6,
-                    generator: torch.Generator | None = None, dtype=torch.float32,
-                    device: torch.device | str = "cpu") -> tuple[float, Tensor]:
+def power_iteration(
+    matvec: MatVec,
+    dim: int,
+    iters: int = 100,
+    v0: Tensor | None = None,
+    tol: float = 1e-6,
+    generator: torch.Generator | None = None,
+    dtype=torch.float32,
+    device: torch.device | str = "cpu",
+) -> tuple[float, Tensor]:
     """The eigenvalue of largest magnitude of a symmetric operator and its unit eigenvector.
 
     Stops when the Rayleigh quotient changes by less than ``tol`` (relative). On a
@@ -113,9 +134,15 @@ def power_iteration(matvec: MatVec, dim: int, iters: int = 100, v0: Tensor | Non
     return lam, v
 
 
-def lanczos(matvec: MatVec, dim: int, k: int = 20, v0: Tensor | None = None,
-            generator: torch.Generator | None = None, dtype=torch.float32,
-            device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+def lanczos(
+    matvec: MatVec,
+    dim: int,
+    k: int = 20,
+    v0: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    dtype=torch.float32,
+    device: torch.device | str = "cpu",
+) -> tuple[Tensor, Tensor]:
     """``k`` steps of Lanczos with full re-orthogonalisation on a symmetric operator.
 
     Returns the Ritz values, largest first (float64, at most ``min(k, dim)`` of them),
@@ -145,21 +172,39 @@ def lanczos(matvec: MatVec, dim: int, k: int = 20, v0: Tensor | None = None,
             break
         beta[j] = b
         q = w / b
-    T = torch.diag(alpha[:m]) + torch.diag(beta[: m - 1], 1) + torch.diag(beta[: m - 1], -1)
+    T = (
+        torch.diag(alpha[:m])
+        + torch.diag(beta[: m - 1], 1)
+        + torch.diag(beta[: m - 1], -1)
+    )
     evals, evecs = torch.linalg.eigh(T)
     order = torch.argsort(evals, descending=True)
     top = (Q[:m].to(torch.float64).T @ evecs[:, order[0]]).to(dtype)
     return evals[order], top / top.norm()
 
 
-def sharpness(model: nn.Module, X: Tensor, y: Tensor, loss: str = "mse", k: int = 20,
-              v0: Tensor | None = None, seed: int = 0) -> tuple[float, Tensor]:
+def sharpness(
+    model: nn.Module,
+    X: Tensor,
+    y: Tensor,
+    loss: str = "mse",
+    k: int = 20,
+    v0: Tensor | None = None,
+    seed: int = 0,
+) -> tuple[float, Tensor]:
     """The top Hessian eigenvalue of the model's ``loss`` on ``(X, y)`` by ``k`` Lanczos steps, and its vector.
 
     ``v0`` warm-starts the iteration (e.g. the previous vector along training).
     """
     f, theta = flat_loss(model, X, y, loss)
     gen = torch.Generator().manual_seed(seed)
-    evals, vec = lanczos(hvp_operator(f, theta), theta.numel(), k=k, v0=v0, generator=gen,
-                         dtype=theta.dtype, device=theta.device)
+    evals, vec = lanczos(
+        hvp_operator(f, theta),
+        theta.numel(),
+        k=k,
+        v0=v0,
+        generator=gen,
+        dtype=theta.dtype,
+        device=theta.device,
+    )
     return float(evals[0]), vec

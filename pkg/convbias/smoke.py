@@ -12,18 +12,18 @@ memory, and each loop's cost measured and scaled to its full length, from which
 
 Used by the book's tooling (``python -m convbias run --smoke``), not by a chapter's code.
 """
+
 from __future__ import annotations
 
 import json
 import resource
+import sys
 import time
+import types
 from pathlib import Path
+from typing import Any
 
 import torch
-
-import sys
-import types
-from typing import Any
 
 from . import config
 
@@ -70,11 +70,22 @@ def run_smoke(notebook: Path, out_dir: Path, progress: bool = True) -> dict:
         steps = config.smoke_steps()
     cost = meter.summary()
     ops = cost["measured"]["ops"]
-    cost["host_seconds"] = max(cost["cpu_seconds"] - cost["measured"]["seconds"] - ops * overhead, 0.0)
-    cost.update(chapter=notebook.stem, profile=config.profile(), smoke_steps=steps, run_info=summary["run_info"],
-                completed=summary["failed_cell"] is None, failed_cell=summary["failed_cell"],
-                error=summary.get("error"), checks_reported=summary.get("checks_reported", []),
-                meter_overhead_seconds=overhead, peak_host_bytes=host_peak_bytes(), baseline_host_bytes=baseline)
+    cost["host_seconds"] = max(
+        cost["cpu_seconds"] - cost["measured"]["seconds"] - ops * overhead, 0.0
+    )
+    cost.update(
+        chapter=notebook.stem,
+        profile=config.profile(),
+        smoke_steps=steps,
+        run_info=summary["run_info"],
+        completed=summary["failed_cell"] is None,
+        failed_cell=summary["failed_cell"],
+        error=summary.get("error"),
+        checks_reported=summary.get("checks_reported", []),
+        meter_overhead_seconds=overhead,
+        peak_host_bytes=host_peak_bytes(),
+        baseline_host_bytes=baseline,
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "cost.json").write_text(json.dumps(cost, indent=2))
     return cost
@@ -88,7 +99,7 @@ def _stub_widgets() -> None:
     except ImportError:
         stub = types.ModuleType("ipywidgets")
         stub.interact = stub.interact_manual = lambda *a, **k: None
-        stub.__getattr__ = lambda name: (lambda *a, **k: None)
+        stub.__getattr__ = lambda name: lambda *a, **k: None
         sys.modules["ipywidgets"] = stub
 
 
@@ -99,7 +110,9 @@ def _display(*objects: Any, **_: Any) -> None:
 
 
 def run_in_process(notebook: Path, out_dir: Path, progress: bool = True) -> dict:
-    """Execute ``notebook``'s code cells in this Python process (so a cost meter sees every operation); write figures and ``results.json`` to ``out_dir``.
+    """Execute ``notebook``'s code cells in this Python process; write figures and ``results.json``.
+
+    In this process, so a cost meter sees every operation; the outputs go to ``out_dir``.
 
     Cells tagged ``colab-setup`` and IPython magics (``%``/``!`` lines) are skipped.
     Stops at the first failing cell (a failed check included) and records it.
@@ -112,8 +125,8 @@ def run_in_process(notebook: Path, out_dir: Path, progress: bool = True) -> dict
     import nbformat
 
     from . import notebooks, report
-    from .runner import jsonable
     from .config import smoke
+    from .runner import jsonable
 
     out_dir.mkdir(parents=True, exist_ok=True)
     _stub_widgets()
@@ -124,21 +137,47 @@ def run_in_process(notebook: Path, out_dir: Path, progress: bool = True) -> dict
     report.GLUED.clear()
     figures: list[str] = []
     cell_seconds: list[float] = []
-    summary: dict[str, Any] = {"notebook": notebook.name, "checks_passed": True, "failed_cell": None}
+    summary: dict[str, Any] = {
+        "notebook": notebook.name,
+        "checks_passed": True,
+        "failed_cell": None,
+    }
     start = time.perf_counter()
-    code_cells = [c for c in nb.cells if c.cell_type == "code" and notebooks.COLAB_TAG not in c.metadata.get("tags", [])]
+    code_cells = [
+        c
+        for c in nb.cells
+        if c.cell_type == "code"
+        and notebooks.COLAB_TAG not in c.metadata.get("tags", [])
+    ]
     for index, cell in enumerate(code_cells):
-        lines = [ln for ln in cell.source.splitlines() if not ln.lstrip().startswith(("%", "!"))]
+        lines = [
+            ln
+            for ln in cell.source.splitlines()
+            if not ln.lstrip().startswith(("%", "!"))
+        ]
         if progress:
             print(f"[{notebook.stem}] cell {index + 1}/{len(code_cells)}", flush=True)
         started = time.perf_counter()
         try:
-            exec(compile("\n".join(lines), f"{notebook.name}[cell {index + 1}]", "exec"), namespace)
+            exec(
+                compile("\n".join(lines), f"{notebook.name}[cell {index + 1}]", "exec"),
+                namespace,
+            )
         except Exception as exc:  # record and stop: later cells depend on this one
-            if isinstance(exc, AssertionError) and "check" in cell.metadata.get("tags", []) and smoke():
-                summary.setdefault("checks_reported", []).append(f"cell {index + 1}: {exc}")
+            if (
+                isinstance(exc, AssertionError)
+                and "check" in cell.metadata.get("tags", [])
+                and smoke()
+            ):
+                summary.setdefault("checks_reported", []).append(
+                    f"cell {index + 1}: {exc}"
+                )
                 continue  # a smoke run reports a failed check and goes on
-            summary.update(checks_passed=False, failed_cell=index + 1, error=f"{type(exc).__name__}: {exc}")
+            summary.update(
+                checks_passed=False,
+                failed_cell=index + 1,
+                error=f"{type(exc).__name__}: {exc}",
+            )
             break
         finally:
             cell_seconds.append(round(time.perf_counter() - started, 2))
@@ -149,8 +188,12 @@ def run_in_process(notebook: Path, out_dir: Path, progress: bool = True) -> dict
             plt.close("all")
     from .config import run_info
 
-    summary.update(seconds=round(time.perf_counter() - start, 1), cell_seconds=cell_seconds, run_info=run_info(),
-                   figures=figures,
-                   values={k: jsonable(v) for k, v in report.GLUED.items()})
+    summary.update(
+        seconds=round(time.perf_counter() - start, 1),
+        cell_seconds=cell_seconds,
+        run_info=run_info(),
+        figures=figures,
+        values={k: jsonable(v) for k, v in report.GLUED.items()},
+    )
     (out_dir / "results.json").write_text(json.dumps(summary, indent=2))
     return summary

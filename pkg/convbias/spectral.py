@@ -15,6 +15,7 @@ give, with equality at a balanced factorisation,
 decay on a two-layer *dense* linear network ``f(x) = a^T W x`` gives ``lambda ||h||_2``
 (rotation invariant, no preferred basis): no spectral sparsity. Used by chapter 6.
 """
+
 from __future__ import annotations
 
 import math
@@ -42,7 +43,7 @@ def end_to_end_filter(w1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
 def circular_conv(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``(w (*) x)_t = sum_s w_s x_{t-s mod d}``, computed directly (no FFT), for tests."""
     d = x.shape[-1]
-    idx = (torch.arange(d)[:, None] - torch.arange(d)[None, :]) % d      # [t, s] -> t - s
+    idx = (torch.arange(d)[:, None] - torch.arange(d)[None, :]) % d  # [t, s] -> t - s
     return (x[..., idx] * w).sum(-1)
 
 
@@ -66,13 +67,18 @@ def spectral_support(h: np.ndarray, threshold: float = 1e-2) -> int:
 
 @dataclass
 class SpectralProblem:
-    X: np.ndarray           # (n, d)
-    y: np.ndarray           # (n,)
-    h_true: np.ndarray      # (d,)
+    X: np.ndarray  # (n, d)
+    y: np.ndarray  # (n,)
+    h_true: np.ndarray  # (d,)
 
 
-def frequency_sparse_problem(n: int = 20, d: int = 32, freqs: tuple[int, ...] = (1, 3), noise: float = 0.05,
-                             seed: int = 0) -> SpectralProblem:
+def frequency_sparse_problem(
+    n: int = 20,
+    d: int = 32,
+    freqs: tuple[int, ...] = (1, 3),
+    noise: float = 0.05,
+    seed: int = 0,
+) -> SpectralProblem:
     """Gaussian signals and ``y = <h*, x> + noise`` with ``h*`` a sum of cosines at ``freqs``
     (random phases): its DFT lives on ``2 len(freqs)`` of the ``d`` frequencies."""
     rng = np.random.default_rng(seed)
@@ -85,8 +91,12 @@ def frequency_sparse_problem(n: int = 20, d: int = 32, freqs: tuple[int, ...] = 
     return SpectralProblem(X, y, h)
 
 
-def solve_spectral_program(problem: SpectralProblem, lam: float, regularizer: str = "spectral_l1",
-                           solver: str = "CLARABEL") -> tuple[np.ndarray, float]:
+def solve_spectral_program(
+    problem: SpectralProblem,
+    lam: float,
+    regularizer: str = "spectral_l1",
+    solver: str = "CLARABEL",
+) -> tuple[np.ndarray, float]:
     """Solve ``1/2 ||X h - y||^2 + R(h)``; returns ``(h, objective)``.
 
     ``regularizer``: ``"spectral_l1"`` (``lam/sqrt(d) ||F_u h||_1``, the circular CNN's),
@@ -99,7 +109,7 @@ def solve_spectral_program(problem: SpectralProblem, lam: float, regularizer: st
     C, S = dft_matrices(d)
     h = cp.Variable(d)
     fit = 0.5 * cp.sum_squares(problem.X @ h - problem.y)
-    mags = cp.norm(cp.vstack([C @ h, S @ h]), 2, axis=0) / math.sqrt(d)   # |F_u h|
+    mags = cp.norm(cp.vstack([C @ h, S @ h]), 2, axis=0) / math.sqrt(d)  # |F_u h|
     if regularizer == "spectral_l1":
         reg = lam / math.sqrt(d) * cp.sum(mags)
     elif regularizer == "spectral_l1_unitary_scale":
@@ -115,8 +125,17 @@ def solve_spectral_program(problem: SpectralProblem, lam: float, regularizer: st
     return np.asarray(h.value), float(prob.value)
 
 
-def train_linear(problem: SpectralProblem, lam: float, kind: str, steps: int, lr: float, momentum: float = 0.9,
-                 init_scale: float = 0.1, weight_decay: bool = True, seed: int = 0) -> dict:
+def train_linear(
+    problem: SpectralProblem,
+    lam: float,
+    kind: str,
+    steps: int,
+    lr: float,
+    momentum: float = 0.9,
+    init_scale: float = 0.1,
+    weight_decay: bool = True,
+    seed: int = 0,
+) -> dict:
     """Full-batch GD (float64, heavy ball, cosine-decayed step ``lr / ||X||_2^2``) on a
     two-layer linear network.
 
@@ -129,16 +148,27 @@ def train_linear(problem: SpectralProblem, lam: float, kind: str, steps: int, lr
     X = torch.as_tensor(problem.X, dtype=torch.float64)
     y = torch.as_tensor(problem.y, dtype=torch.float64)
     n, d = X.shape
-    lr = lr / float(torch.linalg.matrix_norm(X, 2)) ** 2      # in units of 1 / ||X||_2^2
+    lr = lr / float(torch.linalg.matrix_norm(X, 2)) ** 2  # in units of 1 / ||X||_2^2
     gen = torch.Generator().manual_seed(seed)
     if kind == "circular":
-        params = [init_scale * torch.randn(d, generator=gen, dtype=torch.float64) / math.sqrt(d) for _ in range(2)]
+        params = [
+            init_scale
+            * torch.randn(d, generator=gen, dtype=torch.float64)
+            / math.sqrt(d)
+            for _ in range(2)
+        ]
 
         def filt(p):
             return end_to_end_filter(p[0], p[1])
     elif kind == "dense":
-        params = [init_scale * torch.randn(d, d, generator=gen, dtype=torch.float64) / math.sqrt(d),
-                  init_scale * torch.randn(d, generator=gen, dtype=torch.float64) / math.sqrt(d)]
+        params = [
+            init_scale
+            * torch.randn(d, d, generator=gen, dtype=torch.float64)
+            / math.sqrt(d),
+            init_scale
+            * torch.randn(d, generator=gen, dtype=torch.float64)
+            / math.sqrt(d),
+        ]
 
         def filt(p):
             return p[0].T @ p[1]
@@ -151,7 +181,7 @@ def train_linear(problem: SpectralProblem, lam: float, kind: str, steps: int, lr
 
     def objective(p, c):
         r = X @ filt(p) - y
-        return 0.5 * r @ r + 0.5 * c * sum((q ** 2).sum() for q in p)
+        return 0.5 * r @ r + 0.5 * c * sum((q**2).sum() for q in p)
 
     curve = []
     t0 = time.perf_counter()
@@ -170,8 +200,13 @@ def train_linear(problem: SpectralProblem, lam: float, kind: str, steps: int, lr
         h = filt(params).numpy()
         final = float(objective(params, lam))
     curve.append(final)
-    return dict(h=h, objective=final, curve=np.array(curve), seconds=time.perf_counter() - t0,
-                params=[p.detach().numpy() for p in params])
+    return dict(
+        h=h,
+        objective=final,
+        curve=np.array(curve),
+        seconds=time.perf_counter() - t0,
+        params=[p.detach().numpy() for p in params],
+    )
 
 
 @dataclass
@@ -189,35 +224,68 @@ class SpectralResult:
 
     @property
     def cnn_gap(self) -> float:
-        return (self.cnn["objective"] - self.convex_objective) / abs(self.convex_objective)
+        return (self.cnn["objective"] - self.convex_objective) / abs(
+            self.convex_objective
+        )
 
     @property
     def dense_gap(self) -> float:
-        return (self.dense["objective"] - self.dense_convex_objective) / abs(self.dense_convex_objective)
+        return (self.dense["objective"] - self.dense_convex_objective) / abs(
+            self.dense_convex_objective
+        )
 
     def support(self, h: np.ndarray) -> int:
         return spectral_support(h, self.threshold)
 
 
-def spectral_experiment(n: int = 20, d: int = 32, freqs: tuple[int, ...] = (1, 3), noise: float = 0.05,
-                        lam: float = 0.5, steps: int = 1500, lr: float = 1.0, threshold: float = 0.05,
-                        regularizer: str = "spectral_l1", weight_decay: bool = True, seed: int = 0,
-                        contrast: str = "dense") -> SpectralResult:
+def spectral_experiment(
+    n: int = 20,
+    d: int = 32,
+    freqs: tuple[int, ...] = (1, 3),
+    noise: float = 0.05,
+    lam: float = 0.5,
+    steps: int = 1500,
+    lr: float = 1.0,
+    threshold: float = 0.05,
+    regularizer: str = "spectral_l1",
+    weight_decay: bool = True,
+    seed: int = 0,
+    contrast: str = "dense",
+) -> SpectralResult:
     """The chapter's second experiment: circular CNN and dense network trained by GD with weight
     decay ``lam``, against their convex programs (spectral l1, and l2 norm). ``contrast`` names
     the architecture of the contrast network (``"circular"`` only for tests)."""
     problem = frequency_sparse_problem(n, d, freqs, noise, seed)
-    cnn = train_linear(problem, lam, "circular", steps, lr, weight_decay=weight_decay, seed=seed + 1)
-    dense = train_linear(problem, lam, contrast, steps, lr, weight_decay=weight_decay, seed=seed + 2)
+    cnn = train_linear(
+        problem, lam, "circular", steps, lr, weight_decay=weight_decay, seed=seed + 1
+    )
+    dense = train_linear(
+        problem, lam, contrast, steps, lr, weight_decay=weight_decay, seed=seed + 2
+    )
     t0 = time.perf_counter()
     h_c, obj_c = solve_spectral_program(problem, lam, regularizer)
     h_d, obj_d = solve_spectral_program(problem, lam, "l2_norm")
-    return SpectralResult(problem, lam, threshold, cnn, dense, h_c, obj_c, h_d, obj_d,
-                          time.perf_counter() - t0)
+    return SpectralResult(
+        problem,
+        lam,
+        threshold,
+        cnn,
+        dense,
+        h_c,
+        obj_c,
+        h_d,
+        obj_d,
+        time.perf_counter() - t0,
+    )
 
 
-def spectral_checks(r: SpectralResult, gap_tol: float = 1e-4, max_support: int | None = None,
-                    dense_min_fraction: float = 0.8, spectrum_tol: float = 1e-2) -> list[Check]:
+def spectral_checks(
+    r: SpectralResult,
+    gap_tol: float = 1e-4,
+    max_support: int | None = None,
+    dense_min_fraction: float = 0.8,
+    spectrum_tol: float = 1e-2,
+) -> list[Check]:
     """GD on the circular CNN reaches the spectral-l1 optimum and its filter's DFT is as sparse
     as the program's; the dense network's is not."""
     d = r.problem.X.shape[1]
@@ -226,14 +294,34 @@ def spectral_checks(r: SpectralResult, gap_tol: float = 1e-4, max_support: int |
     ref = dft_magnitudes(r.convex_h)
     mismatch = float(np.abs(dft_magnitudes(r.cnn["h"]) - ref).max() / ref.max())
     return [
-        at_most("spectral_objective_gap", abs(r.cnn_gap), gap_tol,
-                "GD on the circular CNN attains the spectral-l1 program's optimum (relative)"),
-        at_most("spectrum_mismatch", mismatch, spectrum_tol,
-                "max_f | |h^_GD| - |h^_program| | / max |h^_program|: the same spectrum"),
-        at_most("cnn_spectral_support", r.support(r.cnn["h"]), limit,
-                f"frequencies above {r.threshold:g} x max in the CNN's end-to-end filter"),
-        at_least("dense_spectral_fraction", r.support(r.dense["h"]) / d, dense_min_fraction,
-                 "the dense network's filter uses most frequencies"),
-        at_most("dense_objective_gap", abs(r.dense_gap), gap_tol,
-                "GD on the dense network attains the l2-norm program's optimum (relative)"),
+        at_most(
+            "spectral_objective_gap",
+            abs(r.cnn_gap),
+            gap_tol,
+            "GD on the circular CNN attains the spectral-l1 program's optimum (relative)",
+        ),
+        at_most(
+            "spectrum_mismatch",
+            mismatch,
+            spectrum_tol,
+            "max_f | |h^_GD| - |h^_program| | / max |h^_program|: the same spectrum",
+        ),
+        at_most(
+            "cnn_spectral_support",
+            r.support(r.cnn["h"]),
+            limit,
+            f"frequencies above {r.threshold:g} x max in the CNN's end-to-end filter",
+        ),
+        at_least(
+            "dense_spectral_fraction",
+            r.support(r.dense["h"]) / d,
+            dense_min_fraction,
+            "the dense network's filter uses most frequencies",
+        ),
+        at_most(
+            "dense_objective_gap",
+            abs(r.dense_gap),
+            gap_tol,
+            "GD on the dense network attains the l2-norm program's optimum (relative)",
+        ),
     ]

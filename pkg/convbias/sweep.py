@@ -16,6 +16,7 @@ the hidden weights (:func:`convbias.lowrank.layer_ranks`) and the accuracies.
 
 Used by chapter 2.
 """
+
 from __future__ import annotations
 
 import functools
@@ -51,8 +52,14 @@ class SweepResult:
     ensembles: dict[int, EnsembleResult] = field(repr=False)
     seconds: dict[int, float] = field(default_factory=dict)
 
-    def grid(self, value: str = "rank", rows: str = "weight_decay", cols: str = "batch_size",
-             agg: str = "mean", **fixed: float) -> pd.DataFrame:
+    def grid(
+        self,
+        value: str = "rank",
+        rows: str = "weight_decay",
+        cols: str = "batch_size",
+        agg: str = "mean",
+        **fixed: float,
+    ) -> pd.DataFrame:
         """A ``rows x cols`` table of ``value`` (aggregated over seeds and any free key),
         after selecting ``fixed`` values, e.g. ``grid("rank", "weight_decay", "lr", batch_size=8)``."""
         frame = self._select(self.final, fixed)
@@ -66,12 +73,23 @@ class SweepResult:
         """Rows of ``curves`` matching ``fixed`` keys (one row per record and run)."""
         return self._select(self.curves, fixed)[["epoch", "step", "seed", value]]
 
-    def spectra(self, batch_size: int, lr: float, weight_decay: float, seed: int) -> dict[str, Tensor]:
+    def spectra(
+        self, batch_size: int, lr: float, weight_decay: float, seed: int
+    ) -> dict[str, Tensor]:
         """Normalised singular values ``s_i / s_1`` of each hidden weight of one run."""
-        row = self._select(self.final, dict(batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed))
+        row = self._select(
+            self.final,
+            dict(batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed),
+        )
         if len(row) != 1:
-            raise ValueError(f"no single run with B={batch_size}, lr={lr}, lambda={weight_decay}, seed={seed}")
-        return spectra(self.ensembles[batch_size].params, self.layer_names, member=int(row["member"].iloc[0]))
+            raise ValueError(
+                f"no single run with B={batch_size}, lr={lr}, lambda={weight_decay}, seed={seed}"
+            )
+        return spectra(
+            self.ensembles[batch_size].params,
+            self.layer_names,
+            member=int(row["member"].iloc[0]),
+        )
 
     @staticmethod
     def _select(frame: pd.DataFrame, fixed: dict) -> pd.DataFrame:
@@ -122,27 +140,41 @@ def run_sweep(
     (``convbias.executors``).
     """
     if (epochs is None) == (steps is None):
-        raise ValueError("give exactly one of epochs= (compare at equal epochs) or steps= (equal steps)")
+        raise ValueError(
+            "give exactly one of epochs= (compare at equal epochs) or steps= (equal steps)"
+        )
     if not (batch_sizes and lrs and weight_decays and seeds):
-        raise ValueError("batch_sizes, lrs, weight_decays and seeds must each hold at least one value")
+        raise ValueError(
+            "batch_sizes, lrs, weight_decays and seeds must each hold at least one value"
+        )
     if any(not 0 < m < 1 for m in milestones):
-        raise ValueError(f"milestones are fractions of the training length in (0, 1), got {list(milestones)}")
+        raise ValueError(
+            f"milestones are fractions of the training length in (0, 1), got {list(milestones)}"
+        )
     if records < 1:
         raise ValueError(f"records must be >= 1, got {records}")
     for B in batch_sizes:
         if isinstance(B, bool) or not isinstance(B, (int, np.integer)) or B < 1:
             raise ValueError(f"batch sizes must be positive integers, got {B!r}")
     if any(not np.isfinite(v) or v < 0 for v in [*lrs, *weight_decays]):
-        raise ValueError(f"learning rates and weight decays must be finite and >= 0, got lrs={list(lrs)}, "
-                         f"weight_decays={list(weight_decays)}")
+        raise ValueError(
+            f"learning rates and weight decays must be finite and >= 0, got lrs={list(lrs)}, "
+            f"weight_decays={list(weight_decays)}"
+        )
     if len(X) != len(y):
-        raise ValueError(f"X has {len(X)} examples but y has {len(y)}: give one target per example")
+        raise ValueError(
+            f"X has {len(X)} examples but y has {len(y)}: give one target per example"
+        )
     compare = "epochs" if epochs is not None else "steps"
     n = len(X)
     probe = make_model()
     names = list(layers) if layers is not None else hidden_weight_names(probe)
     members = list(itertools.product(lrs, weight_decays, seeds))
-    initial = initial_weights_fingerprint(make_model, [m[2] for m in members]) if cache else None
+    initial = (
+        initial_weights_fingerprint(make_model, [m[2] for m in members])
+        if cache
+        else None
+    )
     finals, curves, ensembles, seconds = [], [], {}, {}
     futures, per_epochs = {}, {}
     for B in batch_sizes:
@@ -155,20 +187,50 @@ def run_sweep(
             log_every = max(1, steps // records)
 
         train = functools.partial(
-            _train_ensemble, make_model, X, y, seeds=[m[2] for m in members], lr=[m[0] for m in members],
-            weight_decay=[m[1] for m in members], momentum=0.0, loss=loss,
+            _train_ensemble,
+            make_model,
+            X,
+            y,
+            seeds=[m[2] for m in members],
+            lr=[m[0] for m in members],
+            weight_decay=[m[1] for m in members],
+            momentum=0.0,
+            loss=loss,
             batch_size=None if B >= n else B,
             **({"epochs": epochs} if compare == "epochs" else {"steps": steps}),
-            milestones=[f * length for f in milestones], gamma=gamma, log_every=log_every,
-            X_test=X_test, y_test=y_test, names=names, tol=tol, device=device,
-            progress=progress and executor is None, desc=f"B={B}",
+            milestones=[f * length for f in milestones],
+            gamma=gamma,
+            log_every=log_every,
+            X_test=X_test,
+            y_test=y_test,
+            names=names,
+            tol=tol,
+            device=device,
+            progress=progress and executor is None,
+            desc=f"B={B}",
         )
 
-        config = dict(batch_size=B, members=members, epochs=epochs, steps=steps, milestones=list(milestones),
-                      gamma=gamma, layers=names, tol=tol, loss=loss, log_every=log_every, model=repr(probe),
-                      initial_weights=initial,
-                      X=X, y=y, X_test=X_test, y_test=y_test,
-                      device=str(torch.device(device) if device is not None else default_device()))
+        config = dict(
+            batch_size=B,
+            members=members,
+            epochs=epochs,
+            steps=steps,
+            milestones=list(milestones),
+            gamma=gamma,
+            layers=names,
+            tol=tol,
+            loss=loss,
+            log_every=log_every,
+            model=repr(probe),
+            initial_weights=initial,
+            X=X,
+            y=y,
+            X_test=X_test,
+            y_test=y_test,
+            device=str(
+                torch.device(device) if device is not None else default_device()
+            ),
+        )
         futures[B] = submit(executor, cache and f"{cache}-B{B}", config, train)
         per_epochs[B] = per_epoch
     for B in batch_sizes:
@@ -181,23 +243,50 @@ def run_sweep(
         for e, (lr, wd, seed) in enumerate(members):
             base = dict(batch_size=B, lr=lr, weight_decay=wd, seed=seed, member=e)
             for r, s in enumerate(step):
-                curves.append({**base, "step": int(s), "epoch": s / per_epoch,
-                               **{k: float(hist[k][r, e]) for k in metric_keys}})
-            finals.append({**base, "steps": int(step[-1]), "epochs": step[-1] / per_epoch,
-                           **{k: float(hist[k][-1, e]) for k in metric_keys}})
-    return SweepResult(final=pd.DataFrame(finals), curves=pd.DataFrame(curves), layer_names=names,
-                       compare=compare, ensembles=ensembles, seconds=seconds)
+                curves.append(
+                    {
+                        **base,
+                        "step": int(s),
+                        "epoch": s / per_epoch,
+                        **{k: float(hist[k][r, e]) for k in metric_keys},
+                    }
+                )
+            finals.append(
+                {
+                    **base,
+                    "steps": int(step[-1]),
+                    "epochs": step[-1] / per_epoch,
+                    **{k: float(hist[k][-1, e]) for k in metric_keys},
+                }
+            )
+    return SweepResult(
+        final=pd.DataFrame(finals),
+        curves=pd.DataFrame(curves),
+        layer_names=names,
+        compare=compare,
+        ensembles=ensembles,
+        seconds=seconds,
+    )
 
 
-def _train_ensemble(make_model: Callable[[], nn.Module], X: Tensor, y: Tensor, *, names: Sequence[str], tol: float,
-                    **fit_kw) -> tuple[EnsembleResult, float]:
+def _train_ensemble(
+    make_model: Callable[[], nn.Module],
+    X: Tensor,
+    y: Tensor,
+    *,
+    names: Sequence[str],
+    tol: float,
+    **fit_kw,
+) -> tuple[EnsembleResult, float]:
     """One batch size's ensemble and its training time (a module-level function, so executors can pickle it)."""
     start = time.perf_counter()
     ens = fit_ensemble(make_model, X, y, metrics=rank_metrics(names, tol), **fit_kw)
     return ens, time.perf_counter() - start
 
 
-def initial_weights_fingerprint(make_model: Callable[[], nn.Module], seeds: Sequence[int]) -> dict[str, str]:
+def initial_weights_fingerprint(
+    make_model: Callable[[], nn.Module], seeds: Sequence[int]
+) -> dict[str, str]:
     """``{seed: fingerprint}`` of the initial weights (and architecture) of each member, built as
     :func:`convbias.train.fit_ensemble` builds them: the results-cache key of a sweep, so that a
     changed initialisation (a scale, a distribution) is trained again, never restored.
@@ -206,12 +295,17 @@ def initial_weights_fingerprint(make_model: Callable[[], nn.Module], seeds: Sequ
     state = torch.random.get_rng_state()
     try:
         unique = sorted({int(s) for s in seeds})
-        return {str(s): fingerprint(m) for s, m in zip(unique, build_members(make_model, unique))}
+        return {
+            str(s): fingerprint(m)
+            for s, m in zip(unique, build_members(make_model, unique))
+        }
     finally:
         torch.random.set_rng_state(state)
 
 
-def stack_members(make_model: Callable[[], nn.Module], seeds: Sequence[int]) -> dict[str, Tensor]:
+def stack_members(
+    make_model: Callable[[], nn.Module], seeds: Sequence[int]
+) -> dict[str, Tensor]:
     """Stacked initial parameters ``{name: (E, ...)}`` of the members :func:`convbias.train.fit_ensemble`
     builds (:func:`convbias.train.build_members`). Its result records step 0 itself
     (``result["step"][0] == 0``), so this is needed only for the parameters, not their metrics."""

@@ -37,6 +37,7 @@ momentum, written exactly as ``torch.optim.SGD`` does it, so a member trained in
 an ensemble follows the same trajectory as the same run trained alone with
 :func:`fit` and ``torch.optim.SGD`` (up to floating-point reordering).
 """
+
 from __future__ import annotations
 
 import copy
@@ -52,7 +53,13 @@ from torch.func import functional_call, vmap
 from .config import cap_steps
 from .config import device as default_device
 from .live import progress as progress_bar
-from .losses import LOSSES, accuracy, check_labels, check_loss_kind, logistic_loss, loss_value  # noqa: F401
+from .losses import (
+    accuracy,
+    check_labels,
+    check_loss_kind,
+    logistic_loss,
+    loss_value,
+)  # noqa: F401
 from .rank import stable_rank
 
 Tensor = torch.Tensor
@@ -108,7 +115,9 @@ class History:
 # ----------------------------------------------------------------------------- checks of the inputs
 def _check_int(value, name: str, low: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+        raise TypeError(
+            f"{name} must be an integer, got {value!r} ({type(value).__name__})"
+        )
     if value < low:
         raise ValueError(f"{name} must be >= {low}, got {value}")
     return int(value)
@@ -120,16 +129,22 @@ def _check_rate(value: float | Sequence[float], name: str) -> None:
         raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
 
 
-def _check_data(X: Tensor, y: Tensor, X_test: Tensor | None, y_test: Tensor | None, loss: str) -> None:
+def _check_data(
+    X: Tensor, y: Tensor, X_test: Tensor | None, y_test: Tensor | None, loss: str
+) -> None:
     """Same number of inputs and targets, test data given as a pair, labels that the loss can read."""
     if len(X) != len(y):
-        raise ValueError(f"X has {len(X)} examples but y has {len(y)}: give one target per example")
+        raise ValueError(
+            f"X has {len(X)} examples but y has {len(y)}: give one target per example"
+        )
     if len(X) == 0:
         raise ValueError("X holds no examples")
     if (X_test is None) != (y_test is None):
         raise ValueError("give X_test and y_test together (one was None)")
     if X_test is not None and len(X_test) != len(y_test):
-        raise ValueError(f"X_test has {len(X_test)} examples but y_test has {len(y_test)}")
+        raise ValueError(
+            f"X_test has {len(X_test)} examples but y_test has {len(y_test)}"
+        )
     check_labels(loss, y, "y")
     check_labels(loss, y_test, "y_test")
 
@@ -139,9 +154,13 @@ def check_metrics(metrics: Metrics | None) -> None:
     if metrics is None or callable(metrics):
         return
     if isinstance(metrics, Mapping):
-        raise TypeError("metrics must be one callable returning {name: value}, not a mapping of callables: "
-                        "write metrics=lambda m: {name: fn(m) for name, fn in your_mapping.items()}")
-    raise TypeError(f"metrics must be a callable returning {{name: value}}, got {type(metrics).__name__}")
+        raise TypeError(
+            "metrics must be one callable returning {name: value}, not a mapping of callables: "
+            "write metrics=lambda m: {name: fn(m) for name, fn in your_mapping.items()}"
+        )
+    raise TypeError(
+        f"metrics must be a callable returning {{name: value}}, got {type(metrics).__name__}"
+    )
 
 
 def metric_values(metrics: Metrics | None, target: Any) -> dict[str, Any]:
@@ -150,28 +169,47 @@ def metric_values(metrics: Metrics | None, target: Any) -> dict[str, Any]:
         return {}
     values = metrics(target)
     if not isinstance(values, Mapping):
-        raise TypeError(f"metrics must return a mapping {{name: value}}, got {type(values).__name__}")
+        raise TypeError(
+            f"metrics must return a mapping {{name: value}}, got {type(values).__name__}"
+        )
     return dict(values)
 
 
-def make_optimizer(optimizer: str | torch.optim.Optimizer, params, *, lr: float, momentum: float = 0.0,
-                   weight_decay: float = 0.0, allowed: Sequence[str] = OPTIMIZERS) -> torch.optim.Optimizer:
+def make_optimizer(
+    optimizer: str | torch.optim.Optimizer,
+    params,
+    *,
+    lr: float,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    allowed: Sequence[str] = OPTIMIZERS,
+) -> torch.optim.Optimizer:
     """The optimizer a loop steps with: an instance as given, or ``"sgd"`` (SGD with ``momentum``) / ``"adam"``."""
     if isinstance(optimizer, torch.optim.Optimizer):
         return optimizer
     if optimizer not in allowed:
-        raise ValueError(f"unknown optimizer {optimizer!r}: use one of {tuple(allowed)} or a torch.optim.Optimizer")
-    _check_rate(lr, "lr"), _check_rate(momentum, "momentum"), _check_rate(weight_decay, "weight_decay")
+        raise ValueError(
+            f"unknown optimizer {optimizer!r}: use one of {tuple(allowed)} or a torch.optim.Optimizer"
+        )
+    (
+        _check_rate(lr, "lr"),
+        _check_rate(momentum, "momentum"),
+        _check_rate(weight_decay, "weight_decay"),
+    )
     if optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        return torch.optim.SGD(
+            params, lr=lr, momentum=momentum, weight_decay=weight_decay
+        )
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
 def check_optimizer_name(optimizer: str, allowed: Sequence[str]) -> None:
     """For loops that write their update out (no optimizer object): refuse other names."""
     if isinstance(optimizer, torch.optim.Optimizer) or optimizer not in allowed:
-        raise ValueError(f"this loop writes its update out and supports optimizer in {tuple(allowed)}, "
-                         f"got {optimizer!r}")
+        raise ValueError(
+            f"this loop writes its update out and supports optimizer in {tuple(allowed)}, "
+            f"got {optimizer!r}"
+        )
 
 
 def _first_parameter(model: nn.Module) -> nn.Parameter:
@@ -183,8 +221,20 @@ def _first_parameter(model: nn.Module) -> nn.Parameter:
 
 def _refuse_random_layers(model: nn.Module) -> None:
     for name, mod in model.named_modules():
-        if isinstance(mod, (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
-                            nn.FeatureAlphaDropout)) and mod.p > 0:
+        if (
+            isinstance(
+                mod,
+                (
+                    nn.Dropout,
+                    nn.Dropout1d,
+                    nn.Dropout2d,
+                    nn.Dropout3d,
+                    nn.AlphaDropout,
+                    nn.FeatureAlphaDropout,
+                ),
+            )
+            and mod.p > 0
+        ):
             raise ValueError(
                 f"module {name or type(mod).__name__} is a {type(mod).__name__}: an ensemble trains its members "
                 "in one vmapped call, where a random mask cannot be drawn per member. Train this model with "
@@ -201,7 +251,9 @@ def steps_per_epoch(n: int, batch_size: int | None) -> int:
     return 1 if batch_size is None or batch_size >= n else n // batch_size
 
 
-def _n_steps(n: int, batch_size: int | None, steps: int | None, epochs: int | None) -> tuple[int, int]:
+def _n_steps(
+    n: int, batch_size: int | None, steps: int | None, epochs: int | None
+) -> tuple[int, int]:
     """Return (total steps, steps per epoch).
 
     One epoch is ``n // batch_size`` steps: the batches of one permutation of the
@@ -210,7 +262,9 @@ def _n_steps(n: int, batch_size: int | None, steps: int | None, epochs: int | No
     """
     bs = n if batch_size is None else _check_int(batch_size, "batch_size")
     if not 1 <= bs <= n:
-        raise ValueError(f"batch_size must lie in [1, {n}] (the number of examples), got {batch_size}")
+        raise ValueError(
+            f"batch_size must lie in [1, {n}] (the number of examples), got {batch_size}"
+        )
     per_epoch = steps_per_epoch(n, bs)
     if (steps is None) == (epochs is None):
         raise ValueError("give exactly one of steps= or epochs=")
@@ -232,7 +286,9 @@ class EnsembleBatches:
     the device once, so a step costs one slice.
     """
 
-    def __init__(self, n: int, batch_size: int | None, seeds: Sequence[int], device: torch.device):
+    def __init__(
+        self, n: int, batch_size: int | None, seeds: Sequence[int], device: torch.device
+    ):
         self.n, self.bs = n, (n if batch_size is None else batch_size)
         self.per_epoch = n // self.bs
         self.gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
@@ -244,7 +300,9 @@ class EnsembleBatches:
         if self.bs == self.n:
             return None
         if self._pos >= self.per_epoch:
-            self._perms = torch.stack([torch.randperm(self.n, generator=g) for g in self.gens]).to(self.device)
+            self._perms = torch.stack(
+                [torch.randperm(self.n, generator=g) for g in self.gens]
+            ).to(self.device)
             self._pos = 0
         idx = self._perms[:, self._pos * self.bs : (self._pos + 1) * self.bs]
         self._pos += 1
@@ -259,7 +317,11 @@ class BatchSampler:
 
     def next(self) -> Tensor:
         idx = self._batches.next()
-        return torch.arange(self._batches.n, device=self._batches.device) if idx is None else idx[0]
+        return (
+            torch.arange(self._batches.n, device=self._batches.device)
+            if idx is None
+            else idx[0]
+        )
 
 
 def _lr_factor(epoch: int, milestones: Sequence[int] | None, gamma: float) -> float:
@@ -320,18 +382,31 @@ def fit(
         X_test, y_test = X_test.to(dev), y_test.to(dev)
     total, per_epoch = _n_steps(len(X), batch_size, steps, epochs)
     total = cap_steps(total, log_every)  # a smoke run stops after a few steps
-    opt = make_optimizer("sgd" if optimizer is None else optimizer, model.parameters(), lr=lr, momentum=momentum,
-                         weight_decay=weight_decay)
+    opt = make_optimizer(
+        "sgd" if optimizer is None else optimizer,
+        model.parameters(),
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+    )
     base_lrs = [g["lr"] for g in opt.param_groups]
     sampler = BatchSampler(len(X), batch_size, seed, dev)
     hist = History()
 
     def record(step: int, mean_loss: float | None) -> None:
         train = evaluate(model, X, y, loss, prefix="train_")
-        values = {"loss": train["train_loss"] if mean_loss is None else mean_loss, **train}
+        values = {
+            "loss": train["train_loss"] if mean_loss is None else mean_loss,
+            **train,
+        }
         if X_test is not None:
             values.update(evaluate(model, X_test, y_test, loss, prefix="test_"))
-        values.update({k: float(v.detach() if torch.is_tensor(v) else v) for k, v in metric_values(metrics, model).items()})
+        values.update(
+            {
+                k: float(v.detach() if torch.is_tensor(v) else v)
+                for k, v in metric_values(metrics, model).items()
+            }
+        )
         hist.record(step, **values)
 
     record(0, None)
@@ -362,13 +437,18 @@ def fit(
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, X: Tensor, y: Tensor, loss: str = "ce", prefix: str = "") -> dict[str, float]:
+def evaluate(
+    model: nn.Module, X: Tensor, y: Tensor, loss: str = "ce", prefix: str = ""
+) -> dict[str, float]:
     """Loss and accuracy of ``model`` on ``(X, y)`` in eval mode (mode restored afterwards)."""
     was_training = model.training
     model.eval()
     out = model(X)
     model.train(was_training)
-    return {f"{prefix}loss": loss_value(loss, out, y).item(), f"{prefix}acc": accuracy(loss, out, y).item()}
+    return {
+        f"{prefix}loss": loss_value(loss, out, y).item(),
+        f"{prefix}acc": accuracy(loss, out, y).item(),
+    }
 
 
 # ----------------------------------------------------------------------------- ensembles
@@ -397,7 +477,9 @@ class EnsembleResult(History):
     def member(self, i: int) -> nn.Module:
         """A standalone copy of member ``i`` as an ordinary module."""
         model = copy.deepcopy(self.base)
-        state = {k: v[i].detach().clone() for k, v in {**self.params, **self.buffers}.items()}
+        state = {
+            k: v[i].detach().clone() for k, v in {**self.params, **self.buffers}.items()
+        }
         model.load_state_dict(state)
         return model
 
@@ -406,7 +488,9 @@ class EnsembleResult(History):
         return ensemble_forward(self.base, self.params, self.buffers, X)
 
 
-def ensemble_forward(base: nn.Module, params: dict[str, Tensor], buffers: dict[str, Tensor], X: Tensor) -> Tensor:
+def ensemble_forward(
+    base: nn.Module, params: dict[str, Tensor], buffers: dict[str, Tensor], X: Tensor
+) -> Tensor:
     """Evaluate all stacked members on shared inputs ``X`` (one vmapped call)."""
 
     def one(p, b):
@@ -420,7 +504,9 @@ def _as_vector(value: float | Sequence[float], E: int, name: str) -> Tensor:
     if v.ndim == 0:
         v = v.expand(E)
     if v.shape != (E,):
-        raise ValueError(f"{name} must be a number or have one value per member ({E}), got shape {tuple(v.shape)}")
+        raise ValueError(
+            f"{name} must be a number or have one value per member ({E}), got shape {tuple(v.shape)}"
+        )
     return v.clone()
 
 
@@ -473,7 +559,11 @@ def fit_ensemble(
     check_metrics(metrics)
     check_optimizer_name(optimizer, ("sgd",))
     log_every = _check_int(log_every, "log_every")
-    _check_rate(lr, "lr"), _check_rate(momentum, "momentum"), _check_rate(weight_decay, "weight_decay")
+    (
+        _check_rate(lr, "lr"),
+        _check_rate(momentum, "momentum"),
+        _check_rate(weight_decay, "weight_decay"),
+    )
     _check_data(X, y, X_test, y_test, loss)
     seeds = [int(s) for s in seeds]
     if not seeds:
@@ -486,8 +576,16 @@ def fit_ensemble(
     _refuse_running_stats(base)
     _refuse_random_layers(base)
     names = [n for n, _ in base.named_parameters()]
-    params = {n: torch.stack([dict(m.named_parameters())[n].detach() for m in members]).clone() for n in names}
-    buffers = {n: torch.stack([dict(m.named_buffers())[n] for m in members]).clone() for n, _ in base.named_buffers()}
+    params = {
+        n: torch.stack(
+            [dict(m.named_parameters())[n].detach() for m in members]
+        ).clone()
+        for n in names
+    }
+    buffers = {
+        n: torch.stack([dict(m.named_buffers())[n] for m in members]).clone()
+        for n, _ in base.named_buffers()
+    }
     lrs = _as_vector(lr, E, "lr").to(dev)
     wds = _as_vector(weight_decay, E, "weight_decay").to(dev)
     X, y = X.to(dev), y.to(dev)
@@ -504,8 +602,12 @@ def fit_ensemble(
     forward = vmap(lambda p, b, xb: functional_call(base, (p, b), (xb,)))
     member_losses = vmap(lambda out, yb: loss_value(loss, out, yb))
     # full batch: every member sees the same X, which is then not gathered E times
-    forward_shared = vmap(lambda p, b, xb: functional_call(base, (p, b), (xb,)), in_dims=(0, 0, None))
-    member_losses_shared = vmap(lambda out, yb: loss_value(loss, out, yb), in_dims=(0, None))
+    forward_shared = vmap(
+        lambda p, b, xb: functional_call(base, (p, b), (xb,)), in_dims=(0, 0, None)
+    )
+    member_losses_shared = vmap(
+        lambda out, yb: loss_value(loss, out, yb), in_dims=(0, None)
+    )
     for p in params.values():
         p.requires_grad_(True)
     hist = History()
@@ -513,9 +615,14 @@ def fit_ensemble(
     def record(step: int, mean_loss: np.ndarray | None) -> None:
         with torch.no_grad():
             values = _ensemble_eval(base, params, buffers, X, y, loss, "train_")
-            values = {"loss": values["train_loss"] if mean_loss is None else mean_loss, **values}
+            values = {
+                "loss": values["train_loss"] if mean_loss is None else mean_loss,
+                **values,
+            }
             if X_test is not None:
-                values.update(_ensemble_eval(base, params, buffers, X_test, y_test, loss, "test_"))
+                values.update(
+                    _ensemble_eval(base, params, buffers, X_test, y_test, loss, "test_")
+                )
             for name, value in metric_values(metrics, params).items():
                 values[name] = torch.as_tensor(value).detach().cpu().numpy()
         hist.record(step, **values)
@@ -547,18 +654,32 @@ def fit_ensemble(
             mean_loss = (running / since).cpu().numpy()
             if not np.isfinite(mean_loss).all():
                 bad = [seeds[i] for i in np.flatnonzero(~np.isfinite(mean_loss))]
-                raise_diverged(step, f"the training loss of the members with seeds {bad}")
+                raise_diverged(
+                    step, f"the training loss of the members with seeds {bad}"
+                )
             record(step, mean_loss)
             bar.set_postfix(loss=f"{float(mean_loss.mean()):.3g}")
             running.zero_()
             since = 0
-    config = {"seed": np.asarray(seeds), "lr": lrs.cpu().numpy(), "weight_decay": wds.cpu().numpy()}
+    config = {
+        "seed": np.asarray(seeds),
+        "lr": lrs.cpu().numpy(),
+        "weight_decay": wds.cpu().numpy(),
+    }
     params = {n: p.detach() for n, p in params.items()}
-    return EnsembleResult(step=hist.step, values=hist.values, base=base, params=params, buffers=buffers,
-                          config=config)
+    return EnsembleResult(
+        step=hist.step,
+        values=hist.values,
+        base=base,
+        params=params,
+        buffers=buffers,
+        config=config,
+    )
 
 
-def build_members(make_model: Callable[[], nn.Module], seeds: Sequence[int]) -> list[nn.Module]:
+def build_members(
+    make_model: Callable[[], nn.Module], seeds: Sequence[int]
+) -> list[nn.Module]:
     """The E initial members of :func:`fit_ensemble`: ``make_model()`` under ``torch.manual_seed(seeds[e])``."""
     members = []
     for s in seeds:
@@ -610,7 +731,9 @@ def fit_gd(
     rank of ``W``) and ``metrics(model)``. Values leave the device only at those records.
     """
     if lr <= 0 or steps < 1 or log_every < 1:
-        raise ValueError(f"need lr > 0, steps >= 1 and log_every >= 1; got lr={lr}, steps={steps}, log_every={log_every}")
+        raise ValueError(
+            f"need lr > 0, steps >= 1 and log_every >= 1; got lr={lr}, steps={steps}, log_every={log_every}"
+        )
     check_metrics(metrics)
     check_optimizer_name(optimizer, ("sgd",))
     check_labels("logistic", y, "y")
@@ -625,11 +748,17 @@ def fit_gd(
     def record(step: int, loss: Tensor) -> None:
         with torch.no_grad():
             out = model(X)
-            values = {"loss": loss, "train_acc": _accuracy(out, y), "filter_srank": stable_rank(model.filters())}
+            values = {
+                "loss": loss,
+                "train_acc": _accuracy(out, y),
+                "filter_srank": stable_rank(model.filters()),
+            }
             if X_test is not None:
                 values["test_acc"] = _accuracy(model(X_test), y_test)
             values.update(metric_values(metrics, model))
-            values = {k: torch.as_tensor(v).detach().cpu().numpy() for k, v in values.items()}
+            values = {
+                k: torch.as_tensor(v).detach().cpu().numpy() for k, v in values.items()
+            }
         if not np.isfinite(values["loss"]).all():
             raise_diverged(step, f"the logistic loss (lr={lr})")
         hist.record(step, **values)

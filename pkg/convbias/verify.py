@@ -11,6 +11,7 @@ a distance above 0 passes) and the seeds that failed. A check a seed never reach
 
 Used by the book's tooling (``python -m convbias verify``), not by a chapter's code.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,22 +30,29 @@ def parse_seeds(text: str) -> list[int]:
         try:
             first, last = int(low), int(high) if dash else int(low)
         except ValueError:
-            raise ValueError(f"seeds {text!r}: use non-negative integers and ranges, e.g. 0-4 or 0,3,7") from None
+            raise ValueError(
+                f"seeds {text!r}: use non-negative integers and ranges, e.g. 0-4 or 0,3,7"
+            ) from None
         if first < 0 or last < first:
-            raise ValueError(f"seeds {text!r}: a range must go from a non-negative seed upwards, got {part!r}")
+            raise ValueError(
+                f"seeds {text!r}: a range must go from a non-negative seed upwards, got {part!r}"
+            )
         seeds.extend(s for s in range(first, last + 1) if s not in seeds)
     if not seeds:
         raise ValueError(f"seeds {text!r}: name at least one seed")
     return seeds
 
 
-
-
-def run_seeds(notebooks: Sequence[Path], seeds: Sequence[int], out_dir: Path, use_cache: bool = True,
-              progress: bool = True) -> list[dict[str, Any]]:
+def run_seeds(
+    notebooks: Sequence[Path],
+    seeds: Sequence[int],
+    out_dir: Path,
+    use_cache: bool = True,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
     """Run each notebook once per seed (results in ``out_dir/<stem>/seed-<s>``); one summary per run."""
-    from .config import SEED_VAR, environment
     from .checks import ENV_VAR as CHECKS_VAR
+    from .config import SEED_VAR, environment
     from .notebooks import run_chapter
 
     runs = []
@@ -53,7 +61,12 @@ def run_seeds(notebooks: Sequence[Path], seeds: Sequence[int], out_dir: Path, us
             if progress:
                 print(f"[verify] {nb.stem}, seed {seed}", flush=True)
             with environment(**{SEED_VAR: str(seed), CHECKS_VAR: "report"}):
-                summary = run_chapter(nb, out_dir / nb.stem / f"seed-{seed}", use_cache=use_cache, progress=False)
+                summary = run_chapter(
+                    nb,
+                    out_dir / nb.stem / f"seed-{seed}",
+                    use_cache=use_cache,
+                    progress=False,
+                )
             runs.append({"chapter": nb.stem, "seed": seed, **summary})
     return runs
 
@@ -69,18 +82,31 @@ def robustness(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for (chapter, name), by_seed in found.items():
         seeds = seeds_of[chapter]
-        margins = [by_seed[s]["margin"] for s in seeds if s in by_seed and _finite(by_seed[s]["margin"])]
+        margins = [
+            by_seed[s]["margin"]
+            for s in seeds
+            if s in by_seed and _finite(by_seed[s]["margin"])
+        ]
         values = [by_seed[s]["value"] for s in seeds if s in by_seed]
         first = next(iter(by_seed.values()))
         failing = [s for s in seeds if s not in by_seed or not by_seed[s]["passed"]]
-        rows.append({
-            "chapter": chapter, "check": name, "claim": first.get("claim", ""), "op": first["op"],
-            "bound": first["bound"], "scale": first.get("scale", "difference"),
-            "passed": len(seeds) - len(failing), "seeds": len(seeds), "failing_seeds": failing,
-            "margin_min": min(margins) if margins else None,
-            "margin_median": statistics.median(margins) if margins else None,
-            "value_min": min(values) if values else None, "value_max": max(values) if values else None,
-        })
+        rows.append(
+            {
+                "chapter": chapter,
+                "check": name,
+                "claim": first.get("claim", ""),
+                "op": first["op"],
+                "bound": first["bound"],
+                "scale": first.get("scale", "difference"),
+                "passed": len(seeds) - len(failing),
+                "seeds": len(seeds),
+                "failing_seeds": failing,
+                "margin_min": min(margins) if margins else None,
+                "margin_median": statistics.median(margins) if margins else None,
+                "value_min": min(values) if values else None,
+                "value_max": max(values) if values else None,
+            }
+        )
     return rows
 
 
@@ -95,28 +121,54 @@ def _num(x: float | None, scale: str = "") -> str:
     return f"×{text}" if scale == "ratio" else text
 
 
-def markdown(rows: Sequence[dict[str, Any]], seeds: Sequence[int], profile: str,
-             runs: Sequence[dict[str, Any]] = ()) -> str:
+def markdown(
+    rows: Sequence[dict[str, Any]],
+    seeds: Sequence[int],
+    profile: str,
+    runs: Sequence[dict[str, Any]] = (),
+) -> str:
     """The robustness table as Markdown (one line per check), then the runs that stopped with an error."""
-    head = (f"Base seeds {', '.join(map(str, seeds))}, profile `{profile}`. *Margin*: the factor (×) by which a "
-            "check's value clears its bound, or the distance to it; above ×1 or 0 the check passes.\n\n"
-            "| chapter | check | bound | passed | margin min | margin median | values (min to max) | failing seeds |\n"
-            "| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+    head = (
+        f"Base seeds {', '.join(map(str, seeds))}, profile `{profile}`. *Margin*: the factor (×) by which a "
+        "check's value clears its bound, or the distance to it; above ×1 or 0 the check passes.\n\n"
+        "| chapter | check | bound | passed | margin min | margin median | values (min to max) | failing seeds |\n"
+        "| --- | --- | --- | --- | --- | --- | --- | --- |\n"
+    )
     lines = []
     for r in rows:
-        bound = f"in [{_num(r['bound'][0])}, {_num(r['bound'][1])}]" if r["op"] == "in" else f"{r['op']} {_num(r['bound'])}"
-        lines.append(f"| {r['chapter'].split('_')[0]} | `{r['check']}` | {bound} | {r['passed']}/{r['seeds']} | "
-                     f"{_num(r['margin_min'], r['scale'])} | {_num(r['margin_median'], r['scale'])} | "
-                     f"{_num(r['value_min'])} to {_num(r['value_max'])} | "
-                     f"{', '.join(map(str, r['failing_seeds'])) or 'none'} |")
+        bound = (
+            f"in [{_num(r['bound'][0])}, {_num(r['bound'][1])}]"
+            if r["op"] == "in"
+            else f"{r['op']} {_num(r['bound'])}"
+        )
+        lines.append(
+            f"| {r['chapter'].split('_')[0]} | `{r['check']}` | {bound} | {r['passed']}/{r['seeds']} | "
+            f"{_num(r['margin_min'], r['scale'])} | {_num(r['margin_median'], r['scale'])} | "
+            f"{_num(r['value_min'])} to {_num(r['value_max'])} | "
+            f"{', '.join(map(str, r['failing_seeds'])) or 'none'} |"
+        )
     stopped = [r for r in runs if r.get("error")]
-    tail = "".join(f"\n- {r['chapter']}, seed {r['seed']}: stopped at code cell {r.get('failed_cell')} "
-                   f"({r['error']})" for r in stopped)
-    return head + "\n".join(lines) + "\n" + (f"\nRuns that stopped early:\n{tail}\n" if stopped else "")
+    tail = "".join(
+        f"\n- {r['chapter']}, seed {r['seed']}: stopped at code cell {r.get('failed_cell')} "
+        f"({r['error']})"
+        for r in stopped
+    )
+    return (
+        head
+        + "\n".join(lines)
+        + "\n"
+        + (f"\nRuns that stopped early:\n{tail}\n" if stopped else "")
+    )
 
 
-def verify(notebooks: Sequence[Path], seeds: Sequence[int], out_dir: Path, table: Path | None = None,
-           use_cache: bool = True, progress: bool = True) -> dict[str, Any]:
+def verify(
+    notebooks: Sequence[Path],
+    seeds: Sequence[int],
+    out_dir: Path,
+    table: Path | None = None,
+    use_cache: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Run ``notebooks`` over ``seeds`` and write the table to ``table`` ``.md`` and ``.json``.
 
     ``table`` defaults to ``out_dir/robustness``. Returns the JSON payload.
@@ -126,12 +178,29 @@ def verify(notebooks: Sequence[Path], seeds: Sequence[int], out_dir: Path, table
     runs = run_seeds(notebooks, seeds, out_dir, use_cache=use_cache, progress=progress)
     rows = robustness(runs)
     payload = {
-        "profile": profile(), "seeds": list(seeds), "checks": rows,
-        "runs": [{k: r.get(k) for k in ("chapter", "seed", "seconds", "failed_cell", "error", "cached", "run_info")}
-                 for r in runs],
+        "profile": profile(),
+        "seeds": list(seeds),
+        "checks": rows,
+        "runs": [
+            {
+                k: r.get(k)
+                for k in (
+                    "chapter",
+                    "seed",
+                    "seconds",
+                    "failed_cell",
+                    "error",
+                    "cached",
+                    "run_info",
+                )
+            }
+            for r in runs
+        ],
     }
     table = Path(table) if table is not None else out_dir / "robustness"
     table.parent.mkdir(parents=True, exist_ok=True)
     table.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
-    table.with_suffix(".md").write_text(markdown(rows, seeds, payload["profile"], payload["runs"]))
+    table.with_suffix(".md").write_text(
+        markdown(rows, seeds, payload["profile"], payload["runs"])
+    )
     return payload

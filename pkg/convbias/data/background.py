@@ -8,6 +8,7 @@ image, flattened to a row of length ``C k^2`` (what a first conv layer sees).
 
 Used by chapter 1.
 """
+
 from __future__ import annotations
 
 import torch
@@ -25,7 +26,9 @@ def background_mask(X: Tensor, threshold: float = 0.1) -> Tensor:
     return (X <= threshold).all(dim=1, keepdim=True)
 
 
-def add_background_noise(X: Tensor, sigma: float, seed: int = 0, threshold: float = 0.1) -> Tensor:
+def add_background_noise(
+    X: Tensor, sigma: float, seed: int = 0, threshold: float = 0.1
+) -> Tensor:
     """``X + sigma * g * mask``: Gaussian noise ``g ~ N(0, 1)`` on background pixels only.
 
     Pixels of the digit (above ``threshold``) are unchanged; no clipping, so the
@@ -34,7 +37,9 @@ def add_background_noise(X: Tensor, sigma: float, seed: int = 0, threshold: floa
     if sigma < 0:
         raise ValueError(f"sigma is a standard deviation and must be >= 0, got {sigma}")
     mask = background_mask(X, threshold)
-    g = torch.randn(X.shape, generator=torch.Generator().manual_seed(int(seed))).to(X.device, X.dtype)
+    g = torch.randn(X.shape, generator=torch.Generator().manual_seed(int(seed))).to(
+        X.device, X.dtype
+    )
     return X + sigma * g * mask
 
 
@@ -46,7 +51,9 @@ def patch_matrix(X: Tensor, kernel: int = 5, stride: int = 1) -> Tensor:
     return cols.transpose(1, 2).reshape(-1, cols.shape[1])
 
 
-def patch_stable_rank(X: Tensor, kernel: int = 5, stride: int = 1, chunk: int = 512) -> float:
+def patch_stable_rank(
+    X: Tensor, kernel: int = 5, stride: int = 1, chunk: int = 512
+) -> float:
     """Stable rank ``||A||_F^2 / ||A||_2^2`` of the patch matrix ``A`` of ``X``.
 
     Computed from the small Gram matrix ``A^T A`` (``C k^2`` square, float64),
@@ -69,9 +76,13 @@ def embed_in_noisy_canvas(X: Tensor, pad: int, sigma: float, seed: int = 0) -> T
     background noise is added. Returns ``(N, C, H + 2 pad, W + 2 pad)``.
     """
     if X.ndim != 4 or pad < 0 or sigma < 0:
-        raise ValueError(f"need images (N, C, H, W), pad >= 0 and sigma >= 0; got {tuple(X.shape)}, {pad}, {sigma}")
+        raise ValueError(
+            f"need images (N, C, H, W), pad >= 0 and sigma >= 0; got {tuple(X.shape)}, {pad}, {sigma}"
+        )
     N, C, H, W = X.shape
     shape = (N, C, H + 2 * pad, W + 2 * pad)
-    canvas = sigma * torch.randn(shape, generator=torch.Generator().manual_seed(int(seed))).to(X.device, X.dtype)
+    canvas = sigma * torch.randn(
+        shape, generator=torch.Generator().manual_seed(int(seed))
+    ).to(X.device, X.dtype)
     canvas[:, :, pad : pad + H, pad : pad + W] = X
     return canvas

@@ -5,6 +5,7 @@ canvas`` black image: the label does not depend on where, which is the
 translation structure a CNN's weight sharing is built for and an FCN must learn
 from examples. Used by chapter 5.
 """
+
 from __future__ import annotations
 
 import torch
@@ -15,7 +16,9 @@ Tensor = torch.Tensor
 SOURCES = ("digits", "mnist")
 
 
-def place_on_canvas(X: Tensor, canvas: int, random_position: bool = True, seed: int = 0) -> Tensor:
+def place_on_canvas(
+    X: Tensor, canvas: int, random_position: bool = True, seed: int = 0
+) -> Tensor:
     """Paste images ``X`` of shape ``(N, C, h, w)`` onto ``(N, C, canvas, canvas)`` zeros.
 
     Each image goes to a uniformly random top-left corner (seeded) or to the
@@ -25,7 +28,9 @@ def place_on_canvas(X: Tensor, canvas: int, random_position: bool = True, seed: 
         raise ValueError(f"X must have shape (N, C, h, w), got {tuple(X.shape)}")
     N, C, h, w = X.shape
     if canvas < max(h, w):
-        raise ValueError(f"canvas={canvas} is smaller than the images ({h}x{w}): use canvas >= {max(h, w)}")
+        raise ValueError(
+            f"canvas={canvas} is smaller than the images ({h}x{w}): use canvas >= {max(h, w)}"
+        )
     out = X.new_zeros(N, C, canvas, canvas)
     if random_position:
         gen = torch.Generator().manual_seed(seed)
@@ -42,8 +47,14 @@ def place_on_canvas(X: Tensor, canvas: int, random_position: bool = True, seed: 
     return out
 
 
-def load_canvas(source: str = "digits", canvas: int = 16, n_train: int = 500, n_test: int = 350,
-                random_position: bool = True, seed: int = 0) -> Split:
+def load_canvas(
+    source: str = "digits",
+    canvas: int = 16,
+    n_train: int = 500,
+    n_test: int = 350,
+    random_position: bool = True,
+    seed: int = 0,
+) -> Split:
     """Digits (8x8, ``source="digits"``) or offline MNIST (28x28, ``"mnist"``) on a ``canvas``-sized image.
 
     Takes the first ``n_train``/``n_test`` examples of the loader's seeded split
@@ -51,13 +62,29 @@ def load_canvas(source: str = "digits", canvas: int = 16, n_train: int = 500, n_
     """
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
-    split = load_digits(seed=seed) if source == "digits" else load_mnist("offline", seed=seed)
+    split = (
+        load_digits(seed=seed)
+        if source == "digits"
+        else load_mnist("offline", seed=seed)
+    )
     if n_train > len(split.X_train) or n_test > len(split.X_test):
-        raise ValueError(f"{source} has {len(split.X_train)} train / {len(split.X_test)} test examples; "
-                         f"asked for {n_train} / {n_test}")
-    X_tr = place_on_canvas(split.X_train[:n_train], canvas, random_position, seed=2 * seed)
-    X_te = place_on_canvas(split.X_test[:n_test], canvas, random_position, seed=2 * seed + 1)
-    return Split(X_tr, split.y_train[:n_train], X_te, split.y_test[:n_test], f"{split.source}-on-{canvas}x{canvas}")
+        raise ValueError(
+            f"{source} has {len(split.X_train)} train / {len(split.X_test)} test examples; "
+            f"asked for {n_train} / {n_test}"
+        )
+    X_tr = place_on_canvas(
+        split.X_train[:n_train], canvas, random_position, seed=2 * seed
+    )
+    X_te = place_on_canvas(
+        split.X_test[:n_test], canvas, random_position, seed=2 * seed + 1
+    )
+    return Split(
+        X_tr,
+        split.y_train[:n_train],
+        X_te,
+        split.y_test[:n_test],
+        f"{split.source}-on-{canvas}x{canvas}",
+    )
 
 
 def standardize(split: Split) -> Split:
@@ -65,5 +92,10 @@ def standardize(split: Split) -> Split:
     dims = (0, 2, 3) if split.X_train.ndim == 4 else (0, 2)
     mean = split.X_train.mean(dims, keepdim=True)
     std = split.X_train.std(dims, keepdim=True).clamp_min(1e-8)
-    return Split((split.X_train - mean) / std, split.y_train, (split.X_test - mean) / std, split.y_test,
-                 split.source)
+    return Split(
+        (split.X_train - mean) / std,
+        split.y_train,
+        (split.X_test - mean) / std,
+        split.y_test,
+        split.source,
+    )

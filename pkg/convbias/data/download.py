@@ -9,6 +9,7 @@ platform's user cache folder (``~/.cache/convbias`` on Linux).
 
 Used by :mod:`convbias.data.real` (and ``python -m convbias download``).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -53,10 +54,14 @@ def cache_dir(create: bool = True) -> Path:
     if _usable(root):
         return root
     if configured and _usable(_default_dir()):
-        print(f"{CACHE_ENV}={configured} cannot be written to; using {_default_dir()} instead.")
+        print(
+            f"{CACHE_ENV}={configured} cannot be written to; using {_default_dir()} instead."
+        )
         return _default_dir()
-    raise DownloadError(f"no writable cache folder: {root} cannot be created or written to. "
-                        f"Set {CACHE_ENV} to a writable folder.")
+    raise DownloadError(
+        f"no writable cache folder: {root} cannot be created or written to. "
+        f"Set {CACHE_ENV} to a writable folder."
+    )
 
 
 def file_digest(path: Path, algorithm: str = "md5") -> str:
@@ -68,8 +73,15 @@ def file_digest(path: Path, algorithm: str = "md5") -> str:
     return h.hexdigest()
 
 
-def download(url: str, dest: Path, checksum: str, algorithm: str = "md5", timeout: float = 15.0,
-             retries: int = 2, progress: bool = False) -> Path:
+def download(
+    url: str,
+    dest: Path,
+    checksum: str,
+    algorithm: str = "md5",
+    timeout: float = 15.0,
+    retries: int = 2,
+    progress: bool = False,
+) -> Path:
     """Fetch ``url`` to ``dest`` unless a file with the right checksum is already there.
 
     Raises :class:`DownloadError` when the file cannot be fetched (after ``retries``
@@ -83,23 +95,39 @@ def download(url: str, dest: Path, checksum: str, algorithm: str = "md5", timeou
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DownloadError(f"cannot create the folder {dest.parent} for {dest.name}: {exc.strerror or exc}. "
-                            f"Set {CACHE_ENV} to a writable folder.") from exc
+        raise DownloadError(
+            f"cannot create the folder {dest.parent} for {dest.name}: {exc.strerror or exc}. "
+            f"Set {CACHE_ENV} to a writable folder."
+        ) from exc
     if dest.exists() and file_digest(dest, algorithm) != checksum:
         dest.unlink()  # stale or corrupted cache entry: fetch again
-    transient = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+    transient = (
+        requests.ConnectionError,
+        requests.Timeout,
+        requests.exceptions.ChunkedEncodingError,
+    )
     try:
         for attempt in range(retries + 1):
             try:
-                path = pooch.retrieve(url, known_hash=f"{algorithm}:{checksum}", fname=dest.name, path=dest.parent,
-                                      progressbar=progress, downloader=pooch.HTTPDownloader(timeout=timeout))
+                path = pooch.retrieve(
+                    url,
+                    known_hash=f"{algorithm}:{checksum}",
+                    fname=dest.name,
+                    path=dest.parent,
+                    progressbar=progress,
+                    downloader=pooch.HTTPDownloader(timeout=timeout),
+                )
                 break
             except transient:
                 if attempt == retries:
                     raise
-    except ValueError as exc:  # pooch: the hash does not match (the temporary file is already removed)
+    except (
+        ValueError
+    ) as exc:  # pooch: the hash does not match (the temporary file is already removed)
         if "hash" not in str(exc).lower():
-            raise DownloadError(f"could not download {dest.name} from {url}: {exc}") from exc
+            raise DownloadError(
+                f"could not download {dest.name} from {url}: {exc}"
+            ) from exc
         raise ChecksumError(
             f"{dest.name} downloaded from {url} does not have {algorithm} {checksum} (expected {checksum}): "
             "the download was corrupted or the file changed upstream. Nothing was kept; try again later."

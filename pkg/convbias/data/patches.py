@@ -14,6 +14,7 @@ The case study of Zhang, Gao, Zou & Cao (2025). An image is ``P`` patches in
 ``sigma_p = 0`` gives the clean images. Everything is drawn from seeded
 ``torch.Generator`` objects: the same seed gives the same tensors. Used by chapter 1.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -63,7 +64,9 @@ def signal_directions(d: int, K: int, norm: float = 5.0, seed: int = 0) -> Tenso
     matrix, so they are spread over all coordinates (not axis-aligned).
     """
     if K < 1 or 2 * K > d:
-        raise ValueError(f"need 1 <= K and 2K <= d for 2K orthogonal directions in R^d; got K={K}, d={d}")
+        raise ValueError(
+            f"need 1 <= K and 2K <= d for 2K orthogonal directions in R^d; got K={K}, d={d}"
+        )
     if norm <= 0:
         raise ValueError(f"the signal norm must be positive, got {norm}")
     gen = torch.Generator().manual_seed(int(seed))
@@ -91,9 +94,13 @@ class PatchDataModel:
 
     def __post_init__(self):
         if self.P < 2:
-            raise ValueError(f"an image needs P >= 2 patches (one signal, at least one noise), got {self.P}")
+            raise ValueError(
+                f"an image needs P >= 2 patches (one signal, at least one noise), got {self.P}"
+            )
         if self.sigma_p < 0:
-            raise ValueError(f"sigma_p is a standard deviation and must be >= 0, got {self.sigma_p}")
+            raise ValueError(
+                f"sigma_p is a standard deviation and must be >= 0, got {self.sigma_p}"
+            )
         if self.K < 1 or 2 * self.K > self.d:
             raise ValueError(f"need 1 <= K and 2K <= d, got K={self.K}, d={self.d}")
 
@@ -128,4 +135,11 @@ class PatchDataModel:
         cls = (y < 0).long()  # 0 for +1, 1 for -1
         X = xi.clone()
         X[torch.arange(n), where] = mu[cls, k]
-        return PatchData(X=X, y=y, directions=mu, signal_k=k, signal_patch=where, sigma_p=self.sigma_p)
+        return PatchData(
+            X=X,
+            y=y,
+            directions=mu,
+            signal_k=k,
+            signal_patch=where,
+            sigma_p=self.sigma_p,
+        )

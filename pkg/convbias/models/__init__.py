@@ -12,10 +12,17 @@ data or cache code; see ``tests/test_layers.py``).
 - :mod:`~convbias.models.layered`: small nets with named layers (chapter 7)
 - :mod:`~convbias.models.counting`: :func:`count_parameters` (chapters 4-5)
 """
+
 from .canvas_cnn import alexnet_style, canvas_cnn, skinny_cnn
 from .conv1d import ChannelBias1d, ChannelNorm1d, DeepConv1d
 from .counting import count_parameters
-from .deep_decoder import DeepDecoder, FixedKernelGenerator, TransposedConvGenerator, make_generator, parameter_formula
+from .deep_decoder import (
+    DeepDecoder,
+    FixedKernelGenerator,
+    TransposedConvGenerator,
+    make_generator,
+    parameter_formula,
+)
 from .galanti_cnn import GalantiCNN
 from .generator1d import ConvGenerator1D
 from .mlp import MLP
@@ -23,7 +30,22 @@ from .one_conv import OneConvCNN
 from .patch_cnn import HuberizedReLU, PatchCNN
 
 __all__ = [
-    "ChannelBias1d", "ChannelNorm1d", "ConvGenerator1D", "DeepConv1d", "DeepDecoder", "FixedKernelGenerator",
-    "GalantiCNN", "HuberizedReLU", "MLP", "OneConvCNN", "PatchCNN", "TransposedConvGenerator", "alexnet_style",
-    "canvas_cnn", "count_parameters", "make_generator", "parameter_formula", "skinny_cnn",
+    "ChannelBias1d",
+    "ChannelNorm1d",
+    "ConvGenerator1D",
+    "DeepConv1d",
+    "DeepDecoder",
+    "FixedKernelGenerator",
+    "GalantiCNN",
+    "HuberizedReLU",
+    "MLP",
+    "OneConvCNN",
+    "PatchCNN",
+    "TransposedConvGenerator",
+    "alexnet_style",
+    "canvas_cnn",
+    "count_parameters",
+    "make_generator",
+    "parameter_formula",
+    "skinny_cnn",
 ]

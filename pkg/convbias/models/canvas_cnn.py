@@ -12,6 +12,7 @@ The standard FCN "of the same architecture" is
 
 Used by chapters 5 and 6.
 """
+
 from __future__ import annotations
 
 import torch
@@ -23,41 +24,78 @@ def _readout_size(features: nn.Sequential, input_shape: tuple[int, ...]) -> int:
         return int(features(torch.zeros(1, *input_shape)).numel())
 
 
-def canvas_cnn(input_shape: tuple[int, int, int] = (1, 16, 16), width: int = 16, kernel: int = 3,
-               num_classes: int = 10) -> nn.Sequential:
+def canvas_cnn(
+    input_shape: tuple[int, int, int] = (1, 16, 16),
+    width: int = 16,
+    kernel: int = 3,
+    num_classes: int = 10,
+) -> nn.Sequential:
     """conv(k, pad k//2)-ReLU-maxpool2, twice, then Flatten and Linear to ``num_classes``."""
     if kernel % 2 == 0:
-        raise ValueError(f"kernel must be odd so that padding kernel//2 keeps the size, got {kernel}")
+        raise ValueError(
+            f"kernel must be odd so that padding kernel//2 keeps the size, got {kernel}"
+        )
     C = input_shape[0]
     features = nn.Sequential(
-        nn.Conv2d(C, width, kernel, padding=kernel // 2), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(width, width, kernel, padding=kernel // 2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(C, width, kernel, padding=kernel // 2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(width, width, kernel, padding=kernel // 2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
         nn.Flatten(),
     )
-    return nn.Sequential(*features, nn.Linear(_readout_size(features, input_shape), num_classes))
+    return nn.Sequential(
+        *features, nn.Linear(_readout_size(features, input_shape), num_classes)
+    )
 
 
-def skinny_cnn(input_shape: tuple[int, int, int] = (3, 32, 32), width: int = 64,
-               num_classes: int = 10) -> nn.Sequential:
+def skinny_cnn(
+    input_shape: tuple[int, int, int] = (3, 32, 32),
+    width: int = 64,
+    num_classes: int = 10,
+) -> nn.Sequential:
     """The paper's "Skinny" CNN (defaults: CIFAR-10, 143,178 parameters)."""
     C = input_shape[0]
     features = nn.Sequential(
-        nn.Conv2d(C, width, 4, stride=2, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
-        nn.Conv2d(width, width, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
-        nn.Conv2d(width, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2),
+        nn.Conv2d(C, width, 4, stride=2, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(3, 2),
+        nn.Conv2d(width, width, 5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(3, 2),
+        nn.Conv2d(width, width, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(3, 2),
         nn.Flatten(),
     )
-    return nn.Sequential(*features, nn.Linear(_readout_size(features, input_shape), num_classes))
+    return nn.Sequential(
+        *features, nn.Linear(_readout_size(features, input_shape), num_classes)
+    )
 
 
 def alexnet_style(num_classes: int = 10) -> nn.Sequential:
     """The paper's AlexNet-style CIFAR-10 CNN (inputs 3x32x32), as an ``nn.Sequential``."""
     return nn.Sequential(
-        nn.Conv2d(3, 64, 4, stride=2, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
-        nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
-        nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2),
-        nn.Flatten(), nn.Dropout(), nn.Linear(256, 512), nn.ReLU(), nn.Dropout(),
-        nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, num_classes),
+        nn.Conv2d(3, 64, 4, stride=2, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(3, 2),
+        nn.Conv2d(64, 192, 5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(3, 2),
+        nn.Conv2d(192, 384, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(384, 256, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(256, 256, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(3, 2),
+        nn.Flatten(),
+        nn.Dropout(),
+        nn.Linear(256, 512),
+        nn.ReLU(),
+        nn.Dropout(),
+        nn.Linear(512, 512),
+        nn.ReLU(),
+        nn.Linear(512, num_classes),
     )

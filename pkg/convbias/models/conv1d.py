@@ -21,6 +21,7 @@ end-to-end filter ``h_L * ... * h_1`` (see :mod:`convbias.gradients`).
 
 Used by chapter 3.
 """
+
 from __future__ import annotations
 
 import torch
@@ -43,7 +44,13 @@ class ChannelNorm1d(nn.Module):
     ``gain=True`` adds a learned per-channel scale (the paper leaves it out).
     """
 
-    def __init__(self, channels: int, eps: float = 1e-5, unbiased: bool = False, gain: bool = False):
+    def __init__(
+        self,
+        channels: int,
+        eps: float = 1e-5,
+        unbiased: bool = False,
+        gain: bool = False,
+    ):
         super().__init__()
         if channels < 1:
             raise ValueError(f"channels must be at least 1, got {channels}")
@@ -53,8 +60,12 @@ class ChannelNorm1d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != 3 or x.shape[1] != self.bias.shape[0]:
-            raise ValueError(f"expected a (batch, {self.bias.shape[0]}, length) signal, got shape {tuple(x.shape)}")
-        var, mean = torch.var_mean(x, dim=-1, keepdim=True, correction=1 if self.unbiased else 0)
+            raise ValueError(
+                f"expected a (batch, {self.bias.shape[0]}, length) signal, got shape {tuple(x.shape)}"
+            )
+        var, mean = torch.var_mean(
+            x, dim=-1, keepdim=True, correction=1 if self.unbiased else 0
+        )
         y = (x - mean) * torch.rsqrt(var + self.eps)
         if self.weight is not None:
             y = y * self.weight[:, None]
@@ -85,7 +96,9 @@ def make_norm(kind: str, channels: int, unbiased: bool = False) -> nn.Module:
     raise ValueError(f"unknown normalization {kind!r}: use one of {NORMS}")
 
 
-def circular_conv1d(in_channels: int, out_channels: int, kernel_size: int, groups: int = 1) -> nn.Conv1d:
+def circular_conv1d(
+    in_channels: int, out_channels: int, kernel_size: int, groups: int = 1
+) -> nn.Conv1d:
     """A bias-free ``Conv1d`` with circular padding that keeps the length (odd ``kernel_size``).
 
     Output ``y[o, i] = sum_{c, j} w[o, c, j] x[c, (i + j - p) mod n]`` with ``p = kernel_size // 2``;
@@ -93,9 +106,18 @@ def circular_conv1d(in_channels: int, out_channels: int, kernel_size: int, group
     ``C = in_channels / groups``.
     """
     if kernel_size < 1 or kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size must be a positive odd number (so the length is kept), got {kernel_size}")
-    return nn.Conv1d(in_channels, out_channels, kernel_size, padding=kernel_size // 2,
-                     padding_mode="circular", bias=False, groups=groups)
+        raise ValueError(
+            f"kernel_size must be a positive odd number (so the length is kept), got {kernel_size}"
+        )
+    return nn.Conv1d(
+        in_channels,
+        out_channels,
+        kernel_size,
+        padding=kernel_size // 2,
+        padding_mode="circular",
+        bias=False,
+        groups=groups,
+    )
 
 
 class DeepConv1d(nn.Module):
@@ -114,19 +136,40 @@ class DeepConv1d(nn.Module):
     losses gives each member its own gradient, so one SGD run trains E nets.
     """
 
-    def __init__(self, depth: int, channels: int = 1, kernel_size: int = 15, activation: str = "linear",
-                 norm: str = "channel", head: str = "sigmoid", in_channels: int | None = None,
-                 out_channels: int = 1, members: int = 1, unbiased: bool = False):
+    def __init__(
+        self,
+        depth: int,
+        channels: int = 1,
+        kernel_size: int = 15,
+        activation: str = "linear",
+        norm: str = "channel",
+        head: str = "sigmoid",
+        in_channels: int | None = None,
+        out_channels: int = 1,
+        members: int = 1,
+        unbiased: bool = False,
+    ):
         super().__init__()
         if depth < 1 or members < 1 or channels < 1:
-            raise ValueError(f"depth, channels and members must be at least 1, got {depth}, {channels}, {members}")
+            raise ValueError(
+                f"depth, channels and members must be at least 1, got {depth}, {channels}, {members}"
+            )
         if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}: use one of {ACTIVATIONS}")
+            raise ValueError(
+                f"unknown activation {activation!r}: use one of {ACTIVATIONS}"
+            )
         if head not in HEADS:
             raise ValueError(f"unknown head {head!r}: use one of {HEADS}")
         if head == "none" and channels != out_channels:
-            raise ValueError("head='none' returns the last hidden layer: it needs channels == out_channels")
-        self.depth, self.members, self.channels, self.kernel_size = depth, members, channels, kernel_size
+            raise ValueError(
+                "head='none' returns the last hidden layer: it needs channels == out_channels"
+            )
+        self.depth, self.members, self.channels, self.kernel_size = (
+            depth,
+            members,
+            channels,
+            kernel_size,
+        )
         self.norm_kind, self.activation, self.head_kind = norm, activation, head
         self.in_channels = channels if in_channels is None else in_channels
         self.out_channels = out_channels
@@ -134,12 +177,18 @@ class DeepConv1d(nn.Module):
         layers = []
         for l in range(depth):
             c_in = self.in_channels if l == 0 else channels
-            layers.append(circular_conv1d(E * c_in, E * channels, kernel_size, groups=E))
+            layers.append(
+                circular_conv1d(E * c_in, E * channels, kernel_size, groups=E)
+            )
             if activation == "relu":
                 layers.append(nn.ReLU())
             layers.append(make_norm(norm, E * channels, unbiased=unbiased))
         self.hidden = nn.Sequential(*layers)
-        self.head = nn.Conv1d(E * channels, E * out_channels, 1, groups=E) if head == "sigmoid" else None
+        self.head = (
+            nn.Conv1d(E * channels, E * out_channels, 1, groups=E)
+            if head == "sigmoid"
+            else None
+        )
 
     def conv_layers(self) -> list[nn.Conv1d]:
         """The ``depth`` hidden convolutions, first to last (not the 1x1 head)."""
@@ -150,31 +199,49 @@ class DeepConv1d(nn.Module):
 
         The first layer's ``channels_in`` is ``in_channels``; it must equal ``channels`` to stack.
         """
-        ws = [m.weight.reshape(self.members, self.channels, -1, self.kernel_size) for m in self.conv_layers()]
+        ws = [
+            m.weight.reshape(self.members, self.channels, -1, self.kernel_size)
+            for m in self.conv_layers()
+        ]
         if len({w.shape for w in ws}) > 1:
-            raise ValueError("layers have different shapes (in_channels != channels): use conv_layers() instead")
+            raise ValueError(
+                "layers have different shapes (in_channels != channels): use conv_layers() instead"
+            )
         return torch.stack(ws)
 
     def member(self, e: int) -> "DeepConv1d":
         """A standalone copy (``members=1``) of member ``e``."""
         if not 0 <= e < self.members:
             raise ValueError(f"member index must lie in [0, {self.members}), got {e}")
-        lone = DeepConv1d(self.depth, self.channels, self.kernel_size, self.activation, self.norm_kind,
-                          self.head_kind, self.in_channels, self.out_channels, members=1)
+        lone = DeepConv1d(
+            self.depth,
+            self.channels,
+            self.kernel_size,
+            self.activation,
+            self.norm_kind,
+            self.head_kind,
+            self.in_channels,
+            self.out_channels,
+            members=1,
+        )
         state = {}
         for name, value in self.state_dict().items():
             part = value.shape[0] // self.members
-            state[name] = value[e * part:(e + 1) * part].clone()
+            state[name] = value[e * part : (e + 1) * part].clone()
         lone.load_state_dict(state)
         return lone.to(next(self.parameters()).device)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != 3:
-            raise ValueError(f"expected input (batch, channels, length), got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"expected input (batch, channels, length), got shape {tuple(x.shape)}"
+            )
         if x.shape[1] == self.in_channels and self.members > 1:
             x = x.repeat(1, self.members, 1)
         if x.shape[1] != self.members * self.in_channels:
-            raise ValueError(f"expected {self.in_channels} input channels (shared by all members) or "
-                             f"{self.members * self.in_channels} (one block per member), got {x.shape[1]}")
+            raise ValueError(
+                f"expected {self.in_channels} input channels (shared by all members) or "
+                f"{self.members * self.in_channels} (one block per member), got {x.shape[1]}"
+            )
         z = self.hidden(x)
         return z if self.head is None else torch.sigmoid(self.head(z))

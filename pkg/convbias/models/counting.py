@@ -4,6 +4,7 @@ Used by chapter 4 (the deep decoder's size against its formula,
 :func:`convbias.models.deep_decoder.parameter_formula`) and chapter 5 (a CNN
 against its eFCN and eLCN embeddings).
 """
+
 from __future__ import annotations
 
 from torch import nn

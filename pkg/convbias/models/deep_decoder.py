@@ -33,6 +33,7 @@ Parameter count of the deep decoder (tested), with ``d = depth + 1`` blocks,
 the 25,536 of the deep-decoder paper (its ``d = 6``): :func:`parameter_formula`.
 Used by chapter 4.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Sequence
@@ -46,9 +47,15 @@ INPUT_SCALE = 0.1  # input entries are U[0, INPUT_SCALE]
 
 
 def _size(output_size: int | Sequence[int]) -> tuple[int, int]:
-    hw = (output_size, output_size) if isinstance(output_size, int) else tuple(int(s) for s in output_size)
+    hw = (
+        (output_size, output_size)
+        if isinstance(output_size, int)
+        else tuple(int(s) for s in output_size)
+    )
     if len(hw) != 2 or min(hw) < 1:
-        raise ValueError(f"output_size must be an int or (H, W) of positive ints, got {output_size!r}")
+        raise ValueError(
+            f"output_size must be an int or (H, W) of positive ints, got {output_size!r}"
+        )
     return hw
 
 
@@ -64,11 +71,20 @@ def _input_size(output_size: tuple[int, int], n_upsample: int) -> tuple[int, int
 
 def channel_norm(channels: int, normalize: bool = True) -> nn.Module:
     """Channel normalization: BatchNorm2d on a batch of one (always batch statistics)."""
-    return nn.BatchNorm2d(channels, affine=True, track_running_stats=False) if normalize else nn.Identity()
+    return (
+        nn.BatchNorm2d(channels, affine=True, track_running_stats=False)
+        if normalize
+        else nn.Identity()
+    )
 
 
-def parameter_formula(channels: int = 64, depth: int = 5, out_channels: int = 1, normalize: bool = True,
-                      kernel_size: int = 1) -> int:
+def parameter_formula(
+    channels: int = 64,
+    depth: int = 5,
+    out_channels: int = 1,
+    normalize: bool = True,
+    kernel_size: int = 1,
+) -> int:
     """Trainable parameters of :class:`DeepDecoder` by formula: ``(depth+1)(s^2 k^2 + 2k) + k c``.
 
     The count of a built network is :func:`convbias.models.count_parameters`.
@@ -100,17 +116,39 @@ class DeepDecoder(_Generator):
     channel normalization. Weights and input are drawn from ``seed`` only.
     """
 
-    def __init__(self, out_channels: int = 1, channels: int = 64, depth: int = 5,
-                 output_size: int | Sequence[int] = (64, 64), upsample: str = "bilinear",
-                 normalize: bool = True, seed: int = 0, kernel_size: int = 1):
+    def __init__(
+        self,
+        out_channels: int = 1,
+        channels: int = 64,
+        depth: int = 5,
+        output_size: int | Sequence[int] = (64, 64),
+        upsample: str = "bilinear",
+        normalize: bool = True,
+        seed: int = 0,
+        kernel_size: int = 1,
+    ):
         super().__init__()
         if upsample not in UPSAMPLE_MODES:
-            raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
-        if depth < 0 or channels < 1 or out_channels < 1 or kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError("need depth >= 0, channels >= 1, out_channels >= 1 and an odd kernel_size >= 1")
+            raise ValueError(
+                f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}"
+            )
+        if (
+            depth < 0
+            or channels < 1
+            or out_channels < 1
+            or kernel_size < 1
+            or kernel_size % 2 == 0
+        ):
+            raise ValueError(
+                "need depth >= 0, channels >= 1, out_channels >= 1 and an odd kernel_size >= 1"
+            )
         self.output_size = _size(output_size)
         self.channels, self.depth, self.out_channels = channels, depth, out_channels
-        self.upsample, self.normalize, self.kernel_size = upsample, normalize, kernel_size
+        self.upsample, self.normalize, self.kernel_size = (
+            upsample,
+            normalize,
+            kernel_size,
+        )
         n_up = depth if upsample != "none" else 0
         h, w = _input_size(self.output_size, n_up)
         pad = kernel_size // 2
@@ -118,11 +156,28 @@ class DeepDecoder(_Generator):
             torch.manual_seed(seed)
             layers: list[nn.Module] = []
             for i in range(depth + 1):
-                layers.append(nn.Conv2d(channels, channels, kernel_size, padding=pad, bias=False,
-                                        padding_mode="reflect" if pad else "zeros"))
+                layers.append(
+                    nn.Conv2d(
+                        channels,
+                        channels,
+                        kernel_size,
+                        padding=pad,
+                        bias=False,
+                        padding_mode="reflect" if pad else "zeros",
+                    )
+                )
                 if upsample != "none" and i < depth:
-                    layers.append(nn.Upsample(scale_factor=2, mode=upsample,
-                                              **({"align_corners": False} if upsample == "bilinear" else {})))
+                    layers.append(
+                        nn.Upsample(
+                            scale_factor=2,
+                            mode=upsample,
+                            **(
+                                {"align_corners": False}
+                                if upsample == "bilinear"
+                                else {}
+                            ),
+                        )
+                    )
                 layers += [nn.ReLU(), channel_norm(channels, normalize)]
             layers += [nn.Conv2d(channels, out_channels, 1, bias=False), nn.Sigmoid()]
             self.net = nn.Sequential(*layers)
@@ -146,20 +201,31 @@ class FixedFilter(nn.Module):
 
     def __init__(self, channels: int, kernel: torch.Tensor):
         super().__init__()
-        self.register_buffer("kernel", kernel.expand(channels, 1, *kernel.shape).clone())
+        self.register_buffer(
+            "kernel", kernel.expand(channels, 1, *kernel.shape).clone()
+        )
         kh, kw = kernel.shape
         self.pad = ((kw - 1) // 2, kw // 2, (kh - 1) // 2, kh // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(F.pad(x, self.pad, mode="reflect"), self.kernel, groups=x.shape[1])
+        return F.conv2d(
+            F.pad(x, self.pad, mode="reflect"), self.kernel, groups=x.shape[1]
+        )
 
 
 class FixedKernelGenerator(_Generator):
     """Full-resolution generator: blocks of fixed interpolation filter -> trainable 1x1 -> ReLU -> norm."""
 
-    def __init__(self, out_channels: int = 1, channels: int = 64, depth: int = 5,
-                 output_size: int | Sequence[int] = (64, 64), taps: Sequence[float] = (1, 3, 3, 1),
-                 normalize: bool = True, seed: int = 0):
+    def __init__(
+        self,
+        out_channels: int = 1,
+        channels: int = 64,
+        depth: int = 5,
+        output_size: int | Sequence[int] = (64, 64),
+        taps: Sequence[float] = (1, 3, 3, 1),
+        normalize: bool = True,
+        seed: int = 0,
+    ):
         super().__init__()
         self.output_size = _size(output_size)
         kernel = interpolation_kernel(taps)
@@ -167,8 +233,12 @@ class FixedKernelGenerator(_Generator):
             torch.manual_seed(seed)
             layers: list[nn.Module] = []
             for _ in range(depth + 1):
-                layers += [FixedFilter(channels, kernel), nn.Conv2d(channels, channels, 1, bias=False),
-                           nn.ReLU(), channel_norm(channels, normalize)]
+                layers += [
+                    FixedFilter(channels, kernel),
+                    nn.Conv2d(channels, channels, 1, bias=False),
+                    nn.ReLU(),
+                    channel_norm(channels, normalize),
+                ]
             layers += [nn.Conv2d(channels, out_channels, 1, bias=False), nn.Sigmoid()]
             self.net = nn.Sequential(*layers)
             self._init_input((1, channels, *self.output_size))
@@ -177,8 +247,15 @@ class FixedKernelGenerator(_Generator):
 class TransposedConvGenerator(_Generator):
     """DC-GAN-style generator: trainable 4x4 transposed convolutions (stride 2) -> ReLU -> norm."""
 
-    def __init__(self, out_channels: int = 1, channels: int = 64, depth: int = 5,
-                 output_size: int | Sequence[int] = (64, 64), normalize: bool = True, seed: int = 0):
+    def __init__(
+        self,
+        out_channels: int = 1,
+        channels: int = 64,
+        depth: int = 5,
+        output_size: int | Sequence[int] = (64, 64),
+        normalize: bool = True,
+        seed: int = 0,
+    ):
         super().__init__()
         self.output_size = _size(output_size)
         h, w = _input_size(self.output_size, depth)
@@ -186,8 +263,13 @@ class TransposedConvGenerator(_Generator):
             torch.manual_seed(seed)
             layers: list[nn.Module] = []
             for _ in range(depth):
-                layers += [nn.ConvTranspose2d(channels, channels, 4, stride=2, padding=1, bias=False),
-                           nn.ReLU(), channel_norm(channels, normalize)]
+                layers += [
+                    nn.ConvTranspose2d(
+                        channels, channels, 4, stride=2, padding=1, bias=False
+                    ),
+                    nn.ReLU(),
+                    channel_norm(channels, normalize),
+                ]
             layers += [nn.Conv2d(channels, out_channels, 1, bias=False), nn.Sigmoid()]
             self.net = nn.Sequential(*layers)
             self._init_input((1, channels, h, w))
@@ -210,5 +292,7 @@ ARCHITECTURE_LABELS = {
 def make_generator(architecture: str, **kwargs) -> _Generator:
     """One of :data:`ARCHITECTURES` by name, with the generators' common keyword arguments."""
     if architecture not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {architecture!r}: choose one of {', '.join(ARCHITECTURES)}")
+        raise ValueError(
+            f"unknown architecture {architecture!r}: choose one of {', '.join(ARCHITECTURES)}"
+        )
     return ARCHITECTURES[architecture](**kwargs)

@@ -19,6 +19,7 @@ image) first and the high frequencies (most of the noise) last.
 :func:`singular_modes` gives the Jacobian's singular values and leading left
 singular vectors. Used by chapter 4.
 """
+
 from __future__ import annotations
 
 import math
@@ -53,18 +54,31 @@ class ConvGenerator1D(nn.Module):
     ``N(0, omega^2)`` from ``seed``.
     """
 
-    def __init__(self, n: int = 128, k: int = 256, width: float = 2.0, omega: float = 1.0, seed: int = 0,
-                 filter: Tensor | None = None):
+    def __init__(
+        self,
+        n: int = 128,
+        k: int = 256,
+        width: float = 2.0,
+        omega: float = 1.0,
+        seed: int = 0,
+        filter: Tensor | None = None,
+    ):
         super().__init__()
         if n < 2 or k < 1:
             raise ValueError(f"need n >= 2 and k >= 1, got n={n}, k={k}")
-        u = gaussian_filter(n, width) if filter is None else torch.as_tensor(filter, dtype=torch.float32)
+        u = (
+            gaussian_filter(n, width)
+            if filter is None
+            else torch.as_tensor(filter, dtype=torch.float32)
+        )
         if u.shape != (n,):
             raise ValueError(f"filter must have shape ({n},), got {tuple(u.shape)}")
         gen = torch.Generator().manual_seed(seed)
         self.n, self.k = n, k
         self.register_buffer("U", circulant(u))
-        self.register_buffer("v", torch.tensor([(-1.0) ** j for j in range(k)]) / math.sqrt(k))
+        self.register_buffer(
+            "v", torch.tensor([(-1.0) ** j for j in range(k)]) / math.sqrt(k)
+        )
         self.C = nn.Parameter(omega * torch.randn(n, k, generator=gen))
 
     def forward(self) -> Tensor:
@@ -74,7 +88,9 @@ class ConvGenerator1D(nn.Module):
     def jacobian(self) -> Tensor:
         """``J(C)``, shape ``(n, n k)``, columns ordered as ``vec(C) = (c_1; ...; c_k)``."""
         active = (self.U @ self.C > 0).to(self.U.dtype)  # (n, k): sigma'(U c_j)
-        blocks = (self.v[None, :, None] * active[:, :, None]) * self.U[:, None, :]  # (n, k, n)
+        blocks = (self.v[None, :, None] * active[:, :, None]) * self.U[
+            :, None, :
+        ]  # (n, k, n)
         return blocks.reshape(self.n, self.k * self.n)
 
 

@@ -12,6 +12,7 @@ ReLU of Galanti et al. followed by a linear classifier ``head``. Options:
 
 Used by chapter 2.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -25,12 +26,22 @@ Tensor = torch.Tensor
 class MLP(nn.Module):
     """ReLU MLP ``d_in -> widths[0] -> ... -> widths[-1] -> n_out``; inputs are flattened."""
 
-    def __init__(self, d_in: int, widths: Sequence[int], n_out: int, *, batchnorm: bool = False,
-                 bias: bool = True, init_scale: float = 1.0):
+    def __init__(
+        self,
+        d_in: int,
+        widths: Sequence[int],
+        n_out: int,
+        *,
+        batchnorm: bool = False,
+        bias: bool = True,
+        init_scale: float = 1.0,
+    ):
         super().__init__()
         widths = list(widths)
         if d_in < 1 or n_out < 1 or any(w < 1 for w in widths):
-            raise ValueError(f"d_in, widths and n_out must be positive, got {d_in}, {widths}, {n_out}")
+            raise ValueError(
+                f"d_in, widths and n_out must be positive, got {d_in}, {widths}, {n_out}"
+            )
         if init_scale <= 0:
             raise ValueError(f"init_scale must be positive, got {init_scale}")
         layers: list[nn.Module] = [nn.Flatten()]
@@ -56,4 +67,3 @@ class MLP(nn.Module):
     def forward(self, x: Tensor, return_features: bool = False) -> Tensor:
         h = self.body(x)
         return h if return_features else self.head(h)
-

@@ -8,6 +8,7 @@ network of chapter 1's real-data experiment
 initialisation, the small-initialisation regime of the theory, so that what training
 adds is not hidden under the random start. Used by chapter 1.
 """
+
 from __future__ import annotations
 
 import torch
@@ -21,15 +22,27 @@ Tensor = torch.Tensor
 class OneConvCNN(nn.Module):
     """``Conv2d(in_channels, width, kernel) -> ReLU -> AvgPool(pool) -> Linear(n_classes)``."""
 
-    def __init__(self, in_channels: int = 1, n_classes: int = 10, width: int = 16, kernel: int = 5,
-                 pool: int = 4, image_size: int = 28, first_init_scale: float = 0.1):
+    def __init__(
+        self,
+        in_channels: int = 1,
+        n_classes: int = 10,
+        width: int = 16,
+        kernel: int = 5,
+        pool: int = 4,
+        image_size: int = 28,
+        first_init_scale: float = 0.1,
+    ):
         super().__init__()
         side = image_size - kernel + 1
         if side < pool or pool < 1:
-            raise ValueError(f"a {kernel}x{kernel} conv on {image_size}x{image_size} images leaves {side} pixels: "
-                             f"choose pool in [1, {max(side, 1)}]")
+            raise ValueError(
+                f"a {kernel}x{kernel} conv on {image_size}x{image_size} images leaves {side} pixels: "
+                f"choose pool in [1, {max(side, 1)}]"
+            )
         if first_init_scale <= 0:
-            raise ValueError(f"first_init_scale must be positive, got {first_init_scale}")
+            raise ValueError(
+                f"first_init_scale must be positive, got {first_init_scale}"
+            )
         self.conv = nn.Conv2d(in_channels, width, kernel)
         with torch.no_grad():
             self.conv.weight.mul_(first_init_scale)

@@ -18,6 +18,7 @@ trains them with the logistic loss ``convbias.losses.logistic_loss``. The chapte
 experiment, :func:`convbias.intrinsic_dimension.run_sigma_sweep`, builds the data and
 the batch of networks. Used by chapter 1.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -25,7 +26,6 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-
 
 Tensor = torch.Tensor
 
@@ -37,7 +37,9 @@ def huberized_relu(z: Tensor, kappa: float = 0.5) -> Tensor:
     rises from 0 to 1 on ``[0, kappa]``.
     """
     if kappa <= 0:
-        raise ValueError(f"kappa (width of the quadratic piece) must be positive, got {kappa}")
+        raise ValueError(
+            f"kappa (width of the quadratic piece) must be positive, got {kappa}"
+        )
     return _huberized(z, kappa)[0]
 
 
@@ -53,7 +55,9 @@ class HuberizedReLU(nn.Module):
     def __init__(self, kappa: float = 0.5):
         super().__init__()
         if kappa <= 0:
-            raise ValueError(f"kappa (width of the quadratic piece) must be positive, got {kappa}")
+            raise ValueError(
+                f"kappa (width of the quadratic piece) must be positive, got {kappa}"
+            )
         self.kappa = float(kappa)
 
     def forward(self, z: Tensor) -> Tensor:
@@ -72,7 +76,14 @@ class PatchCNN(nn.Module):
     ``seeds[e]``, so a member does not depend on the others.
     """
 
-    def __init__(self, d: int, m: int, seeds: Sequence[int] = (0,), kappa: float = 0.5, init_std: float = 0.01):
+    def __init__(
+        self,
+        d: int,
+        m: int,
+        seeds: Sequence[int] = (0,),
+        kappa: float = 0.5,
+        init_std: float = 0.01,
+    ):
         super().__init__()
         if d < 1 or m < 1:
             raise ValueError(f"d and m must be positive, got d={d}, m={m}")
@@ -81,7 +92,10 @@ class PatchCNN(nn.Module):
         seeds = [int(s) for s in seeds]
         if not seeds:
             raise ValueError("seeds must name at least one member")
-        inits = [torch.randn(2, m, d, generator=torch.Generator().manual_seed(s)) * init_std for s in seeds]
+        inits = [
+            torch.randn(2, m, d, generator=torch.Generator().manual_seed(s)) * init_std
+            for s in seeds
+        ]
         self.weight = nn.Parameter(torch.stack(inits))
         self.act = HuberizedReLU(kappa)
 
@@ -97,10 +111,18 @@ class PatchCNN(nn.Module):
     def _preactivations(self, X: Tensor) -> Tensor:
         """``<w_{j,r}, x_i^(p)>`` as ``(E, n, P, 2m)``; ``X`` is ``(n, P, d)`` or ``(E, n, P, d)``."""
         E, _, m, d = self.weight.shape
-        if X.shape[-1] != d or X.ndim not in (3, 4) or (X.ndim == 4 and X.shape[0] != E):
-            raise ValueError(f"X must be (n, P, d) or ({E}, n, P, d) with d={d}, got {tuple(X.shape)}")
+        if (
+            X.shape[-1] != d
+            or X.ndim not in (3, 4)
+            or (X.ndim == 4 and X.shape[0] != E)
+        ):
+            raise ValueError(
+                f"X must be (n, P, d) or ({E}, n, P, d) with d={d}, got {tuple(X.shape)}"
+            )
         n, P = X.shape[-3], X.shape[-2]
-        z = torch.matmul(X.reshape(*X.shape[:-3], n * P, d), self.filters().transpose(1, 2))
+        z = torch.matmul(
+            X.reshape(*X.shape[:-3], n * P, d), self.filters().transpose(1, 2)
+        )
         return z.reshape(E, n, P, 2 * m)
 
     def _output_signs(self) -> Tensor:
@@ -144,5 +166,3 @@ class PatchCNN(nn.Module):
         Xf = X.reshape(*X.shape[:-3], n * P, d)
         grad = torch.matmul(coef.reshape(E, n * P, 2 * m).transpose(1, 2), Xf)
         return loss, grad.reshape(E, 2, m, d)
-
-
