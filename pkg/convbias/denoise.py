@@ -271,8 +271,8 @@ def fit_generator(
     The best iterate by that PSNR is kept on the device. ``optimizer`` is ``"adam"``
     (the paper's) or ``"sgd"`` (with ``momentum``), or an optimizer instance.
     ``channels_last`` (default: on a CPU) stores the network's 4-d weights and
-    buffers in the NHWC memory format, which made deep-decoder steps 1.2-1.8x faster
-    on a CPU (``benchmarks/deep_decoder.py``); the function computed is the same.
+    buffers in the NHWC memory format, faster on a CPU (measured in
+    ``benchmarks/README.md``); the function computed is the same.
     A NaN or infinite recorded loss raises :class:`convbias.train.TrainingDiverged`.
     """
     if steps < 1 or log_every < 1:
@@ -588,7 +588,10 @@ class DenoisingRun:
 
     @property
     def denoised_psnr(self) -> float:
-        """PSNR of the output kept: the peak with early stopping, else where the fit ended (median of the last 3)."""
+        """The PSNR of the output kept.
+
+        With early stopping the peak, else where the fit ended (median of the last 3).
+        """
         return (
             self.noisy_fit.best_psnr
             if self.early_stopping

@@ -236,7 +236,10 @@ def escaped(losses: np.ndarray, threshold: float = ESCAPE_LOSS) -> int:
 def batch_norm_gap(
     channels: int = 6, n: int = 100, unbiased: bool = False, seed: int = 0
 ) -> float:
-    """Largest difference between :class:`ChannelNorm1d` and batch norm (train mode) on one example ``(1, C, n)``."""
+    """Largest difference between channel norm and batch norm (train mode) on one example.
+
+    Channel norm is :class:`~convbias.models.conv1d.ChannelNorm1d`; the example is ``(1, C, n)``.
+    """
     from .models.conv1d import ChannelNorm1d
 
     gen = torch.Generator().manual_seed(seed)

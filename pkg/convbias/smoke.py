@@ -41,7 +41,10 @@ def host_peak_bytes() -> int:
 
 
 def meter_overhead(n: int = 2000) -> float:
-    """CPU seconds the :class:`CostMeter` adds to one operator (so host time excludes the meter's own)."""
+    """CPU seconds the :class:`~convbias.costs.CostMeter` adds to one operator.
+
+    Subtracted, so that host time excludes the meter's own.
+    """
     from .costs import CostMeter
 
     x = torch.zeros(1)

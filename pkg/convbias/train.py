@@ -597,8 +597,8 @@ def fit_ensemble(
     velocity = {n: torch.zeros_like(p) for n, p in params.items()}
 
     # One vmapped forward pass, then ordinary autograd on the sum of the members' losses:
-    # members share no parameters, so each gets exactly its own gradient, and this is
-    # several times cheaper per step than vmap(grad(...)).
+    # members share no parameters, so each gets exactly its own gradient (cheaper per
+    # step than vmap(grad(...)): benchmarks/README.md).
     forward = vmap(lambda p, b, xb: functional_call(base, (p, b), (xb,)))
     member_losses = vmap(lambda out, yb: loss_value(loss, out, yb))
     # full batch: every member sees the same X, which is then not gathered E times
