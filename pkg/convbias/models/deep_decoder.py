@@ -87,7 +87,7 @@ def parameter_formula(
 ) -> int:
     """Trainable parameters of :class:`DeepDecoder` by formula: ``(depth+1)(s^2 k^2 + 2k) + k c``.
 
-    The count of a built network is :func:`convbias.models.count_parameters`.
+    The count of a built network is :func:`convbias.models.counting.count_parameters`.
     """
     k, s, d = channels, kernel_size, depth + 1
     return d * (s * s * k * k + (2 * k if normalize else 0)) + k * out_channels
