@@ -141,3 +141,12 @@ def test_hidden_cells_and_dead_panels_are_counted_from_the_notebook(tmp_path):
         "interact_manual": 1,
         "widget_outputs_nb": 1,
     }
+
+
+def test_without_chromium_the_check_says_so_and_passes(monkeypatch, capsys):
+    monkeypatch.setattr(browser.shutil, "which", lambda name: None)
+    assert page_check.main(["--pages", "appendix_rank"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        out.startswith("page check skipped: no Chromium found") and out.count("\n") == 1
+    )
