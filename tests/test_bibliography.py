@@ -7,16 +7,19 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from pybtex.database import parse_file
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
-
-import bib_style  # noqa: E402  (tools/)
+BIB = ROOT / "book" / "references.bib"
 
 
 def test_author_year_labels_are_unique():
-    entries = parse_file(ROOT / "book" / "references.bib").entries
+    pytest.importorskip("pybtex", reason="pybtex comes with the book's tools (.[book])")
+    import bib_style  # tools/
+    from pybtex.database import parse_file
+
+    entries = parse_file(BIB).entries
     labels = Counter(bib_style.label(e) for e in entries.values())
     assert (
         labels["Heckel and Soltanolkotabi, 2020a"]
@@ -27,7 +30,8 @@ def test_author_year_labels_are_unique():
 
 
 def test_every_cited_key_is_in_the_bibliography():
-    keys = set(parse_file(ROOT / "book" / "references.bib").entries)
+    keys = set(re.findall(r"^@\w+\{([^,\s]+),", BIB.read_text(encoding="utf-8"), re.M))
+    assert len(keys) > 10
     cited = set()
     for path in [*ROOT.glob("book/*.ipynb"), *ROOT.glob("book/*.md")]:
         for group in re.findall(
