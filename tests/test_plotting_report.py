@@ -97,3 +97,14 @@ def test_run_info_and_checks_glue_record_strings(monkeypatch):
 def test_plain_text_renders_without_quotes():
     t = report.PlainText("profile=quick")
     assert repr(t) == "profile=quick" and t._repr_markdown_() == "profile=quick"
+
+
+def test_plain_log_labels_a_log_axis_in_plain_numbers():
+    fig, ax = plotting.subplots()
+    ax.plot([1, 100], [1, 100])
+    ax.set_yscale("log")
+    plotting.plain_log(ax.yaxis)
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    assert {"1", "2", "5", "10", "50", "100"} <= set(labels)
+    plt.close(fig)

@@ -146,6 +146,15 @@ def subplots(
     return fig, (axes[0, 0] if axes.size == 1 else axes.squeeze())
 
 
+def plain_log(axis) -> None:
+    """Label a log ``axis`` 1, 2, 3, 5, 10, 20, ... in plain numbers (no ``10^k``, no minor labels)."""
+    from matplotlib import ticker
+
+    axis.set_major_locator(ticker.LogLocator(subs=(1, 2, 3, 5)))
+    axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(ticker.NullFormatter())
+
+
 def band(
     ax,
     x: Sequence[float],
