@@ -131,12 +131,19 @@ def grid_checks(grid, control, full_rank: float) -> list:
       the rank at least 2x;
     - ``rank_drop_smallest_batch``: at the smallest batch the rank falls (by at least one)
       from lambda = 0 to the largest lambda, for every learning rate;
-    - ``accuracy_corner``: the low-rank corner is at most 0.05 less accurate than lambda = 0;
+    - ``accuracy_corner``: the low-rank corner is at most 0.05 less accurate than lambda = 0
+      (at the corner's batch and the largest lr at which lambda = 0 did not diverge);
     - ``batch_trend_equal_epochs``: at equal epochs the largest batch ends at least 10 above
       the smallest in rank (the trend of the paper);
     - ``equal_steps_gap``: at equal steps full-batch gradient descent ends within 3 of the
       smallest batch's rank: the equal-epochs trend is an effect of the number of steps.
+
+    A cell in which a run diverged (:meth:`convbias.sweep.SweepResult.diverged_cells`) has no
+    rank: a check over several cells leaves it out and says how many it left out; a check
+    with nothing left to judge, or whose one cell diverged, gets NaN and fails.
     """
+    import numpy as np
+
     from .checks import at_least, at_most
 
     final = grid.final
@@ -144,15 +151,25 @@ def grid_checks(grid, control, full_rank: float) -> list:
         raise ValueError("grid must compare at equal epochs and control at equal steps")
     b_min, b_max = final.batch_size.min(), final.batch_size.max()
     lr_max, wd_max = final.lr.max(), final.weight_decay.max()
-    mean = final.groupby(["batch_size", "lr", "weight_decay"])["rank"].mean()
-    acc = final.groupby(["batch_size", "lr", "weight_decay"])["test_acc"].mean()
+    keys = ["batch_size", "lr", "weight_decay"]
+    mean = final.groupby(keys)["rank"].mean()
+    acc = final.groupby(keys)["test_acc"].mean()
+    lost = final.groupby(keys)["diverged"].any()
+    mean[lost], acc[lost] = np.nan, np.nan  # a cell with a diverged run has no value
     corner = mean[(b_min, lr_max, wd_max)]
-    drops = [
-        mean[(b_min, lr, 0.0)] - mean[(b_min, lr, wd_max)]
-        for lr in sorted(final.lr.unique())
-    ]
+    lambda0 = final[final.weight_decay == 0.0]
+    lambda0_kept = lambda0[~lambda0.diverged]["rank"]
+    drops = np.array(
+        [
+            mean[(b_min, lr, 0.0)] - mean[(b_min, lr, wd_max)]
+            for lr in sorted(final.lr.unique())
+        ]
+    )
+    kept_drops = drops[np.isfinite(drops)]
+    lrs_ok = [lr for lr in sorted(final.lr.unique()) if not lost[(b_min, lr, 0.0)]]
+    lr_ref = max(lrs_ok) if lrs_ok else lr_max
     gd = control.final[control.final.batch_size == control.final.batch_size.max()]
-    gd_rank = gd[gd.weight_decay == wd_max]["rank"].mean()
+    gd_rank = _strict_mean(gd[gd.weight_decay == wd_max])
     steps_b_min = int(final[final.batch_size == b_min]["steps"].iloc[0])
     steps_gd = int(
         gd["steps"].iloc[0]
@@ -160,9 +177,10 @@ def grid_checks(grid, control, full_rank: float) -> list:
     return [
         at_least(
             "rank_lambda0_full",
-            final[final.weight_decay == 0.0]["rank"].min() / full_rank,
+            lambda0_kept.min() / full_rank if len(lambda0_kept) else np.nan,
             0.95,
-            "without weight decay the rank stays near full (share of full rank, lowest run)",
+            "without weight decay the rank stays near full (share of full rank, lowest run)"
+            + _left_out(int(lambda0.diverged.sum()), "diverged run"),
             scale="ratio",
         ),
         at_least(
@@ -174,15 +192,21 @@ def grid_checks(grid, control, full_rank: float) -> list:
         ),
         at_least(
             "rank_drop_smallest_batch",
-            min(drops),
+            kept_drops.min() if len(kept_drops) else np.nan,
             1.0,
-            f"at B={b_min} the rank falls from lambda=0 to lambda={wd_max:g} for every lr",
+            f"at B={b_min} the rank falls from lambda=0 to lambda={wd_max:g} for every lr"
+            + _left_out(len(drops) - len(kept_drops), "lr with a diverged cell"),
         ),
         at_least(
             "accuracy_corner",
-            acc[(b_min, lr_max, wd_max)] - acc[(b_min, lr_max, 0.0)],
+            acc[(b_min, lr_max, wd_max)] - acc[(b_min, lr_ref, 0.0)],
             -0.05,
-            "the low-rank corner is about as accurate as lambda = 0",
+            "the low-rank corner is about as accurate as lambda = 0"
+            + (
+                f" (lambda = 0 at lr={lr_ref:g}: at lr={lr_max:g} it diverged)"
+                if lr_ref != lr_max
+                else ""
+            ),
         ),
         at_least(
             "batch_trend_equal_epochs",
@@ -197,6 +221,17 @@ def grid_checks(grid, control, full_rank: float) -> list:
             f"full-batch GD ({steps_gd} steps) ends within 3 of B={b_min}'s rank ({steps_b_min} steps)",
         ),
     ]
+
+
+def _strict_mean(runs) -> float:
+    """Mean rank of ``runs``; NaN if any of them diverged."""
+    if "diverged" in runs and runs["diverged"].any():
+        return float("nan")
+    return float(runs["rank"].mean())
+
+
+def _left_out(n: int, what: str) -> str:
+    return f" ({n} {what}{'s' if n != 1 else ''} left out)" if n else ""
 
 
 def le_jegelka_checks(srank_start, srank_end, align_start, align_end) -> list:

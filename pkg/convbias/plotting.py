@@ -187,11 +187,16 @@ def heatmap(
     fmt: str = ".0f",
     cmap: str = "rocket_r",
     cbar_label: str = "",
+    missing: str = "",
     **kw,
 ):
-    """Annotated heatmap of a 2-D array with labelled rows (y) and columns (x)."""
+    """Annotated heatmap of a 2-D array with labelled rows (y) and columns (x).
+
+    A NaN cell is left blank, or written ``missing`` (e.g. ``"diverged"``) when given.
+    """
+    values = np.asarray(values, dtype=float)
     sns.heatmap(
-        np.asarray(values, dtype=float),
+        values,
         ax=ax,
         annot=True,
         fmt=fmt,
@@ -201,6 +206,16 @@ def heatmap(
         cbar_kws={"label": cbar_label} if cbar_label else None,
         **kw,
     )
+    if missing:
+        for i, j in zip(*np.nonzero(np.isnan(values))):
+            ax.text(
+                j + 0.5,
+                i + 0.5,
+                missing,
+                ha="center",
+                va="center",
+                fontsize=MIN_FONT_PT,
+            )
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     return ax

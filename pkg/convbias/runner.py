@@ -10,7 +10,9 @@ to its output folder:
 - ``<chapter>.ipynb``: the executed notebook, outputs included;
 - ``results.json``: the glued values, the chapter's checks (from the check cells'
   outputs, ``convbias.checks.from_outputs``), each code cell's wall time and
-  whether the run passed. It is written last, atomically: a run that failed says
+  whether the run passed, and what the run cost as measured (:func:`measured`: CPU
+  seconds of this process and the kernel, wall seconds, peak memory, torch threads).
+  It is written last, atomically: a run that failed says
   ``"checks_passed": false`` and a run that was killed leaves none.
 
 Before it starts, a run deletes the files a previous run wrote there (and only
@@ -162,6 +164,7 @@ class KernelRecorder:
             self._plt.close("all")  # as the inline backend does after each cell
 
     def collect(self, rows: int = 25) -> None:
+        import torch
         from IPython.display import display
 
         from . import report
@@ -170,12 +173,55 @@ class KernelRecorder:
         payload: dict[str, Any] = {
             "figures": self.figures,
             "run_info": run_info(),
+            "threads": torch.get_num_threads(),
             "values": {k: jsonable(v) for k, v in report.GLUED.items()},
         }
         if self.sampler is not None:
             self.sampler.__exit__(None, None, None)
             payload["profile"] = self.sampler.table(rows)
         display({RUN_MIME: payload}, raw=True)
+
+
+# ----------------------------------------------------------------------------- what a run costs
+def usage() -> dict[str, float]:
+    """CPU seconds (user and system) and peak resident memory (MiB) so far, of this process
+    and of its waited-for children (the kernel, once shut down), from ``resource.getrusage``."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # ru_maxrss is in KiB on Linux, in bytes on macOS
+    unit = 1 / 1024 if sys.platform != "darwin" else 1 / 1024**2
+    return {
+        "user": own.ru_utime + kids.ru_utime,
+        "system": own.ru_stime + kids.ru_stime,
+        "rss_self_mib": own.ru_maxrss * unit,
+        "rss_children_mib": kids.ru_maxrss * unit,
+    }
+
+
+def measured(
+    before: dict[str, float], wall: float, threads: int | None
+) -> dict[str, Any]:
+    """The ``measured`` block of ``results.json``: CPU seconds since ``before`` (:func:`usage`),
+    ``wall`` seconds, the peak memory of the largest process, and the kernel's torch threads.
+
+    The CPU time counts this process and the kernel (``getrusage`` of self and children);
+    the peak is the larger of the two processes' own peaks (``ru_maxrss``), as ``/usr/bin/time``
+    reports it, not their sum.
+    """
+    after = usage()
+    user, system = after["user"] - before["user"], after["system"] - before["system"]
+    return {
+        "source": "resource.getrusage(RUSAGE_SELF) + getrusage(RUSAGE_CHILDREN), in the runner",
+        "cpu_seconds": round(user + system, 1),
+        "user_seconds": round(user, 1),
+        "system_seconds": round(system, 1),
+        "wall_seconds": round(wall, 1),
+        "peak_rss_mib": round(max(after["rss_self_mib"], after["rss_children_mib"]), 1),
+        "torch_threads": threads,
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+    }
 
 
 # ----------------------------------------------------------------------------- the runner
@@ -317,6 +363,7 @@ def run_headless(
     }
     cell_seconds: list[float] = []
     dead = False
+    before = usage()
     start = time.perf_counter()
     with client.setup_kernel(env=kernel_environment()):
         tools = repr(str(tools_dir())) if trace else "None"
@@ -375,6 +422,7 @@ def run_headless(
                 ],
             }
     sockets.cleanup()
+    wall = time.perf_counter() - start
     checks = [
         check for i in cells for check in from_outputs(nb.cells[i].get("outputs", []))
     ]
@@ -387,7 +435,8 @@ def run_headless(
 
     summary.update(
         seed=base_seed(),
-        seconds=round(time.perf_counter() - start, 1),
+        seconds=round(wall, 1),
+        measured=measured(before, wall, payload.get("threads")),
         cell_seconds=cell_seconds,
         run_info=payload["run_info"],
         figures=payload["figures"],

@@ -14,6 +14,12 @@ by ``gamma``. The result holds tidy tables: one row per run (``final``) and
 one row per run and record (``curves``), with the mean rank and stable rank of
 the hidden weights (:func:`convbias.lowrank.layer_ranks`) and the accuracies.
 
+A run whose loss becomes NaN or infinite (a large rate with a small batch) is a
+legitimate outcome of a grid, not a crash: it is stopped there and kept, its row
+marked ``diverged`` (with ``diverged_step``) and its values NaN. :meth:`SweepResult.grid`
+shows a cell in which any run diverged as NaN (never the mean of the runs that did not),
+and :meth:`SweepResult.diverged_cells` lists such cells.
+
 Used by chapter 2.
 """
 
@@ -63,7 +69,29 @@ class SweepResult:
         """A ``rows x cols`` table of ``value`` (aggregated over seeds and any free key),
         after selecting ``fixed`` values, e.g. ``grid("rank", "weight_decay", "lr", batch_size=8)``."""
         frame = self._select(self.final, fixed)
-        return frame.pivot_table(index=rows, columns=cols, values=value, aggfunc=agg)
+        return frame.pivot_table(
+            index=rows, columns=cols, values=value, aggfunc=_strict(agg), dropna=False
+        )
+
+    def diverged_cells(self, **fixed: float) -> pd.DataFrame:
+        """The cells (batch size, lr, weight decay) in which a run diverged, after selecting
+        ``fixed``: how many of their runs did (``diverged``), of how many (``runs``), and the
+        earliest step at which one was seen to (``first_step``). Empty when none did."""
+        frame = self._select(self.final, fixed)
+        cells = frame.groupby(list(KEYS[:3])).agg(
+            diverged=("diverged", "sum"),
+            runs=("diverged", "size"),
+            first_step=(
+                "diverged_step",
+                lambda s: int(s[s > 0].min()) if (s > 0).any() else 0,
+            ),
+        )
+        return cells[cells.diverged > 0].reset_index()
+
+    @property
+    def n_diverged(self) -> int:
+        """How many runs of the grid diverged."""
+        return int(self.final["diverged"].sum())
 
     def runs(self, **fixed: float) -> pd.DataFrame:
         """Rows of ``final`` matching ``fixed`` keys."""
@@ -84,6 +112,11 @@ class SweepResult:
         if len(row) != 1:
             raise ValueError(
                 f"no single run with B={batch_size}, lr={lr}, lambda={weight_decay}, seed={seed}"
+            )
+        if bool(row["diverged"].iloc[0]):
+            raise ValueError(
+                f"the run with B={batch_size}, lr={lr}, lambda={weight_decay}, seed={seed} "
+                f"diverged at step {int(row['diverged_step'].iloc[0])}: it has no trained weights"
             )
         return spectra(
             self.ensembles[batch_size].params,
@@ -208,6 +241,7 @@ def run_sweep(
             device=device,
             progress=progress and executor is None,
             desc=f"B={B}",
+            on_divergence="record",
         )
 
         config = dict(
@@ -240,6 +274,11 @@ def run_sweep(
         hist = ens
         metric_keys = [k for k in hist.keys()]
         step = hist["step"]
+        diverged_at = (
+            ens.diverged_at
+            if ens.diverged_at is not None
+            else np.zeros(len(members), dtype=int)
+        )
         for e, (lr, wd, seed) in enumerate(members):
             base = dict(batch_size=B, lr=lr, weight_decay=wd, seed=seed, member=e)
             for r, s in enumerate(step):
@@ -254,6 +293,8 @@ def run_sweep(
             finals.append(
                 {
                     **base,
+                    "diverged": bool(diverged_at[e] > 0),
+                    "diverged_step": int(diverged_at[e]),
                     "steps": int(step[-1]),
                     "epochs": step[-1] / per_epoch,
                     **{k: float(hist[k][-1, e]) for k in metric_keys},
@@ -267,6 +308,13 @@ def run_sweep(
         ensembles=ensembles,
         seconds=seconds,
     )
+
+
+def _strict(agg: str | Callable) -> str | Callable:
+    """``agg`` as an aggregate that gives NaN when any value is NaN (a diverged run)."""
+    if not isinstance(agg, str):
+        return agg
+    return lambda s: getattr(s, agg)(skipna=False)
 
 
 def _train_ensemble(

@@ -464,6 +464,16 @@ class EnsembleResult(History):
     params: dict[str, Tensor]
     buffers: dict[str, Tensor]
     config: dict[str, np.ndarray]
+    #: per member, the step by which its loss became NaN or infinite (0: it never did);
+    #: only :func:`fit_ensemble` with ``on_divergence="record"`` leaves a member diverged
+    diverged_at: np.ndarray | None = None
+
+    @property
+    def diverged(self) -> np.ndarray:
+        """Per member, whether its training diverged (recorded as NaN from then on)."""
+        if self.diverged_at is None:
+            return np.zeros(self.size, dtype=bool)
+        return np.asarray(self.diverged_at) > 0
 
     @property
     def history(self) -> History:
@@ -542,6 +552,7 @@ def fit_ensemble(
     device: torch.device | str | None = None,
     progress: bool = True,
     desc: str = "ensemble",
+    on_divergence: str = "raise",
 ) -> EnsembleResult:
     """Train ``E = len(seeds)`` copies of ``make_model()`` together.
 
@@ -554,7 +565,17 @@ def fit_ensemble(
     at step 0 and every ``log_every`` steps, ``loss``, ``train_loss``/``train_acc`` (and
     ``test_loss``/``test_acc``) and the metrics with one value per member. The
     members are built and trained on ``device`` (default :func:`convbias.config.device`).
+
+    A member whose loss becomes NaN or infinite raises :class:`TrainingDiverged`
+    (``on_divergence="raise"``), or, with ``on_divergence="record"``, is stopped there
+    while the others train on: its parameters go back to their initial values, its
+    learning rate and weight decay to 0, every value it records from then on is NaN,
+    and ``result.diverged_at`` holds the step at which the divergence was seen.
     """
+    if on_divergence not in ("raise", "record"):
+        raise ValueError(
+            f"on_divergence must be 'raise' or 'record', got {on_divergence!r}"
+        )
     check_loss_kind(loss)
     check_metrics(metrics)
     check_optimizer_name(optimizer, ("sgd",))
@@ -595,6 +616,10 @@ def fit_ensemble(
     total = cap_steps(total, log_every)  # a smoke run stops after a few steps
     batches = EnsembleBatches(len(X), batch_size, seeds, dev)
     velocity = {n: torch.zeros_like(p) for n, p in params.items()}
+    diverged_at = np.zeros(E, dtype=np.int64)
+    initial = (
+        {n: p.clone() for n, p in params.items()} if on_divergence == "record" else None
+    )
 
     # One vmapped forward pass, then ordinary autograd on the sum of the members' losses:
     # members share no parameters, so each gets exactly its own gradient (cheaper per
@@ -625,7 +650,25 @@ def fit_ensemble(
                 )
             for name, value in metric_values(metrics, params).items():
                 values[name] = torch.as_tensor(value).detach().cpu().numpy()
+        if diverged_at.any():  # a stopped member records NaN, never its reset weights
+            stopped = diverged_at > 0
+            values = {
+                k: np.where(stopped, np.nan, np.asarray(v, dtype=float))
+                for k, v in values.items()
+            }
         hist.record(step, **values)
+
+    def stop(bad: np.ndarray, step: int) -> None:
+        """Members ``bad`` diverged by ``step``: back to their initial weights, rate and decay 0."""
+        diverged_at[bad] = step
+        mask = torch.as_tensor(bad, device=dev)
+        with torch.no_grad():
+            for n, p in params.items():
+                shape = (E,) + (1,) * (p.ndim - 1)
+                p.copy_(torch.where(mask.view(shape), initial[n], p))
+                velocity[n].masked_fill_(mask.view(shape), 0.0)
+            lrs.masked_fill_(mask, 0.0)
+            wds.masked_fill_(mask, 0.0)
 
     record(0, None)
     running = torch.zeros(E, device=dev)
@@ -652,11 +695,14 @@ def fit_ensemble(
         since += 1
         if step % log_every == 0 or step == total:
             mean_loss = (running / since).cpu().numpy()
-            if not np.isfinite(mean_loss).all():
-                bad = [seeds[i] for i in np.flatnonzero(~np.isfinite(mean_loss))]
-                raise_diverged(
-                    step, f"the training loss of the members with seeds {bad}"
-                )
+            new = ~np.isfinite(mean_loss) & (diverged_at == 0)
+            if new.any():
+                if on_divergence == "raise":
+                    bad = [seeds[i] for i in np.flatnonzero(new)]
+                    raise_diverged(
+                        step, f"the training loss of the members with seeds {bad}"
+                    )
+                stop(new, step)
             record(step, mean_loss)
             bar.set_postfix(loss=f"{float(mean_loss.mean()):.3g}")
             running.zero_()
@@ -674,6 +720,7 @@ def fit_ensemble(
         params=params,
         buffers=buffers,
         config=config,
+        diverged_at=diverged_at if on_divergence == "record" else None,
     )
 
 
