@@ -14,6 +14,12 @@ from a checkout of the book.
   measured costs go to ``cost.json``.
 - ``estimate [CHAPTERS] [--profile full]``: each chapter's time on a Colab T4 and an H100 and its peak
   memory, predicted from smoke runs (see :mod:`convbias.estimate`).
+- ``full-profile [CHAPTERS] [--out results/full-profile] [--records book/full_profile]``: run
+  chapters (default: all seven) at their full profile, one after another, without the cache; write
+  each run's record (device, threads, commit, date, measured CPU and wall seconds, peak memory, every
+  glued value and check) to ``book/full_profile/<chapter>.json`` and the reproducibility page's
+  full-profile parts. ``--from-results DIR [--time FILE] [--commit SHA] [--date D]`` records a run
+  made before instead (``FILE``: the ``/usr/bin/time -v`` report of a run that did not measure itself).
 - ``cache [--prune | --clear] [--dry-run]``: where the results cache is and how large; ``--prune``
   deletes the results of older versions of the code, ``--clear`` all of them (only the cache's
   own folders and files, each named before it goes; never in ``/``, the home folder or a checkout).
@@ -109,6 +115,7 @@ def _main(argv: list[str] | None = None) -> int:
     _add_seed_option(run)
     _add_verify_command(sub)
     _add_estimate_parser(sub)
+    _add_full_profile_command(sub)
     store = sub.add_parser("cache", help="show (or prune) the results cache")
     store.add_argument(
         "--prune",
@@ -154,6 +161,8 @@ def _main(argv: list[str] | None = None) -> int:
         return _estimate_command(args)
     if args.command == "verify":
         return _verify_command(args)
+    if args.command == "full-profile":
+        return _full_profile_command(args)
     _apply_seed(args)
 
     from . import notebooks
@@ -314,6 +323,97 @@ def _verify_command(args: argparse.Namespace) -> int:
         + f" -> {table.with_suffix('.md')}"
     )
     return 1 if bad else 0
+
+
+def _add_full_profile_command(sub) -> None:
+    fp = sub.add_parser(
+        "full-profile",
+        help="run chapters at their full profile one after another and record each run",
+    )
+    fp.add_argument(
+        "chapters", nargs="*", help="chapter numbers or names (default: every chapter)"
+    )
+    fp.add_argument(
+        "--out",
+        type=Path,
+        default=Path("results/full-profile"),
+        help="folder for each run's files (default results/full-profile)",
+    )
+    fp.add_argument(
+        "--records",
+        type=Path,
+        default=None,
+        help="folder of the records (default: book/full_profile of the checkout)",
+    )
+    fp.add_argument(
+        "--from-results",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="record the run already made in DIR (its results.json) instead of running",
+    )
+    fp.add_argument(
+        "--time",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="with --from-results: the /usr/bin/time -v report of that run",
+    )
+    fp.add_argument(
+        "--commit", default=None, help="with --from-results: the run's commit"
+    )
+    fp.add_argument(
+        "--date", default=None, help="with --from-results: the run's date (YYYY-MM-DD)"
+    )
+
+
+def _full_profile_command(args: argparse.Namespace) -> int:
+    from . import notebooks, report
+
+    root = notebooks.book_root()
+    records = args.records or root / "book" / "full_profile"
+    page = root / "book" / "reproducibility.md"
+    if args.from_results is not None:
+        if args.chapters:
+            raise UserError("--from-results records one run: name no chapter")
+        record = report.full_result_record(
+            args.from_results / "results.json", args.time, args.commit, args.date
+        )
+        written = [report.write_full_result(record, records)]
+        failed = [] if record["checks_passed"] else [record["chapter"]]
+    else:
+        if args.time or args.commit or args.date:
+            raise UserError("--time, --commit and --date go with --from-results")
+        os.environ["CONVBIAS_PROFILE"] = "full"
+        chosen = (
+            [notebooks.chapter_notebook(root, c) for c in args.chapters]
+            if args.chapters
+            else [nb for nb in notebooks.toc_notebooks(root) if nb.stem[:2].isdigit()]
+        )
+        print(
+            f"running the full profile of {len(chosen)} chapter(s), one after another, "
+            f"without the cache: {', '.join(nb.stem for nb in chosen)}",
+            flush=True,
+        )
+        written, failed = [], []
+        for nb in chosen:
+            notebooks.run_chapter(nb, args.out / nb.stem, use_cache=False)
+            record = report.full_result_record(args.out / nb.stem / "results.json")
+            written.append(report.write_full_result(record, records))
+            if not record["checks_passed"]:
+                failed.append(nb.stem)
+            print(f"{nb.stem}: {report.run_line(record)} -> {written[-1]}", flush=True)
+    if (
+        page.exists()
+        and records.resolve() == (root / "book" / "full_profile").resolve()
+    ):
+        report.update_full_results_section(page, records)
+        print(f"updated {page}")
+    print(
+        f"{len(written)} record(s) written"
+        + (f"; checks did not pass in {', '.join(failed)}" if failed else "")
+    )
+    return 1 if failed else 0
 
 
 def _smoke_command(nb: Path, out: Path) -> int:

@@ -7,8 +7,9 @@ does nothing when myst-nb is absent (e.g. on Colab), so notebooks run anywhere.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 #: every value glued in this process, by key (written out by headless chapter runs)
 GLUED: dict[str, Any] = {}
@@ -150,41 +151,185 @@ def comparison_table(
     return frame.style.hide(axis="index")
 
 
-# ----------------------------------------------------------------------------- paper-scale results from a GPU
+# ----------------------------------------------------------------------------- full-profile records
 FULL_RESULTS_START = "<!-- full-profile results: written by convbias.report.update_full_results_section -->"
 FULL_RESULTS_END = "<!-- end of full-profile results -->"
-FULL_RESULT_KEYS = ("chapter", "device", "date", "code_version", "seconds", "values")
+#: what every committed full-profile record holds
+FULL_RESULT_KEYS = (
+    "chapter",
+    "profile",
+    "device",
+    "threads",
+    "commit",
+    "date",
+    "measured",
+    "checks_passed",
+    "checks",
+    "values",
+)
 NO_FULL_RESULTS = (
-    "No full-profile run on a GPU is recorded for this build: every number on this page comes "
-    "from the quick profile on a CPU. Time and memory of the full profile are estimated by "
+    "No full-profile run is recorded for this build: every number on this page comes "
+    "from the quick profile. Time and memory of the full profile are estimated by "
     "`python -m convbias estimate`."
 )
+#: what a full-profile cell shows for a value its record lacks
+NOT_RECORDED = "not recorded"
 
 
-def full_result_record(results_json: str | Path, date: str | None = None) -> dict:
-    """A record to commit from a headless run's ``results.json`` (full profile): values, device, date, code version."""
-    import datetime
+def refuse_unless_full(summary: dict, where: str = "results") -> None:
+    """Raise ``ValueError`` unless ``summary`` (a ``results.json``) is a real full-profile run:
+    a quick run, a smoke run (a few steps per loop, checks not judged) or a run whose
+    profile is not named is refused."""
+    info = str(summary.get("run_info", ""))
+    smoke = [k for k, v in summary.items() if "smoke" in k.lower() and v]
+    if smoke or "smoke" in info.lower():
+        raise ValueError(
+            f"{where} is a smoke run ({', '.join(smoke) or info}): a few steps per loop, never a result"
+        )
+    if "profile=full" not in info:
+        raise ValueError(f"{where} is not a full-profile run ({info or 'no run_info'})")
+
+
+def parse_time_verbose(text: str) -> dict[str, Any]:
+    """CPU seconds, wall seconds and peak memory from the report of GNU ``/usr/bin/time -v``."""
+    fields = {}
+    for line in text.splitlines():
+        key, sep, value = line.strip().rpartition(": ")
+        if sep:
+            fields[key] = value.strip()
+    try:
+        user = float(fields["User time (seconds)"])
+        system = float(fields["System time (seconds)"])
+        wall = fields["Elapsed (wall clock) time (h:mm:ss or m:ss)"]
+        rss_kib = float(fields["Maximum resident set size (kbytes)"])
+    except KeyError as exc:
+        raise ValueError(
+            f"not a report of /usr/bin/time -v: no {exc.args[0]!r}"
+        ) from None
+    seconds = 0.0
+    for part in wall.split(":"):
+        seconds = 60 * seconds + float(part)
+    return {
+        "source": "/usr/bin/time -v around the whole command (python -m convbias run)",
+        "cpu_seconds": round(user + system, 1),
+        "user_seconds": round(user, 1),
+        "system_seconds": round(system, 1),
+        "wall_seconds": round(seconds, 1),
+        "peak_rss_mib": round(rss_kib / 1024, 1),
+    }
+
+
+def notebook_parameters(notebook: str | Path, profile: str = "full") -> dict[str, Any]:
+    """A chapter's parameters for ``profile``: the ``profile=`` argument of its ``by_profile(...)``
+    call, evaluated from the notebook's source (no chapter code runs)."""
+    import ast
+
+    import nbformat
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type != "code" or "by_profile(" not in cell.source:
+            continue
+        for node in ast.walk(ast.parse(cell.source)):
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "id", None) == "by_profile"
+            ):
+                for kw in node.keywords:
+                    if kw.arg == profile:
+                        expr = ast.Expression(kw.value)
+                        return eval(compile(expr, str(notebook), "eval"), {})
+    raise ValueError(f"{notebook}: no by_profile(...) call with {profile}=")
+
+
+def full_result_record(
+    results_json: str | Path,
+    time_report: str | Path | None = None,
+    commit: str | None = None,
+    date: str | None = None,
+) -> dict:
+    """The record to commit (``book/full_profile/<chapter>.json``) of a full-profile run.
+
+    ``results_json`` is the run's ``results.json`` (``python -m convbias run N --profile full``
+    or ``full-profile``): its glued values, every check with its verdict, the failed cell and
+    error of a run that stopped. The cost is the run's own ``measured`` block (CPU seconds of
+    the runner and its kernel, wall, peak memory) or, for a run made by an older runner,
+    ``time_report``, the output of ``/usr/bin/time -v`` around the command; ``commit`` and
+    ``date`` are the run's own unless given (a run from a snapshot checkout). ``sources``
+    says where each of these came from. A quick or smoke run is refused; a run whose checks
+    failed is kept as failed.
+    """
     import json
 
-    from . import __version__
-    from .cache import code_fingerprint
-
-    summary = json.loads(Path(results_json).read_text())
-    info = summary.get("run_info", "")
-    if "profile=full" not in info:
+    path = Path(results_json)
+    summary = json.loads(path.read_text())
+    refuse_unless_full(summary, str(path))
+    sources = {"values, checks": "results.json of the run"}
+    measured = summary.get("measured")
+    if time_report is not None:
+        measured = {
+            **parse_time_verbose(Path(time_report).read_text()),
+            "runner_seconds": summary.get("seconds"),
+        }
+    if measured is None:
         raise ValueError(
-            f"{results_json} is not a full-profile run ({info or 'no run_info'})"
+            f"{path} records no measured cost (an older runner): give the /usr/bin/time -v report"
         )
-    device = info.split("device=", 1)[-1].split(" | ")[0]
-    return {
+    sources["measured"] = measured["source"]
+    sources["commit"] = "given" if commit else "results.json"
+    commit = commit or summary.get("commit")
+    if not commit:
+        raise ValueError(
+            f"{path} names no commit: give the commit the run was made from"
+        )
+    finished = summary.get("finished")
+    if date is None and finished is None:
+        raise ValueError(f"{path} has no date: give the date of the run")
+    sources["date"] = "given" if date else "results.json"
+    info = summary["run_info"]
+    fields = dict(part.split("=", 1) for part in info.split(" | ") if "=" in part)
+    threads = measured.get("torch_threads")
+    if threads is None and "thread" in fields.get("device", ""):
+        threads = int(fields["device"].rsplit(", ", 1)[-1].split()[0])
+    notebook = path.parent / summary.get("executed", summary["notebook"])
+    record = {
         "chapter": Path(summary["notebook"]).stem,
-        "device": device,
-        "date": date or datetime.date.today().isoformat(),
-        "code_version": f"{__version__}+{code_fingerprint()}",
-        "seconds": summary["seconds"],
-        "checks_passed": summary["checks_passed"],
-        "values": summary["values"],
+        "profile": "full",
+        "seed": summary.get("seed"),
+        "device": fields.get("device", "unknown"),
+        "threads": threads,
+        "torch": info.rsplit("torch ", 1)[-1] if "torch " in info else None,
+        "commit": commit,
+        "commit_dirty": summary.get("commit_dirty"),
+        "date": date or finished[:10],
+        "measured": measured,
+        "checks_passed": bool(summary["checks_passed"])
+        and not summary.get("checks_failed"),
+        "failed_cell": summary.get("failed_cell"),
+        "error": summary.get("error"),
+        "checks": summary.get("checks", []),
+        "checks_failed": summary.get("checks_failed", []),
+        "values": {
+            k: v for k, v in summary["values"].items() if not k.endswith("_run_info")
+        },
+        "data": summary.get("downloaded_data"),
+        "sources": sources,
     }
+    if notebook.exists():
+        record["parameters"] = notebook_parameters(notebook)
+        sources["parameters"] = "the by_profile(full=...) call of the executed notebook"
+    return record
+
+
+def write_full_result(record: dict, folder: str | Path) -> Path:
+    """Write ``record`` to ``folder/<chapter>.json`` (atomically); returns the path."""
+    from .runner import write_json_atomic
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{record['chapter']}.json"
+    write_json_atomic(path, record)
+    return path
 
 
 def load_full_results(folder: str | Path) -> list[dict]:
@@ -203,48 +348,243 @@ def load_full_results(folder: str | Path) -> list[dict]:
     return records
 
 
-def full_results_markdown(
-    records: Sequence[dict], quick: dict[str, dict] | None = None
-) -> str:
-    """One table per chapter: each glued value of the GPU run beside the quick build's (``quick[chapter]``)."""
+# ----------------------------------------------------------------------------- the reproducibility page
+#: How each chapter's full profile differs from its paper's setup (data, model, steps,
+#: seeds), written from the record's own parameters: ``SETUPS[chapter](parameters)``.
+SETUPS: dict[str, Callable[[dict], str]] = {
+    "01_intrinsic_dimension": lambda p: (
+        f"Data: the paper's kind of synthetic patch model (d = {p['d']}, {p['patches']} patches, "
+        f"2K = {2 * p['K']}), {len(p['sigmas'])} noise levels, n = {p['n_train']}; MNIST: "
+        f"{p['mnist_n_train']:,} digits asked for, the shipped offline digits where nothing "
+        f"can be downloaded (see the data line). Model: two-layer CNN, {p['m']} filters a class; "
+        f"MNIST CNN width {p['mnist_width']}. Steps: {p['steps']} GD steps; "
+        f"MNIST {p['mnist_epochs']} epochs. Seeds: {p['n_seeds']} (MNIST {p['mnist_n_seeds']}). "
+        "Paper: its sizes and figure values are not public; CIFAR-10 is not run."
+    ),
+    "02_low_rank_sgd": lambda p: (
+        f"Data: a {p['n_classes']}-class Gaussian mixture in d = {p['d']} (n = {p['n_train']:,}) and "
+        f"{p['mnist_n_train']:,} MNIST digits; paper: CIFAR-10 (and MNIST). Model: a ReLU MLP "
+        f"{p['d']}→{'→'.join(map(str, p['widths']))}→{p['n_classes']} without BN; paper: MLPs with BN "
+        "(depth 10 × width 100), VGG16-BN, ResNet-18. Steps: "
+        f"{p['epochs']} epochs (paper: 500); grid B {min(p['batch_sizes'])}–{max(p['batch_sizes'])}, "
+        f"lr {min(p['lrs']):g}–{max(p['lrs']):g}, λ up to {max(p['weight_decays']):g} (paper: lr "
+        "0.001–1, λ up to 6e-3). Seeds: "
+        f"{p['seeds_per_cell']} a cell."
+    ),
+    "03_channel_normalization": lambda p: (
+        f"The paper's own setup: one step target of length {p['n']}, kernel {p['kernel']}, "
+        f"linear depths {', '.join(map(str, p['depths']))}, ReLU net on length {p['relu_n']}, "
+        f"SGD lr 0.1 momentum 0.9, {p['steps_30']} steps at depth 30 ({p['steps_10']} at 10), "
+        f"deep decoder {p['dd_size']}×{p['dd_size']}, {p['dd_steps']} steps. Seeds: "
+        f"{p['members']} nets a depth and arm (the authors ran 3)."
+    ),
+    "04_early_stopped_denoising": lambda p: (
+        "Data: the shipped test images instead of 100 ImageNet images; see the chapter's parameters."
+    ),
+    "05_cnn_to_efcn": lambda p: (
+        "Data: CIFAR-10 where it can be downloaded, else the shipped digits; smaller nets and "
+        "fewer epochs than the paper's; see the chapter's parameters."
+    ),
+    "06_convex_cnn": lambda p: (
+        f"Data: random signals (n = {p['convex_n']}, length {p['convex_d']}, filter {p['convex_h']}) "
+        f"with every arrangement enumerated, {p['convex_runs']} GD runs of {p['convex_steps']:,} "
+        f"steps; circular CNN on {p['spectral_n']} signals of length {p['spectral_d']}; capacity on "
+        f"{p['capacity_data']} ({p['capacity_channels']} channels, {p['capacity_depth']} layers, "
+        f"{p['capacity_epochs']} epochs). Paper: theorems, no training runs to compare."
+    ),
+    "07_gradient_oscillations": lambda p: (
+        f"Data: the 8×8 digits ({p['mlp_n_train']:,} training images), an MLP "
+        f"({'×'.join(map(str, p['mlp_widths']))}) and a CNN ({'×'.join(map(str, p['cnn_channels']))} "
+        f"channels), full-batch GD for {p['mlp_steps']:,} / {p['cnn_steps']:,} steps. Paper: its "
+        "setup is not public; Cohen et al. use a 5,000-image CIFAR-10 subset."
+    ),
+}
+GLUE_REF = re.compile(
+    r"\{glue(?::text|:md)?\}`(?P<nb>[\w.]+?)\.ipynb::(?P<key>\w+?)(?::(?P<fmt>[^`]*))?`"
+)
+RUN_START = "<!-- full-profile run of {chapter} -->"
+RUN_END = "<!-- end of full-profile run -->"
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def _memory(mib: float) -> str:
+    return f"{mib / 1024:.1f} GiB" if mib >= 1024 else f"{mib:.0f} MiB"
+
+
+def run_line(record: dict) -> str:
+    """One line on a full-profile record: device, date, commit, cost and the checks' verdicts."""
+    m = record["measured"]
+    return (
+        f"{record['device']}, {record['date']}, commit `{record['commit'][:7]}`: "
+        f"{_minutes(m['cpu_seconds'])} CPU, {_minutes(m['wall_seconds'])} wall, "
+        f"peak {_memory(m['peak_rss_mib'])}; checks: {checks_verdict(record)}"
+    )
+
+
+def checks_verdict(record: dict) -> str:
+    """The checks of a record in words: how many passed, and every one that did not, marked."""
+    checks = record["checks"]
+    failed = [c for c in checks if not c["passed"]]
+    text = f"{len(checks) - len(failed)} of {len(checks)} passed"
+    if failed:
+        named = ", ".join(
+            f"✗ `{c['name']}` ({_cell(c['value'])} {_bound(c)})" for c in failed
+        )
+        text = f"**{text}; did not pass: {named}**"
+    if record.get("error"):
+        text += (
+            f"; **the run stopped at code cell {record.get('failed_cell')}: "
+            f"{_cell(record['error'])}**"
+        )
+    return text
+
+
+def _bound(check: dict) -> str:
+    if check["op"] == "in":
+        low, high = check["bound"]
+        return f"not in [{low:g}, {high:g}]"
+    return f"not {check['op']} {check['bound']:g}"
+
+
+def full_results_markdown(records: Sequence[dict]) -> str:
+    """The summary table of the full-profile records: per chapter its run (device, threads,
+    date, commit, measured CPU and wall time, peak memory), its checks (every one that did
+    not pass marked) and how its setup differs from the paper's."""
     if not records:
         return NO_FULL_RESULTS
-    out = []
+    out = [
+        "| chapter | full-profile run | checks | setup, against the paper's |",
+        "| --- | --- | --- | --- |",
+    ]
     for r in records:
-        out += [
-            f"**{r['chapter']}**: full profile on {r['device']}, {r['date']}, code {r['code_version']}, "
-            f"{r['seconds'] / 60:.1f} min.",
-            "",
-            "| value | full profile | quick build |",
-            "| --- | --- | --- |",
-        ]
-        mine = (quick or {}).get(r["chapter"], {})
-        for key, value in r["values"].items():
-            if key.endswith("_run_info"):
-                continue
-            out.append(f"| `{key}` | {_cell(value)} | {_cell(mine.get(key, ''))} |")
-        out.append("")
-    return "\n".join(out).rstrip()
+        m = r["measured"]
+        run = (
+            f"{r['device']}; {r['date']}; commit `{r['commit'][:7]}`; "
+            f"{_minutes(m['cpu_seconds'])} CPU, {_minutes(m['wall_seconds'])} wall, "
+            f"peak {_memory(m['peak_rss_mib'])}"
+        )
+        setup = SETUPS.get(r["chapter"])
+        setup_text = setup(r["parameters"]) if setup and "parameters" in r else ""
+        if r.get("data") is not None:
+            setup_text += (
+                " Data downloaded for this run: "
+                + (", ".join(f"`{d.split(':')[0]}`" for d in r["data"]) or "none")
+                + "."
+            )
+        out.append(
+            f"| {r['chapter'].split('_')[0]} | {run} | {checks_verdict(r)} | {_cell(setup_text)} |"
+        )
+    return "\n".join(out)
 
 
 def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
-    return str(value).replace("|", "\\|")
+    return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def update_full_results_section(
-    page: str | Path, folder: str | Path, quick: dict[str, dict] | None = None
-) -> bool:
-    """Rewrite the page's text between the full-profile markers from ``folder``; returns whether it changed."""
+def _formatted(value: Any, fmt: str | None) -> str:
+    """``value`` as its glue reference ``{glue:text}`nb::key:fmt``` would show it."""
+    if value is None:
+        return NOT_RECORDED
+    if fmt:
+        try:
+            if fmt.endswith("d"):
+                value = int(value)
+            return _cell(format(value, fmt))
+        except (TypeError, ValueError):
+            pass
+    return _cell(value)
+
+
+def full_profile_cell(build_cell: str, record: dict | None) -> str:
+    """The full-profile column's cell of a row: the quick build's cell with each glue reference
+    replaced by the record's value (formatted as the reference asks), or ``–`` when the
+    chapter has no record."""
+    if record is None or not GLUE_REF.search(build_cell):
+        return "–"
+    values = record["values"]
+    return GLUE_REF.sub(
+        lambda m: _formatted(values.get(m["key"]), m["fmt"]), build_cell
+    ).strip()
+
+
+def _split_row(line: str) -> list[str]:
+    cells, cell, i = [], "", 0
+    body = line.strip()[1:-1] if line.strip().endswith("|") else line.strip()[1:]
+    while i < len(body):
+        ch = body[i]
+        if ch == "\\" and i + 1 < len(body):
+            cell += body[i : i + 2]
+            i += 2
+            continue
+        if ch == "|":
+            cells.append(cell.strip())
+            cell = ""
+        else:
+            cell += ch
+        i += 1
+    cells.append(cell.strip())
+    return cells
+
+
+def fill_full_profile_columns(text: str, records: Sequence[dict]) -> str:
+    """Fill the ``full profile`` column of every table of ``text`` whose header has one and a
+    ``quick`` column of glue references, from ``records`` (by the chapter the references name)."""
+    by_chapter = {r["chapter"]: r for r in records}
+    lines = text.split("\n")
+    full = quick = None
+    for i, line in enumerate(lines):
+        if not line.startswith("|"):
+            full = quick = None
+            continue
+        cells = _split_row(line)
+        if full is None:
+            heads = [c.lower() for c in cells]
+            if "full profile" in heads and "quick" in heads:
+                full, quick = heads.index("full profile"), heads.index("quick")
+            continue
+        if set("".join(cells)) <= set("-: "):
+            continue
+        chapters = {m["nb"] for m in GLUE_REF.finditer(cells[quick])}
+        record = by_chapter.get(chapters.pop()) if len(chapters) == 1 else None
+        cells[full] = full_profile_cell(cells[quick], record)
+        lines[i] = "| " + " | ".join(cells) + " |"
+    return "\n".join(lines)
+
+
+def _replace_between(text: str, start: str, end: str, body: str) -> str:
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{body}\n{end}{tail}"
+
+
+def update_full_results_section(page: str | Path, folder: str | Path) -> bool:
+    """Rewrite the full-profile parts of the reproducibility page from the records in ``folder``:
+    the summary table between the full-profile markers, each chapter's run line (between
+    ``RUN_START``/``RUN_END`` markers) and the ``full profile`` column of each chapter's table.
+    Returns whether the page changed."""
     page = Path(page)
     text = page.read_text()
     if FULL_RESULTS_START not in text or FULL_RESULTS_END not in text:
         raise ValueError(f"{page} has no full-profile results markers")
-    head, rest = text.split(FULL_RESULTS_START, 1)
-    _, tail = rest.split(FULL_RESULTS_END, 1)
-    table = full_results_markdown(load_full_results(folder), quick)
-    new = f"{head}{FULL_RESULTS_START}\n{table}\n{FULL_RESULTS_END}{tail}"
+    records = load_full_results(folder)
+    new = _replace_between(
+        text, FULL_RESULTS_START, FULL_RESULTS_END, full_results_markdown(records)
+    )
+    by_chapter = {r["chapter"]: r for r in records}
+    for chapter in re.findall(r"<!-- full-profile run of (\w+) -->", new):
+        record = by_chapter.get(chapter)
+        line = (
+            f"Full profile: {run_line(record)}."
+            if record
+            else "Full profile: no run recorded."
+        )
+        new = _replace_between(new, RUN_START.format(chapter=chapter), RUN_END, line)
+    new = fill_full_profile_columns(new, records)
     if new != text:
         page.write_text(new)
     return new != text

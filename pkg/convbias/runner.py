@@ -224,6 +224,30 @@ def measured(
     }
 
 
+def checkout_commit() -> dict[str, Any]:
+    """The git commit of the checkout this package is imported from, and whether its files
+    differ from it (``{"commit": None}`` outside a git checkout, e.g. an installed wheel)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(root), *args],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None}
+    return {"commit": commit, "commit_dirty": dirty}
+
+
 # ----------------------------------------------------------------------------- the runner
 def _code_cells(nb) -> list[int]:
     return [
@@ -437,6 +461,9 @@ def run_headless(
         seed=base_seed(),
         seconds=round(wall, 1),
         measured=measured(before, wall, payload.get("threads")),
+        finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **checkout_commit(),
+        downloaded_data=data_source(),
         cell_seconds=cell_seconds,
         run_info=payload["run_info"],
         figures=payload["figures"],
