@@ -116,8 +116,8 @@ def test_verify_tabulates_checks_over_seeds(tmp_path, monkeypatch):
     ] * 3
     md = (tmp_path / "table" / "rob.md").read_text()
     assert (
-        "| 01 | `seed_is_even` | >= 1 | 2/3 |" in md
-        and "| 01 | `always` | >= 1 | 3/3 | ×2 | ×3 |" in md
+        "| 01 | **✗ `seed_is_even`** | >= 1 | **2/3** |" in md
+        and "| 01 | `always` | >= 1 | 3/3 | ×2 / ×3 |" in md
     )
     assert "02_b" in md and "RuntimeError: no data" in md  # runs that stopped are named
     assert json.loads((tmp_path / "table" / "rob.json").read_text())["seeds"] == [

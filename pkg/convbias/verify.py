@@ -131,8 +131,9 @@ def markdown(
     head = (
         f"Base seeds {', '.join(map(str, seeds))}, profile `{profile}`. *Margin*: the factor (×) by which a "
         "check's value clears its bound, or the distance to it; above ×1 or 0 the check passes.\n\n"
-        "| chapter | check | bound | passed | margin min | margin median | values (min to max) | failing seeds |\n"
-        "| --- | --- | --- | --- | --- | --- | --- | --- |\n"
+        "A check that did not pass on every seed is marked ✗ (in bold).\n\n"
+        "| ch. | check | bound | passed | margin: min / median | values: min to max | failing seeds |\n"
+        "| --- | --- | --- | --- | --- | --- | --- |\n"
     )
     lines = []
     for r in rows:
@@ -141,9 +142,12 @@ def markdown(
             if r["op"] == "in"
             else f"{r['op']} {_num(r['bound'])}"
         )
+        check, passed = f"`{r['check']}`", f"{r['passed']}/{r['seeds']}"
+        if r["passed"] < r["seeds"]:  # it must stand out
+            check, passed = f"**✗ {check}**", f"**{passed}**"
         lines.append(
-            f"| {r['chapter'].split('_')[0]} | `{r['check']}` | {bound} | {r['passed']}/{r['seeds']} | "
-            f"{_num(r['margin_min'], r['scale'])} | {_num(r['margin_median'], r['scale'])} | "
+            f"| {r['chapter'].split('_')[0]} | {check} | {bound} | {passed} | "
+            f"{_num(r['margin_min'], r['scale'])} / {_num(r['margin_median'], r['scale'])} | "
             f"{_num(r['value_min'])} to {_num(r['value_max'])} | "
             f"{', '.join(map(str, r['failing_seeds'])) or 'none'} |"
         )
