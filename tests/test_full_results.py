@@ -125,8 +125,19 @@ def test_a_run_from_an_older_runner_takes_its_cost_from_usr_bin_time(tmp_path):
     (tmp_path / "time.txt").write_text(TIME_REPORT)
     with pytest.raises(ValueError, match="names no commit"):
         report.full_result_record(results, tmp_path / "time.txt")
+    summary = json.loads(results.read_text())
+    del summary["downloaded_data"], summary["commit"], summary["finished"]
+    results.write_text(json.dumps(summary))
     record = report.full_result_record(
-        results, tmp_path / "time.txt", commit="e5cf7d5" + "0" * 33, date="2026-12-06"
+        results,
+        tmp_path / "time.txt",
+        commit="e5cf7d5" + "0" * 33,
+        date="2026-12-06",
+        downloaded=["mnist/train.npz:1000"],
+    )
+    assert (
+        record["data"] == ["mnist/train.npz:1000"]
+        and record["sources"]["data"] == "given"
     )
     m = record["measured"]
     assert (m["cpu_seconds"], m["user_seconds"], m["system_seconds"]) == (

@@ -357,7 +357,8 @@ def _add_full_profile_command(sub) -> None:
         type=Path,
         default=None,
         metavar="FILE",
-        help="with --from-results: the /usr/bin/time -v report of that run",
+        help="with --from-results: the /usr/bin/time -v report of that run (record it on "
+        "the machine that made the run: its downloaded data are listed from there)",
     )
     fp.add_argument(
         "--commit", default=None, help="with --from-results: the run's commit"
@@ -376,8 +377,15 @@ def _full_profile_command(args: argparse.Namespace) -> int:
     if args.from_results is not None:
         if args.chapters:
             raise UserError("--from-results records one run: name no chapter")
+        from .runner import data_source
+
+        # a run that did not list its downloaded data: this machine's, where it was made
         record = report.full_result_record(
-            args.from_results / "results.json", args.time, args.commit, args.date
+            args.from_results / "results.json",
+            args.time,
+            args.commit,
+            args.date,
+            downloaded=data_source(),
         )
         written = [report.write_full_result(record, records)]
         failed = [] if record["checks_passed"] else [record["chapter"]]

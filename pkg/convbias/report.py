@@ -247,6 +247,7 @@ def full_result_record(
     time_report: str | Path | None = None,
     commit: str | None = None,
     date: str | None = None,
+    downloaded: list[str] | None = None,
 ) -> dict:
     """The record to commit (``book/full_profile/<chapter>.json``) of a full-profile run.
 
@@ -255,7 +256,9 @@ def full_result_record(
     error of a run that stopped. The cost is the run's own ``measured`` block (CPU seconds of
     the runner and its kernel, wall, peak memory) or, for a run made by an older runner,
     ``time_report``, the output of ``/usr/bin/time -v`` around the command; ``commit`` and
-    ``date`` are the run's own unless given (a run from a snapshot checkout). ``sources``
+    ``date`` are the run's own unless given (a run from a snapshot checkout), and so is the list
+    of downloaded data sets (``downloaded``, ``name:bytes``: [] when the run used only the data
+    that ships with the package). ``sources``
     says where each of these came from. A quick or smoke run is refused; a run whose checks
     failed is kept as failed.
     """
@@ -312,9 +315,11 @@ def full_result_record(
         "values": {
             k: v for k, v in summary["values"].items() if not k.endswith("_run_info")
         },
-        "data": summary.get("downloaded_data"),
+        "data": summary.get("downloaded_data", downloaded),
         "sources": sources,
     }
+    if record["data"] is not None:
+        sources["data"] = "results.json" if "downloaded_data" in summary else "given"
     if notebook.exists():
         record["parameters"] = notebook_parameters(notebook)
         sources["parameters"] = "the by_profile(full=...) call of the executed notebook"
