@@ -294,3 +294,32 @@ def test_the_committed_page_shows_the_committed_records(tmp_path):
     for record in report.load_full_results(folder):
         assert record["profile"] == "full" and record["measured"]["cpu_seconds"] > 0
         assert len(record["checks"]) > 0 and record["values"]
+
+
+def test_a_run_measures_its_own_cpu_time_memory_and_threads(tmp_path):
+    """The kernel's CPU time counts (getrusage of the children), and its peak memory."""
+    import resource
+
+    from convbias import runner
+
+    burn = (
+        "import time\nimport numpy as np\nstart = time.process_time()\n"
+        "while time.process_time() - start < 1.5:\n    pass\n"
+        "block = np.ones(400 * 2**20 // 8)"
+    )
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(burn)])
+    nbformat.write(nb, tmp_path / "nb.ipynb")
+    mine = resource.getrusage(resource.RUSAGE_SELF)
+    summary = runner.run_headless(
+        tmp_path / "nb.ipynb", tmp_path / "out", progress=False
+    )
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    runner_cpu = (after.ru_utime + after.ru_stime) - (mine.ru_utime + mine.ru_stime)
+    m = json.loads((tmp_path / "out" / "results.json").read_text())["measured"]
+    assert m["cpu_seconds"] - runner_cpu >= 1.4  # the kernel's 1.5 s of work
+    assert m["cpu_seconds"] == pytest.approx(
+        m["user_seconds"] + m["system_seconds"], abs=0.1
+    )
+    assert m["peak_rss_mib"] >= 400 and m["wall_seconds"] >= 1.5
+    assert isinstance(m["torch_threads"], int) and m["torch_threads"] >= 1
+    assert summary["finished"].endswith("Z") and "commit" in summary
