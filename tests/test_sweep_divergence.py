@@ -113,3 +113,19 @@ def test_a_check_with_every_cell_diverged_fails(data):
     checks = {c.name: c for c in grid_checks(g, control, 7.0)}
     assert not any(c.passed for c in checks.values())
     assert math.isnan(checks["rank_lambda0_full"].value)
+
+
+def test_a_heatmap_writes_its_diverged_cells(grid):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from convbias import plotting
+
+    table = grid.grid("rank", "weight_decay", "lr", batch_size=8)
+    fig, ax = plt.subplots()
+    plotting.heatmap(ax, table, table.columns, table.index, missing="div.")
+    labels = [t.get_text() for t in ax.texts]
+    assert labels.count("div.") == int(table.isna().sum().sum()) == 2
+    plt.close(fig)
