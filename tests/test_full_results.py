@@ -28,8 +28,9 @@ TIME_REPORT = """\tCommand being timed: "python -m convbias run 3 --profile full
 PARAMETERS = """P = by_profile(
     quick=dict(n=16),
     full=dict(
-        n=128, kernel=15, depths=tuple(sorted({30, 5})), relu_n=1024, steps_30=2000,
-        steps_10=1000, dd_size=256, dd_steps=3000, members=8,
+        n=128, kernel=15, depths=tuple(sorted({30, 5})), relu_n=1024, steps_5=500,
+        steps_10=1000, steps_30=2000, steps_relu=2000, dd_size=256, dd_steps=3000,
+        members=8, relu_members=4,
     ),
 )
 print(P["n"])"""
@@ -38,11 +39,14 @@ FULL = dict(
     kernel=15,
     depths=(5, 30),
     relu_n=1024,
-    steps_30=2000,
+    steps_5=500,
     steps_10=1000,
+    steps_30=2000,
+    steps_relu=2000,
     dd_size=256,
     dd_steps=3000,
     members=8,
+    relu_members=4,
 )
 
 
@@ -276,8 +280,9 @@ def test_the_page_shows_the_records_beside_the_quick_build(tmp_path):
     )
     assert (
         "The paper's own setup: one step target of length 128, kernel 15, linear depths 5, 30, "
-        "ReLU net on length 1024, SGD lr 0.1 momentum 0.9, 2000 steps at depth 30 (1000 at 10), "
-        "deep decoder 256×256, 3000 steps. Seeds: 8 nets a depth and arm (the authors ran 3). "
+        "a ReLU net on length 1024, SGD lr 0.1 momentum 0.9; 500 / 1,000 / 2,000 steps at depths "
+        "5 / 10 / 30 and 2,000 for the ReLU net (the authors' code: 2,000); deep decoder 256×256, "
+        "3,000 steps. Seeds: 8 nets a depth and arm, 4 ReLU nets (the authors ran 3). "
         "Data downloaded for this run: none. |" in summary
     )
     assert not report.update_full_results_section(page, records)  # idempotent

@@ -387,6 +387,10 @@ def _full_profile_command(args: argparse.Namespace) -> int:
             args.date,
             downloaded=data_source(),
         )
+        if "downloaded_data" not in record["sources"].get("data", ""):
+            record["sources"]["data"] = (
+                "the data cache of the machine that made the record (the run did not list it)"
+            )
         written = [report.write_full_result(record, records)]
         failed = [] if record["checks_passed"] else [record["chapter"]]
     else:

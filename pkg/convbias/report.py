@@ -378,10 +378,11 @@ SETUPS: dict[str, Callable[[dict], str]] = {
     ),
     "03_channel_normalization": lambda p: (
         f"The paper's own setup: one step target of length {p['n']}, kernel {p['kernel']}, "
-        f"linear depths {', '.join(map(str, p['depths']))}, ReLU net on length {p['relu_n']}, "
-        f"SGD lr 0.1 momentum 0.9, {p['steps_30']} steps at depth 30 ({p['steps_10']} at 10), "
-        f"deep decoder {p['dd_size']}×{p['dd_size']}, {p['dd_steps']} steps. Seeds: "
-        f"{p['members']} nets a depth and arm (the authors ran 3)."
+        f"linear depths {', '.join(map(str, p['depths']))}, a ReLU net on length {p['relu_n']}, "
+        f"SGD lr 0.1 momentum 0.9; {p['steps_5']:,} / {p['steps_10']:,} / {p['steps_30']:,} steps "
+        f"at depths 5 / 10 / 30 and {p['steps_relu']:,} for the ReLU net (the authors' code: "
+        f"2,000); deep decoder {p['dd_size']}×{p['dd_size']}, {p['dd_steps']:,} steps. Seeds: "
+        f"{p['members']} nets a depth and arm, {p['relu_members']} ReLU nets (the authors ran 3)."
     ),
     "04_early_stopped_denoising": lambda p: (
         "Data: the shipped test images instead of 100 ImageNet images; see the chapter's parameters."
