@@ -394,9 +394,11 @@ SETUPS: dict[str, Callable[[dict], str]] = {
     "06_convex_cnn": lambda p: (
         f"Data: random signals (n = {p['convex_n']}, length {p['convex_d']}, filter {p['convex_h']}) "
         f"with every arrangement enumerated, {p['convex_runs']} GD runs of {p['convex_steps']:,} "
-        f"steps; circular CNN on {p['spectral_n']} signals of length {p['spectral_d']}; capacity on "
-        f"{p['capacity_data']} ({p['capacity_channels']} channels, {p['capacity_depth']} layers, "
-        f"{p['capacity_epochs']} epochs). Paper: theorems, no training runs to compare."
+        f"steps; a circular CNN on {p['spectral_n']} signals of length {p['spectral_d']}; capacity: "
+        f"a {p['capacity_depth']}-layer circular CNN with {p['capacity_channels']} channels on "
+        f"{'MNIST (the digits that ship with the package unless more were downloaded)' if p['capacity_data'] == 'mnist' else 'the 8×8 digits'}, "
+        f"{p['capacity_epochs']} epochs. Paper: the equivalence is a theorem; the book checks it, "
+        "not the sizes of the paper's experiments."
     ),
     "07_gradient_oscillations": lambda p: (
         f"Data: the 8×8 digits ({p['mlp_n_train']:,} training images), an MLP "
