@@ -354,6 +354,10 @@ def load_full_results(folder: str | Path) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------- the reproducibility page
+_DIGITS = {
+    "mnist": "MNIST (the digits that ship with the package unless more were downloaded)",
+    "digits": "the 8×8 digits",
+}
 #: How each chapter's full profile differs from its paper's setup (data, model, steps,
 #: seeds), written from the record's own parameters: ``SETUPS[chapter](parameters)``.
 SETUPS: dict[str, Callable[[dict], str]] = {
@@ -396,7 +400,7 @@ SETUPS: dict[str, Callable[[dict], str]] = {
         f"with every arrangement enumerated, {p['convex_runs']} GD runs of {p['convex_steps']:,} "
         f"steps; a circular CNN on {p['spectral_n']} signals of length {p['spectral_d']}; capacity: "
         f"a {p['capacity_depth']}-layer circular CNN with {p['capacity_channels']} channels on "
-        f"{'MNIST (the digits that ship with the package unless more were downloaded)' if p['capacity_data'] == 'mnist' else 'the 8×8 digits'}, "
+        f"{_DIGITS[p['capacity_data']]}, "
         f"{p['capacity_epochs']} epochs. Paper: the equivalence is a theorem; the book checks it, "
         "not the sizes of the paper's experiments."
     ),
