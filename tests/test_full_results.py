@@ -161,6 +161,7 @@ def test_a_run_from_an_older_runner_takes_its_cost_from_usr_bin_time(tmp_path):
     [
         (dict(profile="quick"), "not a full-profile run"),
         (dict(smoke=True), "is a smoke run"),
+        (dict(run_kind="smoke"), "is a smoke run"),
         (dict(run_info="profile=full | smoke | device=cpu"), "is a smoke run"),
     ],
 )

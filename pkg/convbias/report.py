@@ -181,7 +181,11 @@ def refuse_unless_full(summary: dict, where: str = "results") -> None:
     a quick run, a smoke run (a few steps per loop, checks not judged) or a run whose
     profile is not named is refused."""
     info = str(summary.get("run_info", ""))
-    smoke = [k for k, v in summary.items() if "smoke" in k.lower() and v]
+    smoke = [
+        k
+        for k, v in summary.items()
+        if ("smoke" in k.lower() and v) or (isinstance(v, str) and v.lower() == "smoke")
+    ]
     if smoke or "smoke" in info.lower():
         raise ValueError(
             f"{where} is a smoke run ({', '.join(smoke) or info}): a few steps per loop, never a result"
