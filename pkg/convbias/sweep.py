@@ -314,7 +314,7 @@ def _strict(agg: str | Callable) -> str | Callable:
     """``agg`` as an aggregate that gives NaN when any value is NaN (a diverged run)."""
     if not isinstance(agg, str):
         return agg
-    return lambda s: getattr(s, agg)(skipna=False)
+    return lambda s: np.nan if s.isna().any() else getattr(s, agg)()
 
 
 def _train_ensemble(
