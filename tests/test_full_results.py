@@ -239,6 +239,7 @@ old
 | ratio | 130x | old | {glue:text}`03_channel_normalization.ipynb::ch3_depth10_ratio:.0f`x higher |
 | escaped | 2 of 3 | | {glue}`NB3::ch3_escaped` of {glue}`NB3::ch3_missing` |
 | prose | a | b | no glue here |
+| remark | a | b | {glue:text}`NB3::ch3_depth10_ratio:.1f`x: a reading of the quick run |
 
 ## 4. Denoising
 
@@ -265,6 +266,9 @@ def test_the_page_shows_the_records_beside_the_quick_build(tmp_path):
     )
     assert "| escaped | 2 of 3 | 23 of not recorded |" in text
     assert "| prose | a | – | no glue here |" in text
+    assert (
+        "| remark | a | 140.2x | {glue:text}" in text
+    )  # the quick run's remark left out
     assert "| PSNR | 27.84 | – |" in text  # no record for chapter 4
     assert (
         "Full profile: cpu: CPU, 1 thread, 2026-12-06, commit `aaaaaaa`: 5.0 min CPU, "

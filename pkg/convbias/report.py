@@ -519,13 +519,23 @@ def _formatted(value: Any, fmt: str | None) -> str:
 def full_profile_cell(build_cell: str, record: dict | None) -> str:
     """The full-profile column's cell of a row: the quick build's cell with each glue reference
     replaced by the record's value (formatted as the reference asks), or ``–`` when the
-    chapter has no record."""
-    if record is None or not GLUE_REF.search(build_cell):
+    chapter has no record. A remark after the last value (from a ``:`` or a `` (``) is the
+    quick build's reading of its own numbers and is left out: it may not hold at full scale."""
+    matches = list(GLUE_REF.finditer(build_cell))
+    if record is None or not matches:
         return "–"
+    last = matches[-1].end()
+    tail = build_cell[last:]
+    cut = min(
+        (i for i in (tail.find(":"), tail.find(" (")) if i >= 0), default=len(tail)
+    )
     values = record["values"]
-    return GLUE_REF.sub(
-        lambda m: _formatted(values.get(m["key"]), m["fmt"]), build_cell
-    ).strip()
+    return (
+        GLUE_REF.sub(
+            lambda m: _formatted(values.get(m["key"]), m["fmt"]), build_cell[:last]
+        ).strip()
+        + tail[:cut].rstrip()
+    )
 
 
 def _split_row(line: str) -> list[str]:
