@@ -287,9 +287,8 @@ def kernel_environment() -> dict[str, str]:
     folder variables (``CONVBIAS_RESULTS``, ``CONVBIAS_CACHE``) are made absolute against
     this process's working folder, since the kernel runs in the notebook's.
     """
-    from .live import STATIC_VAR
-
     from .config import absolute_folder_variables
+    from .live import STATIC_VAR
 
     here = str(Path(__file__).resolve().parents[1])
     paths = [
