@@ -12,6 +12,7 @@ import io
 import math
 import shutil
 import struct
+import warnings
 
 import numpy as np
 import pytest
@@ -80,7 +81,11 @@ def same(a, b) -> bool:
         return (
             a.dtype == b.dtype
             and a.shape == b.shape
-            and safe_store.tensor_digest(a) == safe_store.tensor_digest(b)
+            and (
+                a.numel() == 0
+                or bytes(a.reshape(-1).view(torch.uint8).tolist())
+                == bytes(b.reshape(-1).view(torch.uint8).tolist())
+            )
         )
     if isinstance(a, np.ndarray):
         return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
@@ -101,7 +106,8 @@ FAST = settings(
 @FAST
 @given(value=results)
 def test_random_results_round_trip_exactly(store, value):
-    """Found by this test: a 0-d NumPy array came back 1-d (np.ascontiguousarray)."""
+    """Found by this test: a 0-d NumPy array came back 1-d (np.ascontiguousarray), and an
+    empty one could not be checksummed."""
     path = store.save("r", {"k": 1}, value)
     assert path is not None
     back = store.load("r", {"k": 1})
@@ -155,10 +161,12 @@ def test_random_corruptions_are_always_detected(stored, data):
     assert bad != raw
     path.write_bytes(bad)
     try:
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            assert store.load("r", {}) is None  # detected: not served
+        assert any("did not verify" in str(w.message) for w in said)
         with pytest.raises(safe_store.CorruptFile):
             safe_store.load(path, key=rc.ResultCache._key(path))
-        with pytest.warns(rc.CacheReadWarning, match="did not verify"):
-            assert store.load("r", {}) is None
     finally:
         path.write_bytes(raw)
     assert store.load("r", {})["acc"] == 0.875
@@ -173,12 +181,11 @@ def test_a_changed_tensor_byte_is_detected_and_recomputed_with_a_warning(store):
     at = bytes(raw).rfind(b"\x00" * 64)  # inside the tensor's storage
     raw[at + 3] = 0x3F
     path.write_bytes(bytes(raw))
-    with pytest.warns(rc.CacheReadWarning, match="did not verify"):
-        assert store.cached("e", {}, lambda: {"w": torch.ones(3)})["w"].tolist() == [
-            1.0,
-            1.0,
-            1.0,
-        ]
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        value = store.cached("e", {}, lambda: {"w": torch.ones(3)})
+    assert value["w"].tolist() == [1.0, 1.0, 1.0]  # recomputed, not the altered zeros
+    assert any("did not verify" in str(w.message) for w in said)
     assert store.load("e", {})["w"].tolist() == [1.0, 1.0, 1.0]  # stored again
 
 
@@ -187,13 +194,12 @@ def test_a_file_copied_to_another_keys_path_is_not_served(store):
     store.save("e", {"lr": 0.1}, 0.1)
     other = store.path("e", {"lr": 0.5})
     shutil.copy(store.path("e", {"lr": 0.1}), other)
-    with pytest.warns(rc.CacheReadWarning, match="stored under key"):
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
         assert store.load("e", {"lr": 0.5}) is None
-    with pytest.warns(rc.CacheReadWarning):
         assert store.cached("e", {"lr": 0.5}, lambda: 0.5) == 0.5
-    assert (
-        store.load("e", {"lr": 0.5}) == 0.5
-    )  # recomputed and stored under its own key
+    assert any("stored under key" in str(w.message) for w in said)
+    assert store.load("e", {"lr": 0.5}) == 0.5  # recomputed, stored under its own key
 
 
 def test_a_tensor_and_its_own_checksum_both_changed_is_still_detected(store):

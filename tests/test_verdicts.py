@@ -8,9 +8,11 @@ finish is a failure to every caller; bad input is one line.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -20,10 +22,12 @@ import numpy as np
 import pytest
 import torch
 
+import convbias
 from convbias import checks, config, estimate, runner, smoke, verify
 from convbias.__main__ import main
 
-REPO = Path(__file__).resolve().parents[1]
+#: the checkout whose package is imported (its pkg/ folder goes on a subprocess's PYTHONPATH)
+PKG = Path(convbias.__file__).resolve().parents[1]
 
 FAILING = (
     "from convbias.checks import at_least, require\n"
@@ -123,11 +127,8 @@ def test_report_mode_with_a_failed_check_is_never_recorded_or_announced_as_passe
     )
 
 
-def test_verify_records_a_failed_seed_as_failed_and_a_crash_fails_the_command(
-    tmp_path, monkeypatch, capsys
-):
-    """Before: verify's seed runs said ``checks_passed: true``; a chapter that crashed before its
-    checks gave exit 0."""
+def test_verify_records_a_seed_with_a_failed_check_as_failed(tmp_path, monkeypatch):
+    """Before: verify's seed runs (report mode) said ``checks_passed: true``."""
     root = book_with(tmp_path, FAILING)
     monkeypatch.chdir(root)
     monkeypatch.setenv("CONVBIAS_RESULTS_CACHE", "off")
@@ -136,24 +137,49 @@ def test_verify_records_a_failed_seed_as_failed_and_a_crash_fails_the_command(
         (tmp_path / "v" / "01_t" / "seed-0" / "results.json").read_text()
     )
     assert seed_run["checks_passed"] is False and seed_run["checks_failed"] == ["bad"]
-    (root / "01_t.ipynb").unlink()
-    book_with(tmp_path, "raise RuntimeError('no data')")
+
+
+def test_verify_fails_when_a_chapter_crashes_before_its_checks(
+    tmp_path, monkeypatch, capsys
+):
+    """Before: exit 0 (no check row failed, since none was reached)."""
+    root = book_with(tmp_path, "raise RuntimeError('no data')")
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("CONVBIAS_RESULTS_CACHE", "off")
     assert main(["verify", "--seeds", "0", "--out", str(tmp_path / "w")]) == 1
     assert "did not finish (01_t seed 0)" in capsys.readouterr().out
 
 
+@contextlib.contextmanager
+def within(seconds: int):
+    """Fail with ``TimeoutError`` instead of hanging (the old ``parse_seeds`` never returned)."""
+
+    def stop(*args):
+        raise TimeoutError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def test_verify_refuses_a_huge_seed_range_at_once():
     """Before: ``--seeds 0-99999999999`` hung building the list."""
-    for text in ("0-99999999999", "0-1000", f"{2**64}"):
-        with pytest.raises(ValueError, match="seeds"):
-            verify.parse_seeds(text)
+    with within(5):
+        for text in ("0-99999999999", "0-1000", f"{2**64}"):
+            with pytest.raises(ValueError, match="seeds"):
+                verify.parse_seeds(text)
     assert len(verify.parse_seeds("0-999")) == verify.MAX_SEEDS
 
 
 def test_cli_huge_seed_range_is_one_line_and_quick(tmp_path, monkeypatch, capsys):
     root = book_with(tmp_path, PASSING)
     monkeypatch.chdir(root)
-    assert main(["verify", "--seeds", "0-99999999999"]) == 2
+    with within(5):
+        assert main(["verify", "--seeds", "0-99999999999"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "at most 1000 seeds" in err
 
@@ -212,7 +238,20 @@ def test_a_smoke_result_is_never_stored_or_restored_as_a_real_one(
 
 
 def test_save_budget_refuses_numbers_from_failed_runs(tmp_path):
-    cost = {"chapter": "01_t", "completed": False}
+    """Before: ``--save-budget`` saved the minutes of a smoke run that stopped at a failed cell."""
+    cost = {
+        "chapter": "01_t",
+        "profile": "full",
+        "completed": False,
+        "predicted": {
+            "gpu_seconds": {"T4": 60.0, "H100": 6.0},
+            "seconds": 600.0,
+            "flops": 1e12,
+        },
+        "host_seconds": 1.0,
+        "peak_host_bytes": 2**30,
+        "peak_tensor_bytes": 2**28,
+    }
     with pytest.raises(ValueError, match="did not finish"):
         estimate.save_budget([cost], tmp_path / "budget.json")
     assert not (tmp_path / "budget.json").exists()
@@ -232,7 +271,9 @@ def test_a_cache_entry_cannot_choose_a_path_outside_the_output_folder(
     tmp_path, results_cache
 ):
     """Before: a chapter entry restored files by the names it held, ``../..`` and absolute paths included."""
-    from convbias.cache import CacheReadWarning, ResultCache
+    import warnings
+
+    from convbias.cache import ResultCache
 
     nb = book_with(tmp_path, PASSING) / "01_t.ipynb"
     out = tmp_path / "out"
@@ -242,18 +283,23 @@ def test_a_cache_entry_cannot_choose_a_path_outside_the_output_folder(
     key = runner.chapter_key(nb)
     entry = store.load("chapter-01_t", key)
     victim = tmp_path / "victim.txt"
-    for name in ("../victim.txt", str(victim), "sub/results.json", "..", "x.sh"):
+    bad = {**entry, "files": {**entry["files"], "../victim.txt": b"owned"}}
+    store.save("chapter-01_t", key, bad)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        again = runner.run_chapter(nb, out, progress=False)
+    assert not victim.exists()
+    assert not again["cached"] and again["checks_passed"]  # recomputed
+    assert any("outside the output folder" in str(w.message) for w in said)
+    for name in (str(victim), "sub/results.json", "..", "x.sh", "fig-1-1.png/../x"):
         bad = {**entry, "files": {**entry["files"], name: b"owned"}}
-        store.save("chapter-01_t", key, bad)
-        with pytest.warns(CacheReadWarning, match="outside the output folder"):
-            again = runner.run_chapter(nb, out, progress=False)
-        assert not again["cached"] and not victim.exists()
-        assert not (tmp_path / "victim.txt").exists()
+        with pytest.warns(UserWarning, match="outside the output folder"):
+            assert runner._restorable(bad, "01_t") is None
     for summary in ({"checks_failed": ["bad"]}, {"smoke": True}, {"completed": False}):
         bad = {**entry, "summary": {**entry["summary"], **summary}}
-        store.save("chapter-01_t", key, bad)
-        with pytest.warns(CacheReadWarning, match="every check passed"):
-            assert not runner.run_chapter(nb, out, progress=False)["cached"]
+        with pytest.warns(UserWarning, match="every check passed"):
+            assert runner._restorable(bad, "01_t") is None
+    assert runner._restorable(entry, "01_t") is entry
 
 
 def test_relative_and_quoted_home_results_folders(tmp_path, monkeypatch):
@@ -372,10 +418,7 @@ def test_the_runner_writes_through_the_atomic_writer():
     "variable, value",
     [
         ("CONVBIAS_SEED", "x"),
-        ("CONVBIAS_SEED", "-2"),
         ("CONVBIAS_CHECKS", "maybe"),
-        ("CONVBIAS_SMOKE", "perhaps"),
-        ("CONVBIAS_RESULTS_CACHE", "sometimes"),
     ],
 )
 def test_a_bad_environment_variable_is_one_line_before_a_kernel_starts(
@@ -389,7 +432,7 @@ def test_a_bad_environment_variable_is_one_line_before_a_kernel_starts(
         env={
             **os.environ,
             variable: value,
-            "PYTHONPATH": str(REPO / "pkg"),
+            "PYTHONPATH": str(PKG),
         },
         capture_output=True,
         text=True,
@@ -402,17 +445,18 @@ def test_a_bad_environment_variable_is_one_line_before_a_kernel_starts(
 
 
 def test_estimate_paths_are_one_line(tmp_path, monkeypatch, capsys):
+    """Before: a cost.json without the keys an estimate reads was a KeyError traceback."""
     root = book_with(tmp_path, PASSING)
     monkeypatch.chdir(root)
-    folder = root / "results" / "smoke" / "01_t"
-    folder.mkdir(parents=True)
-    (folder / "cost.json").write_text(
-        json.dumps({"profile": "full"})
-    )  # not a smoke cost
+    folders = [root / "results" / "smoke" / "01_t", root / "results" / "01_t"]
+    for folder in folders:  # the default folder now, and the one before
+        folder.mkdir(parents=True)
+        (folder / "cost.json").write_text(json.dumps({"profile": "full"}))
     assert main(["estimate", "1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not a smoke run's cost.json" in err
-    (folder / "cost.json").write_text("{")
+    for folder in folders:
+        (folder / "cost.json").write_text("{")
     assert main(["estimate", "1"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
 
@@ -436,3 +480,29 @@ def test_per_channel_prelu_is_an_unsupported_module():
     x = torch.randn(2, 16)
     net = to_fcn(shared, (1, 4, 4))
     torch.testing.assert_close(net(x), shared(x.reshape(2, 1, 4, 4)))
+
+
+def test_verify_refuses_smoke_mode(tmp_path, monkeypatch, capsys):
+    """Before: ``CONVBIAS_SMOKE=1 verify`` tabulated 2-step runs as the chapters' robustness."""
+    root = book_with(tmp_path, PASSING)
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("CONVBIAS_SMOKE", "1")
+    assert main(["verify", "--seeds", "0", "--out", str(tmp_path / "v")]) == 2
+    assert "CONVBIAS_SMOKE is on" in capsys.readouterr().err
+    assert not (tmp_path / "v").exists()
+
+
+@pytest.mark.parametrize(
+    "variable, value",
+    [
+        ("CONVBIAS_SEED", "-2"),
+        ("CONVBIAS_SMOKE", "perhaps"),
+        ("CONVBIAS_SMOKE_STEPS", "abc"),
+        ("CONVBIAS_RESULTS_CACHE", "sometimes"),
+        ("CONVBIAS_PROFILE", "huge"),
+    ],
+)
+def test_every_run_variable_is_read_before_a_run(monkeypatch, variable, value):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=variable):
+        runner.check_environment()

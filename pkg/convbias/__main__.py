@@ -310,8 +310,14 @@ def _add_verify_command(sub) -> None:
 
 def _verify_command(args: argparse.Namespace) -> int:
     from . import notebooks, verify
+    from .config import smoke
 
     seeds = verify.parse_seeds(args.seeds)  # a bad range: one line (ValueError), exit 2
+    if smoke():
+        raise UserError(
+            "verify tabulates real runs, and CONVBIAS_SMOKE is on (a smoke run's numbers mean "
+            "nothing): unset it"
+        )
     root = notebooks.book_root()
     chosen = (
         [notebooks.chapter_notebook(root, c) for c in args.chapters]
@@ -355,7 +361,8 @@ def _smoke_command(nb: Path, out: Path) -> int:
         else f"FAILED at cell {cost['failed_cell']}: {cost['error']}"
     )
     reported = (
-        f"; {len(cost['checks_reported'])} check cell(s) failed (reported, not judged)"
+        f"; {len(cost['checks_reported'])} failed check(s) reported, not judged (a smoke run is "
+        "never a pass)"
         if cost["checks_reported"]
         else ""
     )

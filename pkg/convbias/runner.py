@@ -10,8 +10,15 @@ to its output folder:
 - ``<chapter>.ipynb``: the executed notebook, outputs included;
 - ``results.json``: the glued values, the chapter's checks (from the check cells'
   outputs, ``convbias.checks.from_outputs``), each code cell's wall time and
-  whether the run passed. It is written last, atomically: a run that failed says
-  ``"checks_passed": false`` and a run that was killed leaves none.
+  the verdict, computed from them: ``"checks_passed"`` is true only when every cell
+  ran (``"completed"``), at least one check was shown and none failed, also under
+  ``CONVBIAS_CHECKS=report`` (``"checks_judged": false``), which shows failed checks
+  without stopping the run. ``"smoke"`` marks a smoke run. It is written last: a run
+  that failed says ``"checks_passed": false`` and a run that was killed leaves none.
+
+Every file is written atomically (a temporary name, then a rename: a full disk never
+leaves a truncated file under its name), and an output folder that cannot be written
+is refused before the kernel starts (:func:`check_writable`).
 
 Before it starts, a run deletes the files a previous run wrote there (and only
 those, :func:`clear_run_folder`). :func:`run_chapter` adds the chapter-level
@@ -53,8 +60,8 @@ def check_environment() -> None:
 
     config.profile()
     config.base_seed()
-    if config.smoke():
-        config.smoke_steps()
+    config.smoke()
+    config.smoke_steps()
     checks.judged()
     cache.enabled()
 
