@@ -97,7 +97,7 @@ def same(a, b) -> bool:
 
 
 FAST = settings(
-    max_examples=60,
+    max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -106,8 +106,8 @@ FAST = settings(
 @FAST
 @given(value=results)
 def test_random_results_round_trip_exactly(store, value):
-    """Found by this test: a 0-d NumPy array came back 1-d (np.ascontiguousarray), and an
-    empty one could not be checksummed."""
+    """Found by this test: a 0-d NumPy array came back 1-d (np.ascontiguousarray), an empty
+    one could not be checksummed, and a NaN lost its sign bit (JSON has one NaN)."""
     path = store.save("r", {"k": 1}, value)
     assert path is not None
     back = store.load("r", {"k": 1})

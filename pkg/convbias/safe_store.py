@@ -33,6 +33,7 @@ import hashlib
 import importlib
 import io
 import json
+import struct
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -86,6 +87,8 @@ class _Encoder:
         if isinstance(v, int) and type(v) is int:
             return v
         if isinstance(v, float) and type(v) is float:
+            if v != v:  # a NaN keeps its sign and payload bits (JSON has one NaN)
+                return {"t": "nan", "v": struct.pack("<d", v).hex()}
             return v
         if (
             isinstance(v, (torch.Tensor, torch.nn.Module))
@@ -235,6 +238,8 @@ class _Decoder:
             return self.tensors[n["k"]].cpu().numpy().copy()
         if t == "npscalar":
             return np.dtype(n["dtype"]).type(n["v"])
+        if t == "nan":
+            return struct.unpack("<d", bytes.fromhex(n["v"]))[0]
         if t == "complex":
             return complex(*n["v"])
         if t == "bytes":
