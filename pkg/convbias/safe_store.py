@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 FORMAT = "convbias-results/2"
+#: a file's first line: the format's name (then the SHA-256 of the rest, then the rest)
 MAGIC = FORMAT.encode() + b"\n"
 ALLOWED_PACKAGES = ("convbias", "torch.nn")
 

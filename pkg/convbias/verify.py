@@ -21,8 +21,9 @@ import statistics
 from pathlib import Path
 from typing import Any, Sequence
 
-#: the most seeds one ``verify`` takes (each is a run of every chapter); the largest seed
+#: the most seeds one ``verify`` takes (each is a run of every chapter)
 MAX_SEEDS = 1000
+#: the largest seed ``verify`` takes
 MAX_SEED = 2**63 - 1
 
 
