@@ -506,3 +506,15 @@ def test_every_run_variable_is_read_before_a_run(monkeypatch, variable, value):
     monkeypatch.setenv(variable, value)
     with pytest.raises(ValueError, match=variable):
         runner.check_environment()
+
+
+def test_a_smoke_run_that_wrote_no_cost_file_is_one_line(tmp_path, monkeypatch, capsys):
+    """Before: ``RuntimeError`` with a traceback when the smoke subprocess wrote no cost.json."""
+    root = book_with(tmp_path, PASSING)
+    monkeypatch.chdir(root)
+    monkeypatch.setattr(
+        estimate.subprocess, "run", lambda *a, **k: None
+    )  # it died at once
+    assert main(["estimate", "1", "--rerun"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "wrote no" in err
