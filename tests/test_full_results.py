@@ -50,6 +50,11 @@ FULL = dict(
 )
 
 
+FALLBACK = (
+    "MNIST: full data set unavailable (DownloadError); using the 5,000 offline digits"
+)
+
+
 def _check(name, value, passed, bound=1.0):
     return {
         "name": name,
@@ -67,7 +72,11 @@ def _results(
     folder: Path, profile: str = "full", measured: bool = True, **extra
 ) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(PARAMETERS)])
+    printed = nbformat.v4.new_output(
+        "stream", name="stdout", text=FALLBACK + "\nshape (4, 2)\n"
+    )
+    cell = nbformat.v4.new_code_cell(PARAMETERS, outputs=[printed, printed])
+    nb = nbformat.v4.new_notebook(cells=[cell])
     nbformat.write(nb, folder / "03_channel_normalization.ipynb")
     summary = {
         "notebook": "03_channel_normalization.ipynb",
@@ -119,7 +128,7 @@ def test_a_record_carries_its_run_its_cost_and_every_value_and_check(tmp_path):
     assert record["parameters"] == FULL
     assert record["sources"]["measured"] == "resource.getrusage"
     assert record["sources"]["commit"] == record["sources"]["date"] == "results.json"
-    assert record["data"] == []
+    assert record["data"] == [] and record["data_fallbacks"] == [FALLBACK]
 
 
 def test_a_run_from_an_older_runner_takes_its_cost_from_usr_bin_time(tmp_path):
@@ -288,7 +297,7 @@ def test_the_page_shows_the_records_beside_the_quick_build(tmp_path):
         "a ReLU net on length 1024, SGD lr 0.1 momentum 0.9; 500 / 1,000 / 2,000 steps at depths "
         "5 / 10 / 30 and 2,000 for the ReLU net (the authors' code: 2,000); deep decoder 256×256, "
         "3,000 steps. Seeds: 8 nets a depth and arm, 4 ReLU nets (the authors ran 3). "
-        "Data downloaded for this run: none. |" in summary
+        f"In this run: {FALLBACK} Data downloaded for this run: none. |" in summary
     )
     assert not report.update_full_results_section(page, records)  # idempotent
 

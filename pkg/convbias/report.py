@@ -339,7 +339,28 @@ def full_result_record(
     if notebook.exists():
         record["parameters"] = notebook_parameters(notebook)
         sources["parameters"] = "the by_profile(full=...) call of the executed notebook"
+        record["data_fallbacks"] = data_fallbacks(notebook)
+        sources["data_fallbacks"] = "the executed notebook's printed output"
     return record
+
+
+#: how a data loader says that it used less (or other) data than asked for
+FALLBACK_LINE = re.compile(r"^[\w.-]+: (?:full data set )?unavailable\b.*$", re.M)
+
+
+def data_fallbacks(notebook: str | Path) -> list[str]:
+    """The lines in which an executed notebook's data loaders said that a data set could not
+    be had and what they used instead (e.g. MNIST's offline digits), each once, in order."""
+    import nbformat
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    lines: dict[str, None] = {}
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream":
+                for line in FALLBACK_LINE.findall(output.get("text", "")):
+                    lines[line.strip()] = None
+    return list(lines)
 
 
 def write_full_result(record: dict, folder: str | Path) -> Path:
@@ -380,8 +401,8 @@ SETUPS: dict[str, Callable[[dict], str]] = {
     "01_intrinsic_dimension": lambda p: (
         f"Data: the paper's kind of synthetic patch model (d = {p['d']}, {p['patches']} patches, "
         f"2K = {2 * p['K']}), {len(p['sigmas'])} noise levels, n = {p['n_train']}; MNIST: "
-        f"{p['mnist_n_train']:,} digits asked for, the shipped offline digits where nothing "
-        f"can be downloaded (see the data line). Model: two-layer CNN, {p['m']} filters a class; "
+        f"{p['mnist_n_train']:,} training digits asked for (the shipped offline digits where the "
+        f"full set cannot be downloaded). Model: two-layer CNN, {p['m']} filters a class; "
         f"MNIST CNN width {p['mnist_width']}. Steps: {p['steps']} GD steps; "
         f"MNIST {p['mnist_epochs']} epochs. Seeds: {p['n_seeds']} (MNIST {p['mnist_n_seeds']}). "
         "Paper: its sizes and figure values are not public; CIFAR-10 is not run."
@@ -496,6 +517,8 @@ def full_results_markdown(records: Sequence[dict]) -> str:
         )
         setup = SETUPS.get(r["chapter"])
         setup_text = setup(r["parameters"]) if setup and "parameters" in r else ""
+        if r.get("data_fallbacks"):
+            setup_text += " In this run: " + " ".join(r["data_fallbacks"])
         if r.get("data") is not None:
             setup_text += (
                 " Data downloaded for this run: "
