@@ -150,8 +150,8 @@ MEASURE_JS = r"""
   // the prose of an element: its text without maths, code or scripts
   const prose = el => {
     const copy = el.cloneNode(true);
-    copy.querySelectorAll('mjx-container, mjx-assistive-mml, code, pre, script, style, .math, .headerlink')
-      .forEach(n => n.remove());
+    copy.querySelectorAll('script, style, .headerlink').forEach(n => n.remove());
+    copy.querySelectorAll('mjx-container, code, pre, .math').forEach(n => n.replaceWith(' \u2026 '));
     return copy.textContent.replace(/\s+/g, ' ').trim();
   };
   const blocks = [...article.querySelectorAll(
