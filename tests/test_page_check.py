@@ -215,8 +215,13 @@ DEFECTS = {
         "an image has no alt text",
     ),
     "repeated_paragraph": (
-        "<p>Run it live: open the Colab copy of this chapter.</p>" * 2,
+        "<p>The grid trains every setting as one ensemble of small networks.</p>" * 2,
         "a paragraph printed 2 times",
+    ),
+    "live_hint_twice": (
+        "<p>To move the sliders, run the notebook live (the Colab button).</p>"
+        "<p><em>This figure shows the default values. To move the controls, run the notebook live.</em></p>",
+        "how to run the notebook live is said 2 times",
     ),
     "stray_exercise": (
         '<div class="exercise admonition" id="ex-two"><p class="admonition-title">'

@@ -171,10 +171,13 @@ MEASURE_JS = r"""
   // a paragraph printed twice on a page
   const seen = new Map();
   for (const el of blocks.filter(el => el.tagName === 'P')) {
-    const t = prose(el);
+    const t = el.textContent.replace(/\s+/g, ' ').trim();
     if (t.length >= 40) seen.set(t, (seen.get(t) || 0) + 1);
   }
   const repeated = [...seen].filter(([, n]) => n > 1).map(([t, n]) => ({text: t.slice(0, 80), times: n}));
+  // how to run the notebook live, said more than once on a page
+  const live_hints = blocks.filter(
+    el => el.tagName === 'P' && /run (the notebook|it) live/i.test(el.textContent)).length;
   // display maths (MathJax 3): the width it needs and the width of its column
   const math = [];
   for (const c of article.querySelectorAll('mjx-container[display="true"]')) {
@@ -253,7 +256,7 @@ MEASURE_JS = r"""
     return el ? parseFloat(getComputedStyle(el).fontSize) : null;
   };
   return {
-    raw_tables, doubled: [...doubled], repeated, math, math_source, tables, alts, numbered, ids, links,
+    raw_tables, doubled: [...doubled], repeated, live_hints, math, math_source, tables, alts, numbered, ids, links,
     unlinked: unlinked.filter((u, i, a) => a.findIndex(v => v.context === u.context && v.text === u.text) === i),
     exercises_outside,
     font_prose: font('section p'), font_code: font('div.cell_input pre'), font_output: font('div.cell_output pre'),

@@ -17,7 +17,8 @@ page at 1280 px (a laptop) and 390 px (a phone), its maths typeset by a local Ma
 - a Markdown table did not render (a paragraph of ``|`` characters),
 - a display equation is wider than the column (or the maths was not rendered at all),
 - a table's cells have no horizontal spacing (their texts run together),
-- a word is written twice ("Exercise Exercise 9") or a paragraph printed twice,
+- a word is written twice ("Exercise Exercise 9"), a paragraph printed twice, or how
+  to run the notebook live said twice,
 - a reference names a figure, table or exercise other than the one it links to, or
   names "Figure 3" as plain text where it is not another work's figure,
 - an image has no alt text or its file name as alt text,
@@ -244,6 +245,10 @@ def reading_problems(stem: str, raw: dict, book: dict[str, dict]) -> list[str]:
     for rep in raw.get("repeated", []):
         found.append(
             f"{stem}: a paragraph printed {rep['times']} times: {rep['text']!r}"
+        )
+    if raw.get("live_hints", 0) > 1:
+        found.append(
+            f"{stem}: how to run the notebook live is said {raw['live_hints']} times"
         )
     for m in raw.get("math", []):
         if m["need"] > m["room"] + 1:
