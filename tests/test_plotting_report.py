@@ -108,3 +108,17 @@ def test_plain_log_labels_a_log_axis_in_plain_numbers():
     labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
     assert {"1", "2", "5", "10", "50", "100"} <= set(labels)
     plt.close(fig)
+
+
+def test_a_kernel_shows_figures_as_svg(monkeypatch):
+    """The page's figures are vector: set_style switches a Jupyter kernel to SVG, nothing else."""
+    import IPython
+    import matplotlib_inline.backend_inline as inline
+
+    asked = []
+    monkeypatch.setattr(inline, "set_matplotlib_formats", lambda *f: asked.append(f))
+    monkeypatch.setattr(IPython, "get_ipython", lambda: None)
+    assert plotting.vector_figures() is False and asked == []
+    kernel = type("Shell", (), {"kernel": object()})()
+    monkeypatch.setattr(IPython, "get_ipython", lambda: kernel)
+    assert plotting.vector_figures() is True and asked == [("svg",)]
