@@ -122,3 +122,21 @@ def test_a_kernel_shows_figures_as_svg(monkeypatch):
     kernel = type("Shell", (), {"kernel": object()})()
     monkeypatch.setattr(IPython, "get_ipython", lambda: kernel)
     assert plotting.vector_figures() is True and asked == [("svg",)]
+
+
+def test_the_parameter_table_shows_this_runs_values(monkeypatch):
+    from convbias import report
+
+    monkeypatch.setenv("CONVBIAS_PROFILE", "quick")
+    P = {"lrs": [0.1, 0.3], "epochs": 48, "sigma": 25 / 255, "seed": 0}
+    text = report.parameter_table(
+        P, {"lrs": "learning rates of the grid", "sigma": "noise level"}
+    )
+    assert text.splitlines() == [
+        "| `P[...]` | what it sets | this run (quick profile) |",
+        "|---|---|---|",
+        "| `lrs` | learning rates of the grid | 0.1, 0.3 |",
+        "| `sigma` | noise level | 0.0980392 |",
+    ]
+    with pytest.raises(KeyError, match="not in the parameter table: steps"):
+        report.parameter_table(P, {"steps": "iterations"})
