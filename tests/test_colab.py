@@ -145,3 +145,14 @@ def test_the_colab_buttons_open_the_copies():
             r"https://colab\.research\.google\.com/github/\S+?\.ipynb", readme
         )
     )
+
+
+def test_a_reference_line_links_to_the_paper():
+    entry = {"author": "Le, Thien and Jegelka, Stefanie", "year": "2022", "title": "T"}
+    assert notebooks.reference_line({**entry, "eprint": "2201.11968"}).endswith(
+        "[arXiv:2201.11968](https://arxiv.org/abs/2201.11968)"
+    )
+    assert notebooks.reference_line({**entry, "doi": "10.1/x"}).endswith(
+        "[doi:10.1/x](https://doi.org/10.1/x)"
+    )
+    assert notebooks.reference_line(entry) == "Le, Thien; Jegelka, Stefanie (2022). T."

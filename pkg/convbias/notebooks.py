@@ -304,7 +304,7 @@ def cite_authors(entry: dict[str, str]) -> str:
 
 
 def reference_line(entry: dict[str, str]) -> str:
-    """One entry of a chapter's reference list: authors (year). Title. Venue."""
+    """One entry of a chapter's reference list: authors (year). Title. Venue. A link to it."""
     people = []
     for person in entry.get("author", "").split(" and "):
         if person.strip() == "others":
@@ -316,8 +316,18 @@ def reference_line(entry: dict[str, str]) -> str:
     venue = (
         entry.get("booktitle") or entry.get("journal") or entry.get("publisher") or ""
     )
-    return f"{authors} ({entry.get('year', 'n.d.')}). {entry.get('title', '')}." + (
-        f" *{venue}*." if venue else ""
+    if entry.get("eprint"):
+        link = f" [arXiv:{entry['eprint']}](https://arxiv.org/abs/{entry['eprint']})"
+    elif entry.get("doi"):
+        link = f" [doi:{entry['doi']}](https://doi.org/{entry['doi']})"
+    elif entry.get("url"):
+        link = f" <{entry['url']}>"
+    else:
+        link = ""
+    return (
+        f"{authors} ({entry.get('year', 'n.d.')}). {entry.get('title', '')}."
+        + (f" *{venue}*." if venue else "")
+        + link
     )
 
 
