@@ -159,10 +159,12 @@ def test_without_chromium_the_check_says_so_and_passes(monkeypatch, capsys):
 PAGE = """<!DOCTYPE html><html><head><meta charset="utf-8">
 <script defer src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"></script>
 <style>body {{ width: 700px; margin: 0 auto; font-size: 16px }}
-td, th {{ padding: 4px 8px }} table {{ border-collapse: collapse }}</style></head>
+td, th {{ padding: 4px 8px }} table {{ border-collapse: collapse }}
+div.cell_input pre {{ font-size: 13px }}</style></head>
 <body><main><article>
 <section id="the-claim"><h1>A chapter</h1>
 <p>The claim, with short maths: <span class="math">\\(x\\)</span>.</p>
+<div class="cell"><div class="cell_input"><pre>y = 2</pre></div></div>
 <div class="math">\\[ f(x) = \\sum_i a_i x_i \\]</div>
 <figure id="fig-sweep"><img src="sweep.png" alt="the rank against the step size">
 <figcaption><p><span class="caption-number">Fig. 1 </span>A sweep.</p></figcaption></figure>
@@ -222,6 +224,10 @@ DEFECTS = {
         "<p>To move the sliders, run the notebook live (the Colab button).</p>"
         "<p><em>This figure shows the default values. To move the controls, run the notebook live.</em></p>",
         "how to run the notebook live is said 2 times",
+    ),
+    "small_code": (
+        '<div class="cell"><div class="cell_input"><pre style="font-size:12px">x = 1</pre></div></div>',
+        "code at 12 px beside 16-px prose",
     ),
     "stray_exercise": (
         '<div class="exercise admonition" id="ex-two"><p class="admonition-title">'

@@ -251,15 +251,15 @@ MEASURE_JS = r"""
     const h = s && s.querySelector(':scope > h1, :scope > h2, :scope > h3, :scope > h4');
     return !(h && /exercise/i.test(h.textContent));
   }).map(e => prose(e.querySelector('.admonition-title') || e).slice(0, 60));
-  const font = sel => {
-    const el = article.querySelector(sel);
-    return el ? parseFloat(getComputedStyle(el).fontSize) : null;
+  const font = sel => {  // the smallest size of the elements (px), or null
+    const sizes = [...article.querySelectorAll(sel)].map(el => parseFloat(getComputedStyle(el).fontSize));
+    return sizes.length ? Math.min(...sizes) : null;
   };
   return {
     raw_tables, doubled: [...doubled], repeated, live_hints, math, math_source, tables, alts, numbered, ids, links,
     unlinked: unlinked.filter((u, i, a) => a.findIndex(v => v.context === u.context && v.text === u.text) === i),
     exercises_outside,
-    font_prose: font('section p'), font_code: font('div.cell_input pre'), font_output: font('div.cell_output pre'),
+    font_prose: font('section > p'), font_code: font('div.cell_input pre'), font_output: font('div.cell_output pre'),
     url: location.href.split('#')[0],
     code: boxes('div.cell_input pre'),
     output: boxes('div.cell_output pre'),

@@ -22,6 +22,7 @@ page at 1280 px (a laptop) and 390 px (a phone), its maths typeset by a local Ma
 - a reference names a figure, table or exercise other than the one it links to, or
   names "Figure 3" as plain text where it is not another work's figure,
 - an image has no alt text or its file name as alt text,
+- code is set under 80 % of the prose's size,
 - an exercise stands outside its page's Exercises section,
 
 or when a page is wider than the phone's window, or a table is cut off by its box,
@@ -221,8 +222,10 @@ NUMBERED = re.compile(r"\b(Fig(?:ure)?\.?|Exercise|Table)\s*(\d+(?:\.\d+)*)", re
 ELSEWHERE = re.compile(
     r"paper|their|et al|article|in \[|\]\s*$|\d{4}\)?\s*$|of the original", re.I
 )
-#: the narrowest column a table cell's text may be given, beside its neighbours (px)
+#: the least horizontal padding a table cell's text needs from its neighbours (px)
 MIN_CELL_PADDING = 4
+#: code may be this much smaller than the prose beside it (typeset code: about 85 %)
+MIN_CODE_RATIO = 0.8
 
 
 def named(text: str) -> tuple[str, str] | None:
@@ -266,6 +269,12 @@ def reading_problems(stem: str, raw: dict, book: dict[str, dict]) -> list[str]:
                 f"{stem}: a table's cells have no spacing ({t['tight']} of {t['cells']} cells with under"
                 f" {MIN_CELL_PADDING} px between texts): {t['text']!r}"
             )
+    prose, code = raw.get("font_prose"), raw.get("font_code")
+    if prose and code and code < MIN_CODE_RATIO * prose:
+        found.append(
+            f"{stem}: code at {code:g} px beside {prose:g}-px prose"
+            f" (under {MIN_CODE_RATIO:.0%} of it: hard to read side by side)"
+        )
     for img in raw.get("alts", []):
         alt, src = img["alt"], img["src"]
         if (
