@@ -160,7 +160,7 @@ MEASURE_JS = r"""
   // a Markdown table that did not render: a paragraph of `|` characters
   const raw_tables = blocks.filter(el => el.tagName === 'P').map(prose).filter(t => {
     const pipes = (t.match(/\|/g) || []).length;
-    return pipes >= 6 || (pipes >= 3 && /\|\s*:?-{3,}/.test(t));
+    return pipes >= 6 || (pipes >= 3 && /\|\s*:?(-{3,}|[\u2013\u2014])/.test(t));  // |---| or its dashes
   }).map(t => t.slice(0, 80));
   // a word written twice ("Exercise Exercise 9"); maths, code and links' repeated labels aside
   const doubled = new Set();

@@ -81,8 +81,8 @@ def glue_figure(name: str, fig: Any = None) -> None:
     plt.close(fig)
 
 
-def parameter_table(params: dict, changes: dict[str, str]) -> str:
-    """What a reader may change, as a short Markdown table; shown in a kernel, returned.
+def parameter_table(params: dict, changes: dict[str, str]) -> PlainText:
+    """What a reader may change, as a short Markdown table (a cell ending with it shows it).
 
     ``changes`` maps keys of the chapter's parameter table ``params`` to what each sets;
     the values are this run's (its profile's), so the table never says more than the
@@ -109,12 +109,7 @@ def parameter_table(params: dict, changes: dict[str, str]) -> str:
             for key, what in changes.items()
         ),
     ]
-    text = "\n".join(lines)
-    if _in_kernel():
-        from IPython.display import Markdown, display
-
-        display(Markdown(text))
-    return text
+    return PlainText("\n".join(lines))
 
 
 def glue_markdown(name: str, text: str) -> str:
