@@ -120,7 +120,10 @@ def test_the_conversion_of_each_construct(tmp_path):
         in text
     )
     assert (
-        "[`convbias.rank.stable_rank`](" in text and "> **Note.**\n>\n> A note." in text
+        "[`convbias.rank.stable_rank`](https://convbias.github.io/implicit-bias-cnn-book/"
+        "book/api_measures.html#convbias.rank.stable_rank)"
+        in text
+        and "> **Note.**\n>\n> A note." in text
     )
     assert "What to see." in text and LEFTOVER.search(text) is None
 

@@ -417,6 +417,14 @@ class BookIndex:
             if glossary.exists()
             else {}
         )
+        # the API pages (tools/api_page.py): which page documents each module
+        self.api_pages = {
+            module: md.stem
+            for md in sorted((self.root / "book").glob("api*.md"))
+            for module in re.findall(
+                r"^\.\. py:module:: (\S+)", md.read_text(encoding="utf-8"), re.M
+            )
+        }
         for md in (self.root / "book").glob("*.md"):
             title = re.search(r"^#\s+(.+)$", md.read_text(encoding="utf-8"), re.M)
             self.titles.setdefault(
@@ -425,6 +433,13 @@ class BookIndex:
 
     def page(self, stem: str, anchor: str = "") -> str:
         return f"{self.url}book/{stem}.html" + (f"#{anchor}" if anchor else "")
+
+    def api_page(self, target: str) -> str:
+        """The address of a documented name (``convbias.rank.stable_rank``) on its API page."""
+        module = target
+        while module and module not in self.api_pages:
+            module = module.rpartition(".")[0]
+        return self.page(self.api_pages.get(module, "api"), target)
 
 
 def _split_target(text: str) -> tuple[str | None, str]:
@@ -516,7 +531,7 @@ class ColabConverter:
             shown = title or (
                 text.lstrip("~").rsplit(".", 1)[-1] if text.startswith("~") else target
             )
-            return f"[`{shown}`]({self.index.page('api', target)})"
+            return f"[`{shown}`]({self.index.api_page(target)})"
         if role == "math":
             return f"${text}$"
         title, target = _split_target(text)
