@@ -2,6 +2,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import io
+import re
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -119,9 +120,24 @@ def test_a_kernel_shows_figures_as_svg(monkeypatch):
     monkeypatch.setattr(inline, "set_matplotlib_formats", lambda *f: asked.append(f))
     monkeypatch.setattr(IPython, "get_ipython", lambda: None)
     assert plotting.vector_figures() is False and asked == []
+    registered = {}
+
+    class Formatter:
+        def for_type(self, kind, function):
+            registered[kind] = function
+
     kernel = type("Shell", (), {"kernel": object()})()
+    kernel.display_formatter = type(
+        "F", (), {"formatters": {"image/svg+xml": Formatter()}}
+    )
     monkeypatch.setattr(IPython, "get_ipython", lambda: kernel)
     assert plotting.vector_figures() is True and asked == [("svg",)]
+    (show,) = (
+        registered.values()
+    )  # a figure shown as SVG, its size in px at the house dpi
+    fig, _ = plotting.subplots(1)
+    assert re.search(r'<svg\b[^>]*\bwidth="[\d.]+px"', show(fig))
+    plt.close(fig)
 
 
 def test_the_parameter_table_shows_this_runs_values(monkeypatch):
@@ -140,3 +156,15 @@ def test_the_parameter_table_shows_this_runs_values(monkeypatch):
     ]
     with pytest.raises(KeyError, match="not in the parameter table: steps"):
         report.parameter_table(P, {"steps": "iterations"})
+
+
+def test_an_svg_figure_says_its_size_in_px_at_the_house_dpi():
+    import io
+
+    fig, _ = plotting.subplots(1)
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg")
+    svg = plotting.svg_at_dpi(buffer.getvalue())
+    width = float(re.search(r'<svg\b[^>]*\bwidth="([\d.]+)px"', svg).group(1))
+    assert width == pytest.approx(plotting.COLUMN_WIDTH * plotting.DPI, abs=0.1)
+    assert 'viewBox="0 0 439.2' in svg  # the drawing itself unchanged
