@@ -41,11 +41,13 @@ hand).
 """
 #: (page stem, title, what it holds, the top-level modules or subpackages on it): one
 #: page each, in the order of the layers of tests/test_layers.py, the phenomena first
+#: (two pages: one would be half the package)
 GROUPS: list[tuple[str, str, str, set[str]]] = [
     (
         "api_phenomena",
-        "The phenomena",
-        "one module per idea of the book: the experiments the chapters run",
+        "The phenomena of chapters 1 to 3",
+        "the experiments of the chapters on the intrinsic dimension, low rank under SGD "
+        "and channel normalization",
         {
             "intrinsic_dimension",
             "sweep",
@@ -53,6 +55,14 @@ GROUPS: list[tuple[str, str, str, set[str]]] = [
             "collapse",
             "gradients",
             "one_example",
+        },
+    ),
+    (
+        "api_phenomena_more",
+        "The phenomena of chapters 4 to 7",
+        "the experiments of the chapters on denoising, the eFCN, convex CNNs and "
+        "gradient oscillations",
+        {
             "denoise",
             "efcn",
             "relax",
