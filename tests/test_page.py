@@ -76,15 +76,15 @@ def built(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def measured(built) -> dict:
-    """Every page of the book at 1280 px, its maths rendered by the local MathJax."""
-    if browser.local_mathjax() is None:
-        pytest.skip("no local MathJax to render the maths: make mathjax")
+    """Every page of the book at 1280 px, its maths rendered by the local MathJax if any."""
     pages = page_check.book_pages(built, ROOT)
     return page_check.measure_book(built, pages, shots=None, widths=(1280,))
 
 
 def test_every_page_reads_whole(measured):
     """The page check on every page: no raw Markdown, cut maths, cramped tables, bad references."""
+    if browser.local_mathjax() is None:
+        pytest.skip("no local MathJax to render the maths (make mathjax: npm)")
     assert {"intro", "instructors", "references", "02_low_rank_sgd"} <= set(measured)
     maths = [by_width[1280]["raw"] for by_width in measured.values()]
     assert sum(len(raw["math"]) for raw in maths) > 20  # display equations, rendered
