@@ -218,7 +218,14 @@ DEFECTS = {
     ),
     "repeated_paragraph": (
         "<p>The grid trains every setting as one ensemble of small networks.</p>" * 2,
-        "a paragraph printed 2 times",
+        "a paragraph repeats (part of) the one before it",
+    ),
+    "repeated_fragment": (
+        "<p>Before lecture 1, assign the appendix: all seven lectures measure some rank or "
+        "spectrum, and the difference between stable, effective and numerical rank matters "
+        "in every one of them.</p><p>or spectrum, and the difference between stable, "
+        "effective and numerical rank matters in every one of them.</p>",
+        "a paragraph repeats (part of) the one before it",
     ),
     "live_hint_twice": (
         "<p>To move the sliders, run the notebook live (the Colab button).</p>"

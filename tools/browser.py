@@ -168,13 +168,12 @@ MEASURE_JS = r"""
     if ([...el.children].some(c => ['P', 'LI', 'UL', 'OL', 'TABLE', 'DL'].includes(c.tagName))) continue;
     for (const m of prose(el).matchAll(/\b([A-Za-z][A-Za-z'’-]*)\s+\1\b/gi)) doubled.add(m[0]);
   }
-  // a paragraph printed twice on a page
-  const seen = new Map();
-  for (const el of blocks.filter(el => el.tagName === 'P')) {
-    const t = el.textContent.replace(/\s+/g, ' ').trim();
-    if (t.length >= 40) seen.set(t, (seen.get(t) || 0) + 1);
+  // a paragraph that repeats the one before it, whole or in part (a fragment pasted twice)
+  const paras = blocks.filter(el => el.tagName === 'P').map(el => el.textContent.replace(/\s+/g, ' ').trim());
+  const repeated = [];
+  for (let k = 1; k < paras.length; k++) {
+    if (paras[k].length >= 40 && paras[k - 1].includes(paras[k])) repeated.push({text: paras[k].slice(0, 80)});
   }
-  const repeated = [...seen].filter(([, n]) => n > 1).map(([t, n]) => ({text: t.slice(0, 80), times: n}));
   // how to run the notebook live, said more than once on a page
   const live_hints = blocks.filter(
     el => el.tagName === 'P' && /run (the notebook|it) live/i.test(el.textContent)).length;

@@ -17,8 +17,8 @@ page at 1280 px (a laptop) and 390 px (a phone), its maths typeset by a local Ma
 - a Markdown table did not render (a paragraph of ``|`` characters),
 - a display equation is wider than the column (or the maths was not rendered at all),
 - a table's cells have no horizontal spacing (their texts run together),
-- a word is written twice ("Exercise Exercise 9"), a paragraph printed twice, or how
-  to run the notebook live said twice,
+- a word is written twice ("Exercise Exercise 9"), a paragraph repeats (part of) the
+  one before it, or how to run the notebook live is said twice on a page,
 - a reference names a figure, table or exercise other than the one it links to, or
   names "Figure 3" as plain text where it is not another work's figure,
 - an image has no alt text or its file name as alt text,
@@ -247,7 +247,7 @@ def reading_problems(stem: str, raw: dict, book: dict[str, dict]) -> list[str]:
         found.append(f"{stem}: a word written twice: {phrase!r}")
     for rep in raw.get("repeated", []):
         found.append(
-            f"{stem}: a paragraph printed {rep['times']} times: {rep['text']!r}"
+            f"{stem}: a paragraph repeats (part of) the one before it: {rep['text']!r}"
         )
     if raw.get("live_hints", 0) > 1:
         found.append(
