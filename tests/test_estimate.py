@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from convbias import config
-from convbias.costs import GPUS, CostMeter, op_gpu_seconds
+from convbias.costs import GPUS, CostMeter, calibrate, op_gpu_seconds
 from convbias.estimate import (
     ALLOCATOR_SLACK,
     CUDA_CONTEXT_BYTES,
@@ -24,10 +24,127 @@ def _loop(n: int, every: int, a: int = 32, b: int = 64) -> None:
     w = torch.randn(b, b, requires_grad=True)
     x = torch.randn(a, b)
     for step in range(1, steps + 1):
+        config.step_starts()
         (x @ w).sum().backward()
         if step % every == 0 or step == steps:
-            with torch.no_grad():
+            with torch.no_grad(), config.recording():
                 x @ w
+
+
+NO_OVERHEAD = (0.0, 0.0)  # known-count tests: the meter's own time is not what they check
+
+
+def _train(n: int, every: int, a: int = 16, b: int = 32) -> None:
+    """A loop as the package writes them: SGD with momentum (its update runs under ``no_grad``), a view
+    per step, a record at step 0, every ``every`` steps and at the end, a final evaluation once."""
+    steps = config.cap_steps(n, every)
+    torch.manual_seed(0)
+    w = torch.randn(b, b, requires_grad=True)
+    x = torch.randn(a, b)
+    opt = torch.optim.SGD([w], lr=1e-3, momentum=0.9, foreach=False)
+
+    @config.recording()
+    def record() -> None:
+        with torch.no_grad():
+            (x @ w).sum()
+
+    record()
+    for step in range(1, steps + 1):
+        config.step_starts()
+        loss = torch.tanh(x @ w.view(b, b)).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % every == 0 or step == steps:
+            record()
+    with torch.no_grad(), config.recording(once=True):
+        x @ w @ w
+
+
+def _metered(fn, *args, smoke: bool) -> CostMeter:
+    with config.environment(**{config.SMOKE_VAR: "1" if smoke else "0"}):
+        with CostMeter(overhead=NO_OVERHEAD) as meter:
+            fn(*args)
+    return meter
+
+
+@pytest.mark.parametrize("n, every", [(60, 10), (57, 10), (40, 1), (5, 7)])
+def test_a_smoke_run_predicts_the_exact_counts_of_the_full_run(n, every):
+    """The optimizer's update (under no_grad) scales with the steps, records with the records, once-work
+    once: the smoke run's prediction equals what the full run counts, operator for operator."""
+    full = _metered(_train, n, every, smoke=False).measured()
+    predicted = _metered(_train, n, every, smoke=True).predicted()
+    assert predicted.flops == pytest.approx(full.flops, rel=1e-12)
+    assert predicted.launches == pytest.approx(full.launches, rel=1e-12)
+    assert predicted.ops == pytest.approx(full.ops, rel=1e-12)
+    for key in GPUS:
+        assert predicted.gpu_seconds[key] == pytest.approx(
+            full.gpu_seconds[key], rel=1e-9
+        )
+    # by hand: a forward product and the gradient of w per step, a product per record, two at the end
+    a, b = 16, 32
+    records = 1 + math.ceil(n / every)
+    assert full.flops == n * 2 * (2 * a * b * b) + records * 2 * a * b * b + (
+        2 * a * b * b + 2 * a * b * b
+    )
+
+
+def test_views_launch_nothing_on_a_gpu():
+    a = torch.randn(64, 64)
+    with CostMeter(overhead=NO_OVERHEAD) as meter:
+        a.view(-1)
+        a.t()
+        a.detach()
+        a + 1
+    cost = meter.outside
+    assert (cost.ops, cost.launches) == (4, 1)
+    for key, gpu in GPUS.items():
+        assert cost.gpu_seconds[key] == pytest.approx(
+            op_gpu_seconds(gpu, 0.0, 64 * 64 * 4)
+        )
+
+
+def _inner(n: int) -> None:
+    steps = config.cap_steps(n)
+    x = torch.randn(8, 8)
+    for _ in range(steps):
+        config.step_starts()
+        x @ x
+
+
+def _outer(n: int, inner: int) -> None:
+    steps = config.cap_steps(n)
+    for _ in range(steps):
+        config.step_starts()
+        _inner(inner)
+
+
+def test_a_loop_inside_a_step_is_scaled_by_its_outer_loop():
+    full = _metered(_outer, 30, 20, smoke=False).measured()
+    predicted = _metered(_outer, 30, 20, smoke=True).predicted()
+    assert full.flops == 30 * 20 * 2 * 8**3
+    assert predicted.flops == pytest.approx(full.flops)
+
+
+def _python_loop(n: int) -> None:
+    steps = config.cap_steps(n)
+    x = torch.zeros(1)
+    for _ in range(steps):
+        config.step_starts()
+        sum(i * i for i in range(30_000))  # the loop's own Python, about a millisecond
+        x.add_(1.0)
+
+
+def test_python_time_per_step_is_scaled_with_the_steps():
+    full = _metered(_python_loop, 24, smoke=False).measured().python
+    predicted = _metered(_python_loop, 24, smoke=True).predicted().python
+    assert full > 0.005
+    assert predicted == pytest.approx(full, rel=0.5)  # a timing on a shared machine
+
+
+def test_calibration_measures_the_meters_own_time():
+    inside, between = calibrate(n=100, repeats=3)
+    assert inside + between > 0
 
 
 def test_cap_steps_only_in_smoke_mode(monkeypatch):

@@ -198,6 +198,50 @@ def stands_for(factor: float) -> Iterator[None]:
             hook(None)
 
 
+#: called as ``hook()`` by :func:`step_starts`
+STEP_HOOKS: list = []
+
+
+def step_starts() -> None:
+    """A training loop calls this at the start of each of its steps (so a cost meter tells them apart).
+
+    It changes nothing in what the loop computes. Work after :func:`cap_steps` and
+    before the first step is set-up, counted once; the first step is counted once
+    and the later ones stand for the rest (the first carries one-time costs).
+    """
+    for hook in STEP_HOOKS:
+        hook()
+
+
+#: called as ``hook(kind)`` when a :func:`recording` block opens (``"record"`` or ``"once"``) and
+#: ``hook(None)`` when it closes
+RECORD_HOOKS: list = []
+
+
+@contextmanager
+def recording(once: bool = False, on: bool = True) -> Iterator[None]:
+    """Within this block a training loop does work that is not a training step.
+
+    Training loops wrap their evaluations in it, so a cost meter scales them by the
+    number of evaluations, not of steps: a *record* (every ``every`` steps of
+    :func:`cap_steps`, and at the start or the end where the loop does) or, with
+    ``once=True``, work done once per loop (a final evaluation). Everything else a
+    loop runs after :func:`cap_steps`, under ``no_grad`` or not (optimizer updates
+    included), is step work. ``on=False``: the block does nothing (for a pass that
+    only evaluates on the last iteration). It changes nothing in what the loop computes.
+    """
+    kind = ("once" if once else "record") if on else None
+    if kind is not None:
+        for hook in RECORD_HOOKS:
+            hook(kind)
+    try:
+        yield
+    finally:
+        if kind is not None:
+            for hook in RECORD_HOOKS:
+                hook(None)
+
+
 # ----------------------------------------------------------------------------- before a long run
 BUDGET_FILE = "budget.json"  # per chapter: predicted minutes of the full profile (python -m convbias estimate)
 

@@ -50,7 +50,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from .config import cap_steps
+from .config import cap_steps, recording, step_starts
 from .config import device as default_device
 from .live import progress as progress_bar
 from .losses import (
@@ -393,6 +393,7 @@ def fit(
     sampler = BatchSampler(len(X), batch_size, seed, dev)
     hist = History()
 
+    @recording()
     def record(step: int, mean_loss: float | None) -> None:
         train = evaluate(model, X, y, loss, prefix="train_")
         values = {
@@ -414,6 +415,7 @@ def fit(
     since = 0
     bar = progress_bar(range(1, total + 1), desc=desc, enabled=progress)
     for step in bar:
+        step_starts()
         epoch = (step - 1) // per_epoch
         factor = _lr_factor(epoch, milestones, gamma)
         for g, base in zip(opt.param_groups, base_lrs):
@@ -612,6 +614,7 @@ def fit_ensemble(
         p.requires_grad_(True)
     hist = History()
 
+    @recording()
     def record(step: int, mean_loss: np.ndarray | None) -> None:
         with torch.no_grad():
             values = _ensemble_eval(base, params, buffers, X, y, loss, "train_")
@@ -632,6 +635,7 @@ def fit_ensemble(
     since = 0
     bar = progress_bar(range(1, total + 1), desc=f"{desc} (E={E})", enabled=progress)
     for step in bar:
+        step_starts()
         epoch = (step - 1) // per_epoch
         step_lr = (lrs * _lr_factor(epoch, milestones, gamma)).to(dev)
         idx = batches.next()  # (E, B), or None for full batch
@@ -745,6 +749,7 @@ def fit_gd(
         X_test, y_test = X_test.to(dev), y_test.to(dev)
     hist = History()
 
+    @recording()
     def record(step: int, loss: Tensor) -> None:
         with torch.no_grad():
             out = model(X)
@@ -763,9 +768,10 @@ def fit_gd(
             raise_diverged(step, f"the logistic loss (lr={lr})")
         hist.record(step, **values)
 
-    with torch.no_grad():
+    with torch.no_grad(), recording():
         record(0, logistic_loss(model(X), y))
     for step in progress_bar(range(1, steps + 1), desc=desc, enabled=progress):
+        step_starts()
         loss, grad = model.loss_and_grad(X, y)
         model.weight.data.sub_(lr * grad)
         if step % log_every == 0 or step == steps:
