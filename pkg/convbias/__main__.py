@@ -12,8 +12,9 @@ from a checkout of the book.
   robustness table (per check: passed k/n, margin min/median) as Markdown and JSON.
 - ``run CHAPTER --profile full --smoke``: every cell at full size with a few steps per loop; the
   measured costs go to ``cost.json``.
-- ``estimate [CHAPTERS] [--profile full]``: each chapter's time on a Colab T4 and an H100 and its peak
-  memory, predicted from smoke runs (see :mod:`convbias.estimate`).
+- ``estimate [CHAPTERS] [--profile full] [--run-missing]``: each chapter's time on a Colab T4 and an
+  H100 and its peak memory, predicted from smoke runs (see :mod:`convbias.estimate`); chapters without
+  a smoke run are listed with how long theirs would take, and run only with ``--run-missing``.
 - ``cache [--prune | --clear] [--dry-run]``: where the results cache is and how large; ``--prune``
   deletes the results of older versions of the code, ``--clear`` all of them (only the cache's
   own folders and files, each named before it goes; never in ``/``, the home folder or a checkout).
@@ -352,13 +353,18 @@ def _add_estimate_parser(sub) -> None:
     est.add_argument(
         "--out",
         type=Path,
-        default=Path("results"),
-        help="where the smoke runs' cost.json live",
+        default=Path("results-smoke"),
+        help="where the smoke runs' cost.json live (never a folder of real results)",
+    )
+    est.add_argument(
+        "--run-missing",
+        action="store_true",
+        help="run the smoke runs that are missing (without it, estimate only says which and how long)",
     )
     est.add_argument(
         "--rerun",
         action="store_true",
-        help="repeat the smoke runs even where cost.json exists",
+        help="repeat every smoke run, even where cost.json exists",
     )
     est.add_argument(
         "--save-budget",
@@ -374,10 +380,35 @@ def _estimate_command(args) -> int:
     chapters = [
         notebooks.chapter_notebook(root, c) for c in args.chapters
     ] or estimate.chapters(root)
-    costs = [
-        estimate.smoke_cost(nb, args.out / nb.stem, args.profile, rerun=args.rerun)
-        for nb in chapters
-    ]
+    for nb in chapters:  # before anything runs
+        if estimate.holds_real_results(args.out / nb.stem):
+            raise UserError(
+                f"{args.out / nb.stem} holds the real results of {nb.stem}: estimate writes its "
+                "smoke runs elsewhere (give another --out)"
+            )
+    stored = {
+        nb: estimate.stored_cost(args.out / nb.stem, args.profile) for nb in chapters
+    }
+    missing = (
+        list(chapters)
+        if args.rerun
+        else [nb for nb, c in stored.items() if c is None]
+    )
+    if missing and not (args.run_missing or args.rerun):
+        have = [c for c in stored.values() if c is not None]
+        if have:
+            print(estimate.report(have))
+        print(estimate.plan(missing, args.out))
+        return 1
+    for i, nb in enumerate(missing, 1):
+        print(
+            f"smoke run {i}/{len(missing)}: {nb.stem} -> {args.out / nb.stem}",
+            flush=True,
+        )
+        stored[nb] = estimate.smoke_cost(
+            nb, args.out / nb.stem, args.profile, rerun=True
+        )
+    costs = [stored[nb] for nb in chapters]
     print(estimate.report(costs))
     if args.save_budget:
         print(f"wrote {estimate.save_budget(costs)}")

@@ -402,11 +402,11 @@ class CostMeter(TorchDispatchMode):
     def _track(self, t: torch.Tensor) -> None:
         if t.device.type == "meta" or id(t) in self._tracked:
             return
-        try:
+        try:  # tensors without a plain storage (functional wrappers, invalid storages) are not counted
             storage = t.untyped_storage()
+            key, nbytes = storage.data_ptr(), storage.nbytes()
         except (RuntimeError, NotImplementedError):
             return
-        key, nbytes = storage.data_ptr(), storage.nbytes()
         if key == 0 or nbytes == 0:
             return
         entry = self._storages.get(key)
