@@ -18,6 +18,9 @@ from convbias.estimate import (
 )
 
 
+NO_OVERHEAD = (0.0, 0.0)  # known-count tests: the meter's own time is not what they check
+
+
 def _loop(n: int, every: int, a: int = 32, b: int = 64) -> None:
     """n steps of (x @ w).sum().backward() on x (a, b), w (b, b); a record x @ w every ``every`` steps."""
     steps = config.cap_steps(n, every)
@@ -29,9 +32,6 @@ def _loop(n: int, every: int, a: int = 32, b: int = 64) -> None:
         if step % every == 0 or step == steps:
             with torch.no_grad(), config.recording():
                 x @ w
-
-
-NO_OVERHEAD = (0.0, 0.0)  # known-count tests: the meter's own time is not what they check
 
 
 def _train(n: int, every: int, a: int = 16, b: int = 32) -> None:
@@ -171,7 +171,7 @@ def test_cap_steps_only_in_smoke_mode(monkeypatch):
 def test_meter_scales_a_capped_loop_to_its_full_length(monkeypatch):
     monkeypatch.setenv(config.SMOKE_VAR, "1")
     a, b, n, every = 32, 64, 100, 10
-    with CostMeter() as meter:
+    with CostMeter(overhead=NO_OVERHEAD) as meter:
         _loop(n, every, a, b)
         torch.randn(8, 8) @ torch.randn(8, 8)  # outside any loop: counted once
     matmul = 2 * a * b * b
@@ -194,7 +194,7 @@ def test_roofline_prices_an_operator():
 
 
 def test_meter_tracks_the_peak_of_live_tensors():
-    with CostMeter() as meter:
+    with CostMeter(overhead=NO_OVERHEAD) as meter:
         a = torch.zeros(1_000_000)  # 4 MB
         b = torch.zeros(1_000_000)
         view = b[10:]  # a view: no new memory
@@ -217,11 +217,11 @@ def _cost(
         "chapter": chapter,
         "profile": "full",
         "completed": completed,
-        "host_seconds": 30.0,
         "predicted": {
             "ops": 10,
             "flops": 1e13,
             "seconds": 600.0,
+            "python": 30.0,
             "gpu_seconds": {"T4": t4, "H100": h100},
         },
         "peak_host_bytes": host,
@@ -229,7 +229,7 @@ def _cost(
     }
 
 
-def test_estimate_adds_host_time_and_flags_what_is_over_budget():
+def test_estimate_adds_python_time_and_flags_what_is_over_budget():
     fits = chapter_estimate(
         _cost("01_a", t4=270.0, h100=60.0, tensors=2**30, host=2**31)
     )
@@ -289,7 +289,7 @@ def test_kept_items_stand_for_the_skipped_ones(monkeypatch):
     monkeypatch.setenv(config.SMOKE_VAR, "1")
     times = config.cap_items(list(range(10)))
     assert times == [0, 9]
-    with CostMeter() as meter:
+    with CostMeter(overhead=NO_OVERHEAD) as meter:
         with config.stands_for(10 / len(times)):
             for _ in times:
                 _loop(100, 10)
@@ -317,3 +317,82 @@ def test_stand_ins_only_in_smoke_runs_that_ask(monkeypatch):
         and float(split.X_train.max()) <= 1
         and split.source == "cifar10-stand-in"
     )
+
+
+def _records() -> list[dict]:
+    import json
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "book" / "full_profile"
+    out = []
+    for path in sorted(folder.glob("*.json")):
+        record = json.loads(path.read_text())
+        if isinstance(record.get("measured"), dict) and "cpu_seconds" in (
+            record["measured"]
+        ):
+            out.append(record)
+    return out
+
+
+def test_the_cpu_estimate_is_within_a_quarter_of_every_recorded_full_run():
+    """The CPU minutes the set-up cells announce (the package's budget.json, written by
+    ``estimate --save-budget`` from smoke runs) against every committed full-profile record's
+    measured CPU time: each within 25 %. Reads files only; no chapter runs."""
+    import json
+    from pathlib import Path
+
+    records = _records()
+    if not records:
+        pytest.skip("no full-profile record committed in book/full_profile/ yet")
+    budget = json.loads(
+        (Path(config.__file__).with_name(config.BUDGET_FILE)).read_text()
+    )
+    for record in records:
+        key = f"ch{int(record['chapter'][:2])}"
+        estimated = budget["chapters"][key]["CPU"] * 60
+        measured = record["measured"]["cpu_seconds"]
+        assert abs(estimated / measured - 1) <= 0.25, (
+            f"{record['chapter']}: estimated {estimated:.0f} CPU-s, measured {measured:.0f}"
+        )
+
+
+def test_estimate_without_smoke_runs_prints_its_plan_and_runs_nothing(
+    tmp_path, monkeypatch, capsys
+):
+    from convbias import __main__ as cli
+    from convbias import estimate
+
+    def never(*args, **kwargs):
+        raise AssertionError("estimate started a smoke run it was not asked for")
+
+    monkeypatch.setattr(estimate, "smoke_cost", never)
+    assert cli.main(["estimate", "6", "7", "--out", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "no smoke run yet of 2 chapter(s): 06_convex_cnn, 07_gradient_oscillations" in out
+    assert "--run-missing" in out and "CPU-minutes" in out
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_estimate_never_writes_into_a_folder_of_real_results(
+    tmp_path, monkeypatch, capsys
+):
+    import json
+
+    from convbias import __main__ as cli
+    from convbias import estimate
+
+    real = tmp_path / "06_convex_cnn"
+    real.mkdir()
+    (real / "results.json").write_text(json.dumps({"checks_passed": True}))
+    smoke_cost = estimate.smoke_cost
+    monkeypatch.setattr(estimate, "smoke_cost", lambda *a, **k: 1 / 0)
+    code = cli.main(["estimate", "6", "--run-missing", "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "holds the real results of 06_convex_cnn" in err
+    assert sorted(p.name for p in real.iterdir()) == ["results.json"]
+    with pytest.raises(ValueError, match="will not write there"):
+        smoke_cost(estimate.Path("06_convex_cnn.ipynb"), real, rerun=True)
+    # a smoke run's own folder (marked, or with its cost.json) is the estimate's to rewrite
+    (real / "results.json").write_text(json.dumps({"smoke": True}))
+    assert not estimate.holds_real_results(real)

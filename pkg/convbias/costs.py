@@ -258,7 +258,7 @@ def _calibration_step(n: int) -> None:
         opt.step()
 
 
-def calibrate(n: int = 300, repeats: int = 5) -> tuple[float, float]:
+def calibrate(n: int = 200, repeats: int = 3) -> tuple[float, float]:
     """The meter's own CPU seconds per operator: ``(inside, between)``.
 
     On a loop of training steps of a tiny network (forward, backward, optimizer update:
