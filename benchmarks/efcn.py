@@ -83,7 +83,9 @@ def _run(method: str, queue, against: str | None = None) -> None:
     model = alexnet_style().eval()
     layers = conv_layers(model)
     embed = to_fcn
-    if against is not None:  # the other version's package, imported fresh in this process
+    if (
+        against is not None
+    ):  # the other version's package, imported fresh in this process
         for name in [m for m in sys.modules if m.split(".")[0] == "convbias"]:
             del sys.modules[name]
         sys.path.insert(0, against)

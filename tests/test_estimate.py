@@ -17,8 +17,8 @@ from convbias.estimate import (
     report,
 )
 
-
-NO_OVERHEAD = (0.0, 0.0)  # known-count tests: the meter's own time is not what they check
+# known-count tests: the meter's own time is not what they check
+NO_OVERHEAD = (0.0, 0.0)
 
 
 def _loop(n: int, every: int, a: int = 32, b: int = 64) -> None:
@@ -327,8 +327,9 @@ def _records() -> list[dict]:
     out = []
     for path in sorted(folder.glob("*.json")):
         record = json.loads(path.read_text())
-        if isinstance(record.get("measured"), dict) and "cpu_seconds" in (
-            record["measured"]
+        if (
+            isinstance(record.get("measured"), dict)
+            and "cpu_seconds" in (record["measured"])
         ):
             out.append(record)
     return out
@@ -368,7 +369,10 @@ def test_estimate_without_smoke_runs_prints_its_plan_and_runs_nothing(
     monkeypatch.setattr(estimate, "smoke_cost", never)
     assert cli.main(["estimate", "6", "7", "--out", str(tmp_path)]) == 1
     out = capsys.readouterr().out
-    assert "no smoke run yet of 2 chapter(s): 06_convex_cnn, 07_gradient_oscillations" in out
+    assert (
+        "no smoke run yet of 2 chapter(s): 06_convex_cnn, 07_gradient_oscillations"
+        in out
+    )
     assert "--run-missing" in out and "CPU-minutes" in out
     assert not any(tmp_path.iterdir())  # nothing written
 

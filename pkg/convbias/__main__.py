@@ -390,9 +390,7 @@ def _estimate_command(args) -> int:
         nb: estimate.stored_cost(args.out / nb.stem, args.profile) for nb in chapters
     }
     missing = (
-        list(chapters)
-        if args.rerun
-        else [nb for nb, c in stored.items() if c is None]
+        list(chapters) if args.rerun else [nb for nb, c in stored.items() if c is None]
     )
     if missing and not (args.run_missing or args.rerun):
         have = [c for c in stored.values() if c is not None]

@@ -309,7 +309,9 @@ class CostMeter(TorchDispatchMode):
         ] = {}  # data pointer -> [bytes, tensors alive on it]
         self._tracked: set[int] = set()
         self._weights: list[float] = []  # open stands_for blocks
-        self._blocks: list[Loop | None] = []  # open recording blocks: the loop each belongs to
+        self._blocks: list[
+            Loop | None
+        ] = []  # open recording blocks: the loop each belongs to
         self.started = time.perf_counter()
         self.cpu_started = time.process_time()
         self._last = self.cpu_started  # end of the meter's last bookkeeping

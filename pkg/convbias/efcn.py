@@ -49,9 +49,9 @@ Sizes are compared with ``convbias.models.count_parameters`` and
 
 from __future__ import annotations
 
-import math
 import contextlib
 import copy
+import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 

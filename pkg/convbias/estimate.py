@@ -53,7 +53,8 @@ METHOD = (
         f"{g.overhead * 1e6:.0f} us/op"
         for g in GPUS.values()
     )
-    + "), plus the measured Python time between operators (scaled like the operators); GPU memory = peak live tensors x "
+    + "), plus the measured Python time between operators (scaled like the operators); "
+    "GPU memory = peak live tensors x "
     f"{ALLOCATOR_SLACK} + {CUDA_CONTEXT_BYTES / 2**30:.1f} GB context"
 )
 

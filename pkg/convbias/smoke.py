@@ -23,8 +23,6 @@ import types
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from . import config
 
 SMOKE_ENV = {config.SMOKE_VAR: "1", "CONVBIAS_CHECKS": "report"}
