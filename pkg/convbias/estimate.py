@@ -179,10 +179,12 @@ def plan(missing: list[Path], out: Path) -> str:
     """What ``estimate --run-missing`` would run: the chapters without a smoke run, and for how long."""
     minutes = sum(SMOKE_MINUTES.get(int(nb.stem[:2]), 1.5) for nb in missing)
     names = ", ".join(nb.stem for nb in missing)
+    numbers = " ".join(str(int(nb.stem[:2])) for nb in missing)
     return (
         f"no smoke run yet of {len(missing)} chapter(s): {names}. Each would run at full size with a few "
         f"steps per training loop, in a fresh process, writing to {out}/<chapter>/ (about {minutes:.0f} "
-        "CPU-minutes in all). Run them with: python -m convbias estimate --run-missing"
+        f"CPU-minutes in all). Run them with: python -m convbias estimate {numbers} --out {out} "
+        "--run-missing"
     )
 
 

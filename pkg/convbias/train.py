@@ -429,12 +429,13 @@ def fit(
         running = running + value.detach()
         since += 1
         if step % log_every == 0 or step == total:
-            mean_loss = (running / since).item()
-            if not math.isfinite(mean_loss):
-                raise_diverged(step, "the training loss")
-            record(step, mean_loss)
-            bar.set_postfix(loss=f"{mean_loss:.3g}")
-            running, since = torch.zeros((), device=dev), 0
+            with recording():
+                mean_loss = (running / since).item()
+                if not math.isfinite(mean_loss):
+                    raise_diverged(step, "the training loss")
+                record(step, mean_loss)
+                bar.set_postfix(loss=f"{mean_loss:.3g}")
+                running, since = torch.zeros((), device=dev), 0
     return hist
 
 
@@ -655,16 +656,17 @@ def fit_ensemble(
         running += values.detach()
         since += 1
         if step % log_every == 0 or step == total:
-            mean_loss = (running / since).cpu().numpy()
-            if not np.isfinite(mean_loss).all():
-                bad = [seeds[i] for i in np.flatnonzero(~np.isfinite(mean_loss))]
-                raise_diverged(
-                    step, f"the training loss of the members with seeds {bad}"
-                )
-            record(step, mean_loss)
-            bar.set_postfix(loss=f"{float(mean_loss.mean()):.3g}")
-            running.zero_()
-            since = 0
+            with recording():
+                mean_loss = (running / since).cpu().numpy()
+                if not np.isfinite(mean_loss).all():
+                    bad = [seeds[i] for i in np.flatnonzero(~np.isfinite(mean_loss))]
+                    raise_diverged(
+                        step, f"the training loss of the members with seeds {bad}"
+                    )
+                record(step, mean_loss)
+                bar.set_postfix(loss=f"{float(mean_loss.mean()):.3g}")
+                running.zero_()
+                since = 0
     config = {
         "seed": np.asarray(seeds),
         "lr": lrs.cpu().numpy(),
