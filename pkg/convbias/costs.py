@@ -94,6 +94,7 @@ class Cost:
     gpu_seconds: dict[str, float] = field(
         default_factory=lambda: {k: 0.0 for k in GPUS}
     )
+    freeing: float = 0.0  # of ``python``: the CPU allocator returning large buffers (estimated)
 
     def add(
         self,
@@ -121,6 +122,7 @@ class Cost:
             self.seconds * factor,
             self.python * factor,
             {k: v * factor for k, v in self.gpu_seconds.items()},
+            self.freeing * factor,
         )
 
     def plus(self, other: "Cost") -> "Cost":
@@ -131,15 +133,21 @@ class Cost:
             self.seconds + other.seconds,
             self.python + other.python,
             {k: self.gpu_seconds[k] + other.gpu_seconds[k] for k in GPUS},
+            self.freeing + other.freeing,
         )
 
     def cpu_seconds(self) -> float:
         """CPU time: operators plus the Python between them (each floored at 0)."""
         return max(self.seconds, 0.0) + max(self.python, 0.0)
 
+    def host_seconds(self) -> float:
+        """What a GPU run still spends on the host between operators: the Python time, less the CPU
+        allocator's returning of large buffers (a GPU's caching allocator keeps them)."""
+        return max(self.python - self.freeing, 0.0)
+
     def device_seconds(self, key: str) -> float:
-        """Time on GPU ``key``: its operators' roofline times plus the Python between them."""
-        return self.gpu_seconds[key] + max(self.python, 0.0)
+        """Time on GPU ``key``: its operators' roofline times plus the host time between them."""
+        return self.gpu_seconds[key] + self.host_seconds()
 
 
 def op_gpu_seconds(gpu: GPU, flops: float, nbytes: int) -> float:
@@ -258,8 +266,9 @@ def _calibration_step(n: int) -> None:
         opt.step()
 
 
-def calibrate(n: int = 200, repeats: int = 3) -> tuple[float, float]:
-    """The meter's own CPU seconds per operator: ``(inside, between)``.
+def calibrate(n: int = 200, repeats: int = 3) -> tuple[float, float, float]:
+    """The meter's own CPU seconds per operator ``(inside, between)``, and the seconds per byte to free
+    a large buffer.
 
     On a loop of training steps of a tiny network (forward, backward, optimizer update:
     their time is all overhead), run plain and metered (best of ``repeats``):
@@ -276,7 +285,7 @@ def calibrate(n: int = 200, repeats: int = 3) -> tuple[float, float]:
     best_plain = min(plain() for _ in range(repeats))
     runs = []
     for _ in range(repeats):
-        with CostMeter(overhead=(0.0, 0.0)) as meter:
+        with CostMeter(overhead=(0.0, 0.0, 0.0)) as meter:
             _calibration_step(n)
         c = meter.outside
         runs.append((c.seconds + c.python, c.seconds, c.python, c.ops))
@@ -284,17 +293,33 @@ def calibrate(n: int = 200, repeats: int = 3) -> tuple[float, float]:
     excess = (inside + between - best_plain) / ops
     # the plain run's time splits like the metered one's: operators and the Python between them
     share = inside / (inside + between)
-    return excess * share, excess * (1 - share)
+    return excess * share, excess * (1 - share), free_seconds_per_byte()
+
+
+#: storages at least this large are returned to the system when freed (counted in ``Cost.freeing``)
+LARGE_BYTES = 1 << 20
+
+
+def free_seconds_per_byte(blocks: int = 8, nbytes: int = 32 << 20) -> float:
+    """CPU seconds per byte to free large touched buffers (best of three)."""
+    best = math.inf
+    for _ in range(3):
+        xs = [torch.ones(nbytes // 4) for _ in range(blocks)]
+        start = time.process_time()
+        del xs
+        best = min(best, time.process_time() - start)
+    return best / (blocks * nbytes)
 
 
 class CostMeter(TorchDispatchMode):
     """Measure every operator run inside ``with CostMeter() as meter:`` (see the module docstring).
 
-    ``overhead``: the meter's own seconds per operator ``(inside, between)`` to subtract;
-    default: measured by :func:`calibrate` when the block opens.
+    ``overhead``: the meter's own seconds per operator ``(inside, between)`` to subtract, and
+    the seconds per byte of freeing a large buffer; default: measured by :func:`calibrate`
+    when the block opens.
     """
 
-    def __init__(self, overhead: tuple[float, float] | None = None) -> None:
+    def __init__(self, overhead: tuple[float, ...] | None = None) -> None:
         super().__init__()
         self.overhead = overhead
         self.loops: list[Loop] = []
@@ -315,6 +340,7 @@ class CostMeter(TorchDispatchMode):
         self.started = time.perf_counter()
         self.cpu_started = time.process_time()
         self._last = self.cpu_started  # end of the meter's last bookkeeping
+        self._active = False
         self.wall = 0.0
         self.cpu = 0.0
 
@@ -422,14 +448,19 @@ class CostMeter(TorchDispatchMode):
         weakref.finalize(t, self._release, id(t), key)
 
     def _release(self, tensor_id: int, key: int) -> None:
+        started = time.process_time()
         self._tracked.discard(tensor_id)
         entry = self._storages.get(key)
-        if entry is None:
-            return
-        entry[1] -= 1
-        if entry[1] <= 0:
-            self.live_bytes -= entry[0]
-            del self._storages[key]
+        if entry is not None:
+            entry[1] -= 1
+            if entry[1] <= 0:
+                self.live_bytes -= entry[0]
+                del self._storages[key]
+                if self._active and entry[0] >= LARGE_BYTES and len(self.overhead) > 2:
+                    cost, weight = self._target()
+                    cost.freeing += entry[0] * self.overhead[2] * weight
+        if self._active:  # the meter's own time: not the run's Python
+            self._last += time.process_time() - started
 
     # -- the dispatch hook
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -438,7 +469,7 @@ class CostMeter(TorchDispatchMode):
         start = time.process_time()
         out = func(*args, **kwargs)
         seconds = time.process_time() - start
-        inside, between = self.overhead
+        inside, between = self.overhead[:2]
         packet = func.overloadpacket
         flops = 0.0
         if packet in flop_registry:
@@ -469,13 +500,15 @@ class CostMeter(TorchDispatchMode):
         config.STEP_HOOKS.append(self._on_step)
         self.started, self.cpu_started = time.perf_counter(), time.process_time()
         self._last = self.cpu_started
+        self._active = True
         return super().__enter__()
 
     def __exit__(self, *exc):
         now = time.process_time()
         self._close_finished()
-        self._open.clear()  # whatever ran, the block is over
         self._flush(now)
+        self._open.clear()  # whatever ran, the block is over
+        self._active = False
         self.wall = time.perf_counter() - self.started
         self.cpu = time.process_time() - self.cpu_started
         config.LOOP_HOOKS.remove(self._on_loop)
@@ -514,7 +547,7 @@ class CostMeter(TorchDispatchMode):
             row["predicted"] = row["predicted"].plus(loop.scaled())
         return {
             "meter_version": METER_VERSION,
-            "meter_overhead_seconds": list(self.overhead or (0.0, 0.0)),
+            "meter_overhead_seconds": list(self.overhead or (0.0, 0.0, 0.0)),
             "wall_seconds": self.wall,
             "cpu_seconds": self.cpu,
             "measured": asdict(measured),
