@@ -94,7 +94,9 @@ class Cost:
     gpu_seconds: dict[str, float] = field(
         default_factory=lambda: {k: 0.0 for k in GPUS}
     )
-    freeing: float = 0.0  # of ``python``: the CPU allocator returning large buffers (estimated)
+    freeing: float = (
+        0.0  # of ``python``: the CPU allocator returning large buffers (estimated)
+    )
 
     def add(
         self,

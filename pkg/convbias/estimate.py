@@ -12,8 +12,9 @@ Method (the one printed by ``python -m convbias estimate``):
 3. Every operator is priced on each GPU of ``convbias.costs.GPUS`` by a roofline:
    ``max(FLOPs / rate, 2 x bytes / bandwidth) + launch overhead`` (views launch
    nothing); the Python time between operators (measured, less the meter's own
-   overhead, scaled like the operators around it) is added. The CPU column is the
-   operators' CPU time plus that Python time.
+   overhead, scaled like the operators around it) is added, less the time the CPU
+   allocator spends returning large buffers (a GPU's caching allocator keeps them).
+   The CPU column is the operators' CPU time plus all of that Python time.
 4. Memory: the host's peak is the smoke process's ``ru_maxrss``; the GPU's is the
    peak of live tensor memory (every tensor the chapter holds at once, CPU copies
    included, so an upper bound) times ``ALLOCATOR_SLACK`` plus
@@ -53,7 +54,8 @@ METHOD = (
         f"{g.overhead * 1e6:.0f} us/op"
         for g in GPUS.values()
     )
-    + "), plus the measured Python time between operators (scaled like the operators); "
+    + "), plus the measured Python time between operators (scaled like the operators; on a GPU less the "
+    "CPU allocator's freeing of large buffers); "
     "GPU memory = peak live tensors x "
     f"{ALLOCATOR_SLACK} + {CUDA_CONTEXT_BYTES / 2**30:.1f} GB context"
 )
