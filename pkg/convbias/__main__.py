@@ -353,7 +353,7 @@ def _add_estimate_parser(sub) -> None:
     est.add_argument(
         "--out",
         type=Path,
-        default=Path("results-smoke"),
+        default=Path("results") / "smoke",
         help="where the smoke runs' cost.json live (never a folder of real results)",
     )
     est.add_argument(
