@@ -159,25 +159,21 @@ def stored_cost(out_dir: Path, profile: str = "full") -> dict | None:
     path = out_dir / "cost.json"
     if not path.exists():
         return None
-    try:
-        cost = json.loads(path.read_text())
-    except ValueError:
-        return None
+    cost = _read_cost(path)
     if cost.get("profile") != profile or cost.get("meter_version") != METER_VERSION:
-        return None
+        return None  # another profile, or measured by an older meter: to be run again
     return cost
 
 
 def holds_real_results(out_dir: Path) -> bool:
     """True when ``out_dir`` holds a chapter's real results (a ``results.json`` no smoke run wrote)."""
-    results = out_dir / "results.json"
-    if not results.exists():
-        return False
+    from .smoke import RealResultsInTheWay, refuse_real_results
+
     try:
-        marked = json.loads(results.read_text()).get("smoke") is True
-    except (ValueError, AttributeError):
-        marked = False
-    return not (marked or (out_dir / "cost.json").exists())
+        refuse_real_results(out_dir)
+    except RealResultsInTheWay:
+        return True
+    return False
 
 
 def plan(missing: list[Path], out: Path) -> str:
@@ -232,9 +228,29 @@ def smoke_cost(
         if (notebook.parent.parent / "_toc.yml").exists()
         else None,
     )
-    cost = stored_cost(out_dir, profile)
-    if cost is None:
-        raise ValueError(f"the smoke run of {notebook.stem} wrote no {path}")
+    if not path.exists():
+        raise FileNotFoundError(
+            f"the smoke run of {notebook.stem} wrote no {path} (its own message is above)"
+        )
+    return _read_cost(path)
+
+
+#: what a smoke run's cost.json must hold for an estimate
+COST_KEYS = ("smoke", "chapter", "profile", "completed", "predicted")
+
+
+def _read_cost(path: Path) -> dict:
+    """A smoke run's ``cost.json``; ``ValueError`` in one line for anything else (a real run's file, an old one)."""
+    try:
+        cost = json.loads(path.read_text())
+    except ValueError:
+        raise ValueError(f"{path} is not JSON: rerun with --rerun") from None
+    missing = [k for k in COST_KEYS if not isinstance(cost, dict) or k not in cost]
+    if missing or cost.get("smoke") is not True:
+        raise ValueError(
+            f"{path} is not a smoke run's cost.json (missing {', '.join(missing) or 'smoke: true'}): "
+            "rerun with --rerun"
+        )
     return cost
 
 
@@ -254,9 +270,21 @@ def budget(costs: list[dict]) -> dict:
 
 
 def save_budget(costs: list[dict], path: Path | None = None) -> Path:
-    """Write :func:`budget` to the package's ``budget.json`` (or ``path``)."""
+    """Write :func:`budget` to the package's ``budget.json`` (or ``path``).
+
+    Refused (``ValueError``, nothing written) when a smoke run did not finish: its numbers
+    stop at the cell that failed.
+    """
     from . import config
 
+    failed = [c["chapter"] for c in costs if c.get("completed") is not True]
+    if failed:
+        raise ValueError(
+            f"not saving the budget: the smoke run of {', '.join(failed)} did not finish, so its "
+            "time and memory are not the chapter's (fix it and rerun estimate --rerun)"
+        )
     path = path or Path(config.__file__).with_name(config.BUDGET_FILE)
-    path.write_text(json.dumps(budget(costs), indent=2) + "\n")
+    from .runner import write_text_atomic
+
+    write_text_atomic(path, json.dumps(budget(costs), indent=2) + "\n")
     return path
