@@ -67,13 +67,15 @@ def test_empty_matrices_have_rank_zero(shape):
     W = torch.zeros(shape)
     batch = shape[:-2]
     for value in (
-        stable_rank(W),
-        effective_rank(W),
-        numerical_rank(W),
-        *ranks(W).values(),
-        frobenius_rank(W),
+        stable_rank(W, batch=True),
+        effective_rank(W, batch=True),
+        numerical_rank(W, batch=True),
+        *ranks(W, batch=True).values(),
+        numerical_rank(W, relative_to="frobenius", batch=True),
     ):
         assert tuple(value.shape) == batch and bool((value == 0).all())
+    for value in (stable_rank(W), *ranks(W).values(), frobenius_rank(W)):
+        assert tuple(value.shape) == () and value.item() == 0  # one (reshaped) matrix
 
 
 def test_float64_tiny_values_get_the_stable_rank_of_scale_one():

@@ -68,7 +68,7 @@ def layer_ranks(
         raise ValueError(f"tol must lie in (0, 1), got {tol}")
     out: dict[str, Tensor] = {}
     for name in names:  # one decomposition per weight serves both ranks
-        s = singular_values(_as_matrices(params[name].detach(), stacked))
+        s = singular_values(_as_matrices(params[name].detach(), stacked), batch=True)
         out[f"rank/{name}"] = numerical_rank_from_singular_values(
             s, tol, relative_to="frobenius"
         ).float()
