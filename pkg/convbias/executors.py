@@ -13,14 +13,19 @@ whatever any worker finished. What an executor runs must be picklable: a process
 pool needs ``make_model`` to be a module-level function or a
 ``functools.partial`` (Dask's cloudpickle also takes lambdas). Use processes, not
 threads, to run items side by side: members are initialised under
-``torch.manual_seed``, and threads share torch's global random generator.
+``torch.manual_seed``, and threads share torch's global random generator. A process
+pool must start its workers by ``spawn`` or ``forkserver``
+(``ProcessPoolExecutor(mp_context=multiprocessing.get_context("spawn"))``): one that
+forks (the default on Linux before Python 3.14) copies a process whose torch threads are
+running, and its workers hang, so :func:`submit` refuses it in one line.
 
 Used by chapters 1, 2 and 4 (their sweeps).
 """
 
 from __future__ import annotations
 
-from concurrent.futures import Executor, Future
+import multiprocessing
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Any, Callable, Mapping
 
 from .cache import ResultCache, resumable
@@ -37,6 +42,7 @@ def submit(
     Without an executor it runs now, here (an error is raised at once, so a sweep stops at
     the item that failed), and the returned future is already done.
     """
+    refuse_forking_pool(executor)
     store = ResultCache()
     if executor is None:
         done: Future = Future()
@@ -56,3 +62,20 @@ def _cached(
 ) -> Any:
     """:func:`convbias.cache.resumable` in the process that runs the item, on the driver's store."""
     return resumable(name, config, compute, store=ResultCache(root, active=active))
+
+
+def refuse_forking_pool(executor: Executor | None) -> None:
+    """Raise a one-line ``ValueError`` for a ``ProcessPoolExecutor`` that forks its workers.
+
+    A forked worker inherits torch's thread pool in whatever state the parent left it and
+    waits on threads that do not exist: the sweep hangs at 0 % CPU. ``spawn`` and
+    ``forkserver`` start clean workers.
+    """
+    if not isinstance(executor, ProcessPoolExecutor):
+        return
+    context = getattr(executor, "_mp_context", None) or multiprocessing.get_context()
+    if context.get_start_method() == "fork":
+        raise ValueError(
+            "this ProcessPoolExecutor forks its workers, which hang once torch has started its "
+            'threads: create it with mp_context=multiprocessing.get_context("spawn") (or "forkserver")'
+        )
