@@ -140,9 +140,10 @@ def _guarded(tree: ast.AST) -> set[int]:
 def test_every_runtime_import_of_the_package_is_a_declared_dependency():
     from importlib.metadata import packages_distributions
 
-    declared = {
-        re.split(r"[<>=!\[ ;]", d, maxsplit=1)[0].lower()
-        for d in PYPROJECT["project"]["dependencies"]
+    declared = _names(PYPROJECT["project"]["dependencies"])
+    extras = {
+        extra: _names(reqs)
+        for extra, reqs in PYPROJECT["project"]["optional-dependencies"].items()
     }
     owners = packages_distributions()
     stdlib = set(sys.stdlib_module_names)
@@ -167,11 +168,75 @@ def test_every_runtime_import_of_the_package_is_a_declared_dependency():
                 - {"convbias", "__future__"}
             ):
                 dists = {d.lower() for d in owners.get(top, [top])}
-                if node.lineno not in optional and not dists & declared:
+                if node.lineno not in optional and not dists & (
+                    declared | extras["cli"] | extras["chapters"]
+                ):
                     missing.setdefault(top, []).append(f"{path.name}:{node.lineno}")
+        for call in ast.walk(tree):  # config.require("module", "extra", ...)
+            if (
+                isinstance(call, ast.Call)
+                and getattr(call.func, "id", "") == "require"
+                and len(call.args) >= 2
+                and all(isinstance(a, ast.Constant) for a in call.args[:2])
+            ):
+                module, extra = call.args[0].value, call.args[1].value
+                dists = {d.lower() for d in owners.get(module, [module])}
+                if not dists & extras.get(extra, set()):
+                    missing.setdefault(module, []).append(
+                        f"{path.name}: not in [{extra}]"
+                    )
     assert not missing, f"imported but not declared in pyproject.toml: {missing}"
-    for name in ("nbformat", "pyyaml", "pandas", "nbclient", "ipykernel"):
-        assert name in declared
+    from convbias.__main__ import CLI_MODULES  # required, in one line, by the CLI
+
+    for module in CLI_MODULES:
+        assert {d.lower() for d in owners[module]} & extras["cli"], module
+    assert "pandas" in declared
+
+
+def _names(requirements: list[str]) -> set[str]:
+    names = set()
+    for req in requirements:
+        name = re.split(r"[<>=!\[ ;]", req, maxsplit=1)[0].lower()
+        names.add(name)
+        if name == "convbias":  # an extra naming others: convbias[convex]
+            for extra in re.search(r"\[(.*)\]", req)[1].split(","):
+                names |= _names(PYPROJECT["project"]["optional-dependencies"][extra])
+    return names
+
+
+def test_the_base_install_carries_only_what_the_library_needs():
+    """The convex solvers and the Jupyter runtime are extras; their floors admit Colab's kernel stack."""
+    from packaging.requirements import Requirement
+
+    base = _names(PYPROJECT["project"]["dependencies"])
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    for heavy in ("cvxpy", "clarabel", "nbformat", "nbclient", "ipykernel", "pyyaml"):
+        assert heavy not in base, heavy
+    assert {"cvxpy", "clarabel"} <= _names(extras["convex"])
+    assert {"nbformat", "nbclient", "ipykernel", "pyyaml"} <= _names(extras["cli"])
+    assert {"cvxpy", "ipywidgets"} <= _names(extras["chapters"])
+    colab = {"ipython": "7.34.0", "ipykernel": "6.17.1", "ipywidgets": "7.7.1"}
+    colab["traitlets"] = "5.7.1"
+    for extra in ("chapters", "cli", "convex"):
+        for text in [*PYPROJECT["project"]["dependencies"], *extras[extra]]:
+            req = Requirement(text)
+            if req.name.lower() in colab:
+                assert req.specifier.contains(colab[req.name.lower()]), (extra, text)
+
+
+def test_a_missing_extra_is_one_line_naming_it(monkeypatch, capsys):
+    from convbias import spectral
+    from convbias.__main__ import main
+    from convbias.config import MissingExtra
+
+    monkeypatch.setitem(sys.modules, "cvxpy", None)  # as if not installed
+    problem = spectral.frequency_sparse_problem(n=8, d=8)
+    with pytest.raises(MissingExtra, match=r"pip install 'convbias\[convex\]'"):
+        spectral.solve_spectral_program(problem, lam=0.1)
+    monkeypatch.setitem(sys.modules, "nbclient", None)
+    assert main(["student", "out"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install 'convbias[cli]'" in err
 
 
 def test_binder_uses_cpu_torch_and_the_quick_profile():

@@ -55,10 +55,12 @@ def main(argv: list[str] | None = None) -> int:
 def _user_errors() -> tuple[type[BaseException], ...]:
     """What a user's input can cause (bad chapter, profile, folder); bugs still show their traceback."""
     from .cache import UnsafeCacheRoot
+    from .config import MissingExtra
     from .data.download import DownloadError
 
     return (
         UserError,
+        MissingExtra,
         UnsafeCacheRoot,
         DownloadError,
         FileNotFoundError,
@@ -150,6 +152,7 @@ def _main(argv: list[str] | None = None) -> int:
 
     if args.command == "cache":
         return _cache_command(args.prune, args.clear, args.dry_run)
+    _require_cli()
     if args.command == "estimate":
         return _estimate_command(args)
     if args.command == "verify":
@@ -192,6 +195,18 @@ def _main(argv: list[str] | None = None) -> int:
     if args.command == "colab":
         return _colab_command(root, args.out_dir, args.check, not args.no_solutions)
     return 2  # argparse allows no other command
+
+
+#: what the commands that read or run notebooks import (the ``cli`` extra)
+CLI_MODULES = ("nbformat", "nbclient", "ipykernel", "yaml")
+
+
+def _require_cli() -> None:
+    """A one-line error naming ``convbias[cli]`` when a package of the Jupyter runtime is missing."""
+    from .config import require
+
+    for module in CLI_MODULES:
+        require(module, "cli", "python -m convbias (its notebook commands)")
 
 
 def _student_command(root: Path, out_dir: Path, force: bool) -> int:

@@ -655,9 +655,7 @@ def fit_ensemble(
     bar = progress_bar(range(1, total + 1), desc=f"{desc} (E={E})", enabled=progress)
     for step in bar:
         epoch = (step - 1) // per_epoch
-        step_lr = (lrs * _lr_factor(epoch, milestones, gamma, run_epochs)).to(
-            dev
-        )
+        step_lr = (lrs * _lr_factor(epoch, milestones, gamma, run_epochs)).to(dev)
         idx = batches.next()  # (E, B), or None for full batch
         if idx is None:
             values = member_losses_shared(forward_shared(params, buffers, X), y)
