@@ -43,17 +43,27 @@ def triggers(workflow: dict) -> dict:
 
 def test_workflows_parse_and_run_only_makefile_targets():
     targets = makefile_targets()
-    assert {"test", "book", "site", "student", "linkcheck"} <= targets
-    assert [w.name for w in WORKFLOWS] == ["book.yml", "linkcheck.yml", "tests.yml"]
+    assert {"test", "test-colab", "book", "site", "student", "linkcheck"} <= targets
+    assert {"dist", "github-release"} <= targets
+    assert [w.name for w in WORKFLOWS] == [
+        "book.yml",
+        "linkcheck.yml",
+        "release.yml",
+        "tests.yml",
+    ]
     called = set()
     for path in WORKFLOWS:
         workflow = yaml.safe_load(path.read_text())
-        for job in workflow["jobs"].values():
+        for name, job in workflow["jobs"].items():
+            if "uses" in job:  # a reusable workflow of this repository
+                assert job["uses"].startswith("./.github/workflows/"), (path.name, name)
+                called.add((path.name, job["uses"].rsplit("/", 1)[1]))
+                continue
             for step in job["steps"]:
                 assert ("run" in step) != ("uses" in step), f"{path.name}: {step}"
                 if "run" in step:
                     words = step["run"].split()
-                    assert words[0] == "make" and len(words) == 2, (
+                    assert words[0] == "make" and all("=" in w for w in words[2:]), (
                         f"{path.name} runs {step['run']!r}, not a make target"
                     )
                     assert words[1] in targets, (
@@ -62,12 +72,63 @@ def test_workflows_parse_and_run_only_makefile_targets():
                     called.add((path.name, words[1]))
     assert called == {
         ("tests.yml", "test"),
+        ("tests.yml", "test-colab"),
         ("book.yml", "site"),
         ("linkcheck.yml", "linkcheck"),
+        ("release.yml", "github-release"),
+        ("release.yml", "book.yml"),
     }
     assert (
         "make test" in (ROOT / ".ci" / "run").read_text()
     )  # CI and the workflow run the same command
+
+
+def test_actions_are_pinned_by_commit_and_kept_current_by_dependabot():
+    pinned = re.compile(r"^[\w.-]+/[\w.-]+@[0-9a-f]{40} # v\d+[\d.]*$")
+    for path in WORKFLOWS:
+        for line in path.read_text().splitlines():
+            if re.match(r"\s+(- )?uses: (?!\./)", line):
+                action = line.split("uses:", 1)[1].strip()
+                assert pinned.match(action), (
+                    f"{path.name}: {action} is not pinned by commit"
+                )
+    dependabot = yaml.safe_load((ROOT / ".github" / "dependabot.yml").read_text())
+    assert {u["package-ecosystem"] for u in dependabot["updates"]} == {"github-actions"}
+
+
+def test_ci_covers_colabs_python_and_installs_chromium():
+    tests = yaml.safe_load((ROOT / ".github" / "workflows" / "tests.yml").read_text())
+    assert {"3.11", "3.12"} <= set(
+        tests["jobs"]["test"]["strategy"]["matrix"]["python"]
+    )
+    colab = tests["jobs"]["colab-stack"]["steps"]
+    assert any(s.get("with", {}).get("python-version") == "3.12" for s in colab)
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "apt-get install" in ci and "chromium" in ci and "command -v chromium" in ci
+    test_extra = PYPROJECT["project"]["optional-dependencies"]["test"]
+    assert "convbias[book]" in test_extra  # jupyter-book: the page tests run, not skip
+    assert any(r.startswith("playwright") for r in test_extra)
+
+
+def test_conda_environment_takes_the_cpu_torch():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in pip
+    assert any(re.fullmatch(r"torch==[\d.]+\+cpu", line) for line in pip)
+
+
+def test_the_notebook_cache_of_the_site_build_keeps_its_code_fingerprint():
+    """`make book` drops a restored jupyter cache unless _build/.package-code matches: cache both."""
+    book = yaml.safe_load((ROOT / ".github" / "workflows" / "book.yml").read_text())
+    cache = next(
+        s
+        for s in book["jobs"]["build"]["steps"]
+        if "actions/cache" in s.get("uses", "")
+    )
+    paths = set(cache["with"]["path"].split())
+    assert {"_build/.jupyter_cache", "_build/.package-code"} <= paths
+    makefile = (ROOT / "Makefile").read_text()
+    assert "_build/.package-code" in makefile and "_build/.jupyter_cache" in makefile
 
 
 def test_workflow_triggers_and_deployment():
