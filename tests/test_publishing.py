@@ -233,10 +233,10 @@ def test_every_runtime_import_of_the_package_is_a_declared_dependency():
                     declared | extras["cli"] | extras["chapters"]
                 ):
                     missing.setdefault(top, []).append(f"{path.name}:{node.lineno}")
-        for call in ast.walk(tree):  # config.require("module", "extra", ...)
+        for call in ast.walk(tree):  # config.require_extra("module", "extra", ...)
             if (
                 isinstance(call, ast.Call)
-                and getattr(call.func, "id", "") == "require"
+                and getattr(call.func, "id", "") == "require_extra"
                 and len(call.args) >= 2
                 and all(isinstance(a, ast.Constant) for a in call.args[:2])
             ):

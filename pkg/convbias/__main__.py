@@ -229,10 +229,10 @@ CLI_MODULES = ("nbformat", "nbclient", "ipykernel", "yaml")
 
 def _require_cli() -> None:
     """A one-line error naming ``convbias[cli]`` when a package of the Jupyter runtime is missing."""
-    from .config import require
+    from .config import require_extra
 
     for module in CLI_MODULES:
-        require(module, "cli", "python -m convbias (its notebook commands)")
+        require_extra(module, "cli", "python -m convbias (its notebook commands)")
 
 
 def _student_command(root: Path, out_dir: Path, force: bool) -> int:

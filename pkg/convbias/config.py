@@ -4,7 +4,7 @@ One environment variable, ``CONVBIAS_PROFILE``, chooses the scale of every
 chapter: ``quick`` (a 2-core CPU in minutes), ``full`` (paper scale, for a GPU)
 or ``auto`` (the default: ``full`` when CUDA is available, ``quick`` otherwise).
 Another, ``CONVBIAS_SEED``, reruns every chapter from another base seed
-(:func:`base_seed`; ``python -m convbias run N --seed S`` sets it). :func:`require`
+(:func:`base_seed`; ``python -m convbias run N --seed S`` sets it). :func:`require_extra`
 imports what an optional extra of the package installs, or says in one line how to get it.
 
 Used by every chapter (through ``convbias.chapter.start_chapter`` and its profile tables).
@@ -272,7 +272,7 @@ class MissingExtra(ImportError):
     """A package of one of convbias's extras is not installed; the message names the extra."""
 
 
-def require(module: str, extra: str, purpose: str) -> ModuleType:
+def require_extra(module: str, extra: str, purpose: str) -> ModuleType:
     """Import ``module``, which the extra ``convbias[extra]`` installs, or raise :class:`MissingExtra`.
 
     The base install carries what the library needs; ``convex`` (chapter 6's convex

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from .checks import Check, at_least, at_most, holds
-from .config import require
+from .config import require_extra
 
 
 # ----------------------------------------------------------------------------- data
@@ -198,7 +198,7 @@ def solve_convex(
     """
     import scipy.sparse as sp
 
-    cp = require("cvxpy", "convex", "the convex program of a two-layer ReLU CNN")
+    cp = require_extra("cvxpy", "convex", "the convex program of a two-layer ReLU CNN")
 
     if beta < 0:
         raise ValueError(f"beta must be >= 0, got {beta}")

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .checks import Check, at_least, at_most
-from .config import require
+from .config import require_extra
 
 
 def dft_matrices(d: int) -> tuple[np.ndarray, np.ndarray]:
@@ -104,7 +104,7 @@ def solve_spectral_program(
     ``"l2_norm"`` (``lam ||h||_2``, the dense network's), or ``"spectral_l1_unitary_scale"``
     (``lam ||F_u h||_1``, a wrong DFT normalisation kept for tests).
     """
-    cp = require("cvxpy", "convex", "the convex program of a linear CNN")
+    cp = require_extra("cvxpy", "convex", "the convex program of a linear CNN")
     n, d = problem.X.shape
     C, S = dft_matrices(d)
     h = cp.Variable(d)

@@ -385,7 +385,7 @@ def fit(
 
     ``optimizer="sgd"`` is SGD(lr, momentum, weight_decay), ``"adam"`` Adam(lr,
     weight_decay); an optimizer instance is stepped as it is (its state carries on).
-    ``milestones`` (fractions of the run, :func:`check_milestones`) multiply the
+    ``milestones`` (fractions of the run, :func:`~convbias.train.check_milestones`) multiply the
     learning rate by ``gamma``.
     ``batch_size=None`` is full-batch gradient descent. At step 0 (the loss on the
     whole training set) and every ``log_every`` steps (and at the end) it records
