@@ -305,6 +305,9 @@ def test_binder_uses_cpu_torch_and_the_quick_profile():
     assert re.search(r"^torch==[\d.]+\+cpu$", requirements, re.M)
     assert "--extra-index-url https://download.pytorch.org/whl/cpu" in requirements
     assert "CONVBIAS_PROFILE=quick" in (ROOT / "binder" / "start").read_text()
+    assert (
+        '-e ".[chapters]"' in (ROOT / "binder" / "postBuild").read_text()
+    )  # chapter 6's cvxpy
     launch = yaml.safe_load((ROOT / "_config.yml").read_text())["launch_buttons"]
     assert launch["thebe"] is True and launch["binderhub_url"].startswith("https://")
 
