@@ -1,22 +1,25 @@
 """The package on Google Colab's kernel stack: installing it moves none of Colab's Jupyter packages.
 
 Colab runs IPython 7.34.0, ipykernel 6.17.1, ipywidgets 7.7.1 and traitlets 5.7.1 (on
-Python 3.12); upgrading them under a running Colab kernel breaks it. The test makes a
-fresh venv with exactly those versions (and torch, as Colab has it), installs the built
-wheel with the extra the Colab cell installs (``chapters``) and then the command line's
-(``cli``), and checks after each install that those four versions did not move.
+Python 3.12); upgrading them under a running Colab kernel breaks it. Both tests make a
+fresh venv with exactly those versions and install the built wheel with the extra the
+Colab cell installs (``chapters``) and the command line's (``cli``):
 
-Marker ``colab`` (part of ``make test``, about half a minute). With marker
-``colab_run`` as well, chapter 1 then runs headless under the quick profile in that
-venv (about two CPU minutes): ``make test-colab`` and the ``colab-stack`` job of
-``.github/workflows/tests.yml`` (on Python 3.12, Colab's) run both. The venv uses the
-Python running the tests, or ``CONVBIAS_COLAB_PYTHON``.
+- marker ``colab`` (part of ``make test``, a few seconds): uv resolves the install
+  (``--dry-run``) and would change none of the four;
+- marker ``colab_run`` (``make test-colab``, the ``colab-stack`` job of
+  ``.github/workflows/tests.yml`` on Python 3.12, about 3 minutes): torch as Colab has it,
+  the real install, the four versions checked after it, and chapter 1 run headless under
+  the quick profile in that venv.
+
+The venv uses the Python running the tests, or ``CONVBIAS_COLAB_PYTHON``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -66,14 +69,12 @@ def installed(python: Path) -> dict[str, str]:
     return json.loads(run(python, "-c", code))
 
 
-@pytest.fixture(scope="module")
-def colab_venv(tmp_path_factory) -> Path:
-    """A venv with Colab's kernel stack and torch; returns its python."""
+def colab_pinned_venv(tmp: Path) -> Path:
+    """A venv with Colab's kernel stack (and nothing else yet); returns its python."""
     import venv
 
     from uv import find_uv_bin
 
-    tmp = tmp_path_factory.mktemp("colab")
     base = os.environ.get("CONVBIAS_COLAB_PYTHON", sys.executable)
     env_dir = tmp / "venv"
     if base == sys.executable:
@@ -82,10 +83,62 @@ def colab_venv(tmp_path_factory) -> Path:
         run(find_uv_bin(), "venv", "--quiet", "--python", base, env_dir)
     python = env_dir / "bin" / "python"
     uv = [find_uv_bin(), "pip", "install", "--quiet", "--python", python]
+    run(*uv, *(f"{name}=={v}" for name, v in COLAB.items()))
+    assert installed(python) == COLAB
+    return python
+
+
+def moved(plan: str) -> list[str]:
+    """The lines of uv's ``--dry-run`` plan that remove or add one of Colab's four packages."""
+    return [
+        line.strip()
+        for line in plan.splitlines()
+        if re.match(r"\s*[-+] ([\w.-]+)==", line)
+        and re.match(r"\s*[-+] ([\w.-]+)==", line)[1].lower() in COLAB
+    ]
+
+
+def test_installing_the_package_would_move_none_of_colabs_kernel_stack(tmp_path, wheel):
+    from uv import find_uv_bin
+
+    python = colab_pinned_venv(tmp_path)
+    for extras in ("chapters", "chapters,cli"):
+        done = subprocess.run(
+            [find_uv_bin(), "pip", "install", "--dry-run", "--python", str(python)]
+            + [f"convbias[{extras}] @ {wheel.as_uri()}"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        plan = done.stdout + done.stderr
+        assert "Would install" in plan and "+ convbias @ " in plan, plan[-2000:]
+        assert moved(plan) == [], f"convbias[{extras}] would move {moved(plan)}"
+    # the check sees a move: the floors the package had before (IPython 8) would upgrade it
+    done = subprocess.run(
+        [find_uv_bin(), "pip", "install", "--dry-run", "--python", str(python)]
+        + ["ipython>=8"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert any(m.startswith("+ ipython==") for m in moved(done.stdout + done.stderr))
+
+
+@pytest.fixture(scope="module")
+def colab_venv(tmp_path_factory) -> Path:
+    """A venv with Colab's kernel stack and torch; returns its python."""
+    from uv import find_uv_bin
+
+    tmp = tmp_path_factory.mktemp("colab")
+    python = colab_pinned_venv(tmp)
+    uv = [find_uv_bin(), "pip", "install", "--quiet", "--python", python]
     # torch as Colab has it preinstalled (here the CPU wheel pip finds for this Python)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
     version = run(
-        python, "-c", "import sys; print(f'{sys.version_info[0]}{sys.version_info[1]}')"
+        python,
+        "-c",
+        "import sys; print(f'{sys.version_info[0]}{sys.version_info[1]}')",
     )
     run(
         *pip,
@@ -100,7 +153,6 @@ def colab_venv(tmp_path_factory) -> Path:
         "torch==2.13.0",
     )
     run(*uv, next((tmp / "torch").glob("torch-*.whl")))
-    run(*uv, *(f"{name}=={v}" for name, v in COLAB.items()))
     assert installed(python) == COLAB
     return python
 
@@ -139,6 +191,7 @@ def colab_with_package(colab_venv, wheel) -> Path:
     return colab_venv
 
 
+@pytest.mark.colab_run
 def test_installing_the_package_keeps_colabs_kernel_stack(colab_with_package):
     python = colab_with_package
     out = run(

@@ -43,7 +43,14 @@ def triggers(workflow: dict) -> dict:
 
 def test_workflows_parse_and_run_only_makefile_targets():
     targets = makefile_targets()
-    assert {"test", "test-colab", "book", "site", "student", "linkcheck"} <= targets
+    assert {
+        "test",
+        "test-colab",
+        "test-fullsize",
+        "book",
+        "site",
+        "linkcheck",
+    } <= targets
     assert {"dist", "github-release"} <= targets
     assert [w.name for w in WORKFLOWS] == [
         "book.yml",
@@ -73,6 +80,7 @@ def test_workflows_parse_and_run_only_makefile_targets():
     assert called == {
         ("tests.yml", "test"),
         ("tests.yml", "test-colab"),
+        ("tests.yml", "test-fullsize"),
         ("book.yml", "site"),
         ("linkcheck.yml", "linkcheck"),
         ("release.yml", "github-release"),
