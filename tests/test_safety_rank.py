@@ -107,3 +107,15 @@ def test_top_alignment_of_complex_layers():
     )  # orthogonal to u; same real part
     W3 = torch.outer(torch.tensor([1.0, 0.0], dtype=torch.complex128), v.conj())
     assert top_alignment(W1, W3).item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_top_alignment_is_batched_over_stacked_members():
+    """An ensemble's stacked weights (E, m, n): one alignment per member, as one by one."""
+    g = torch.Generator().manual_seed(3)
+    lower, upper = torch.randn(3, 6, 5, generator=g), torch.randn(3, 4, 6, generator=g)
+    together = top_alignment(lower, upper)
+    assert together.shape == (3,)
+    for e in range(3):
+        assert together[e].item() == pytest.approx(
+            top_alignment(lower[e], upper[e]).item(), rel=1e-5
+        )
