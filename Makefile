@@ -8,7 +8,7 @@ PIP    := $(BIN)/pip install --quiet --disable-pip-version-check
 TEST_STAMP := $(VENV)/.installed-test
 BOOK_STAMP := $(VENV)/.installed-book
 
-.PHONY: book test test-colab test-fullsize env clean benchmarks site student linkcheck dist github-release
+.PHONY: book test ci test-colab test-fullsize env clean benchmarks site student linkcheck dist github-release
 
 env: $(BOOK_STAMP)
 
@@ -49,6 +49,10 @@ test: $(TEST_STAMP)
 	@CONVBIAS_PROFILE=quick OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests -n 2 --dist loadfile \
 	  $(if $(TEST_MARKERS),-m "$(TEST_MARKERS)") --nbval-cell-timeout=900; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+# What CI runs (.ci/run, and tests.yml): Chromium installed when the machine has none, then `make test`.
+ci:
+	bash .ci/run
 
 # Every chapter that has a full-size smoke test (tests/test_smoke_full.py), on two workers.
 test-fullsize: $(TEST_STAMP)

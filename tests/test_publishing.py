@@ -78,7 +78,7 @@ def test_workflows_parse_and_run_only_makefile_targets():
                     )
                     called.add((path.name, words[1]))
     assert called == {
-        ("tests.yml", "test"),
+        ("tests.yml", "ci"),
         ("tests.yml", "test-colab"),
         ("tests.yml", "test-fullsize"),
         ("book.yml", "site"),
