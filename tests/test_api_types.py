@@ -16,7 +16,6 @@ ROOT = Path(__file__).resolve().parents[1]
 NOT_YET_ANNOTATED = {
     "convbias.capacity.capacity_experiment",
     "convbias.collapse.collapse_checks",
-    "convbias.denoise.dct_matrix",
     "convbias.denoise.dct_recover",
     "convbias.intrinsic_dimension.synthetic_checks",
     "convbias.intrinsic_dimension.mnist_checks",
@@ -27,10 +26,6 @@ NOT_YET_ANNOTATED = {
     "convbias.plotting.band",
     "convbias.plotting.heatmap",
     "convbias.plotting.spectrum",
-    "convbias.runner.strip_widgets",
-    "convbias.sharpness.power_iteration",
-    "convbias.sharpness.lanczos",
-    "convbias.train.make_optimizer",
 }
 
 

@@ -43,7 +43,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -177,7 +177,7 @@ def metric_values(metrics: Metrics | None, target: Any) -> dict[str, Any]:
 
 def make_optimizer(
     optimizer: str | torch.optim.Optimizer,
-    params,
+    params: Iterable[Tensor],
     *,
     lr: float,
     momentum: float = 0.0,
