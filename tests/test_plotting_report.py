@@ -89,6 +89,9 @@ def test_run_info_and_checks_glue_record_strings(monkeypatch):
     monkeypatch.setenv("CONVBIAS_PROFILE", "quick")
     assert "profile=quick" in report.glue_run_info("chX")
     assert report.GLUED["chX_run_info"].startswith("profile=quick")
+    from convbias import checks
+
+    monkeypatch.setattr(checks, "RECORDED", {"chX": [checks.at_least("a", 2, 1)]})
     assert (
         report.glue_checks_passed("chX") == "all passed" == report.GLUED["chX_checks"]
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import warnings
@@ -98,7 +99,24 @@ def test_prune_refuses_home_checkout_and_root(where, tmp_path, monkeypatch, caps
         assert (root / "0123456789abcdef").exists()
 
 
+def _framed(path: Path, payload: dict) -> None:
+    """Write ``payload`` as the format frames it (its name, the SHA-256 of the rest, the rest)."""
+    import hashlib
+    import io
+
+    from convbias import safe_store
+
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    raw = buffer.getvalue()
+    path.write_bytes(
+        safe_store.MAGIC + hashlib.sha256(raw).hexdigest().encode() + b"\n" + raw
+    )
+
+
 def test_crafted_cache_file_runs_no_code(store, tmp_path):
+    from convbias import safe_store
+
     marker = tmp_path / "ran"
 
     class Payload:
@@ -107,21 +125,35 @@ def test_crafted_cache_file_runs_no_code(store, tmp_path):
 
     path = store.path("e", {})
     path.parent.mkdir(parents=True)
-    with open(path, "wb") as f:
-        pickle.dump({"x": Payload()}, f)
-    torch.save({"x": Payload()}, path)
-    assert store.load("e", {}) is None and not marker.exists()
-    from convbias import safe_store
-
+    for write in (
+        lambda: path.write_bytes(pickle.dumps({"x": Payload()})),
+        lambda: torch.save({"x": Payload()}, path),
+        lambda: _framed(path, {"x": Payload()}),  # with a valid checksum, too
+    ):
+        write()
+        with pytest.warns(rc.CacheReadWarning):
+            assert store.load("e", {}) is None
+        assert not marker.exists()
     # a file in the right format naming a class outside the package is refused, too
     tree = (
         '{"t": "obj", "i": 0, "v": {"kind": "dataclass", "cls": "subprocess:Popen", '
         '"state": {"t": "dict", "v": []}}}'
     )
-    torch.save({"format": safe_store.FORMAT, "tree": tree, "tensors": []}, path)
-    with pytest.raises(safe_store.UnsafeFile):
+    _framed(
+        path,
+        {
+            "format": safe_store.FORMAT,
+            "key": rc.ResultCache._key(path),
+            "tree": tree,
+            "tree_sha256": hashlib.sha256(tree.encode()).hexdigest(),
+            "tensors": [],
+            "tensor_sha256": [],
+        },
+    )
+    with pytest.raises(safe_store.UnsafeFile, match="outside"):
         safe_store.load(path)
-    assert store.load("e", {}) is None
+    with pytest.warns(rc.CacheReadWarning, match="outside"):
+        assert store.load("e", {}) is None
 
 
 def test_results_round_trip_in_the_safe_format(store):

@@ -11,7 +11,8 @@ from a checkout of the book.
 - ``verify [--seeds 0-4] [CHAPTERS ...]``: run chapters over several base seeds and write a
   robustness table (per check: passed k/n, margin min/median) as Markdown and JSON.
 - ``run CHAPTER --profile full --smoke``: every cell at full size with a few steps per loop; the
-  measured costs go to ``cost.json``.
+  measured costs go to ``cost.json``. A smoke run writes to ``results/smoke/<chapter>/`` by default,
+  marks its files ``"smoke": true`` and never writes over a real run's results.
 - ``estimate [CHAPTERS] [--profile full]``: each chapter's time on a Colab T4 and an H100 and its peak
   memory, predicted from smoke runs (see :mod:`convbias.estimate`).
 - ``cache [--prune | --clear] [--dry-run]``: where the results cache is and how large; ``--prune``
@@ -63,10 +64,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         MissingExtra,
         UnsafeCacheRoot,
         DownloadError,
-        FileNotFoundError,
-        FileExistsError,
-        PermissionError,
-        NotADirectoryError,
+        OSError,  # a missing, read-only or full folder (FileNotFoundError, PermissionError, ...)
         ValueError,
     )
 
@@ -110,8 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--out",
         type=Path,
-        default=Path("results"),
-        help="folder for the results, one subfolder per chapter (default: results)",
+        default=None,
+        help="folder of the chapters' results (default results, or results/smoke for a smoke run)",
     )
     run.add_argument(
         "--no-cache", action="store_true", help="recompute even if stored results exist"
@@ -179,6 +177,13 @@ def _main(argv: list[str] | None = None) -> int:
     if args.command == "cache":
         return _cache_command(args.prune, args.clear, args.dry_run)
     _require_cli()
+    if args.command in ("run", "verify", "estimate"):
+        from .runner import check_environment
+
+        _apply_seed(args)
+        if getattr(args, "profile", None):
+            os.environ["CONVBIAS_PROFILE"] = args.profile
+        check_environment()  # a bad CONVBIAS_* variable: one line, before anything runs
     if args.command == "estimate":
         return _estimate_command(args)
     if args.command == "verify":
@@ -189,33 +194,36 @@ def _main(argv: list[str] | None = None) -> int:
 
     root = notebooks.book_root()
     if args.command == "run":
-        if args.profile:
-            os.environ["CONVBIAS_PROFILE"] = args.profile
+        from .config import smoke
+        from .smoke import DEFAULT_FOLDER
+
         nb = notebooks.chapter_notebook(root, args.chapter)
+        smoke_run = args.smoke or smoke()
+        out = args.out or (DEFAULT_FOLDER if smoke_run else Path("results"))
         if args.smoke:
-            return _smoke_command(nb, args.out / nb.stem)
+            return _smoke_command(nb, out / nb.stem)
+        if smoke_run:  # CONVBIAS_SMOKE=1 in the environment: a smoke run in a kernel
+            from .smoke import refuse_real_results
+
+            refuse_real_results(out / nb.stem)
         if args.trace:
-            summary = notebooks.run_profiled(nb, args.out / nb.stem)
+            summary = notebooks.run_profiled(nb, out / nb.stem)
             print(f"{nb.stem}: operator profile -> {summary['profile']}")
         else:
             summary = notebooks.run_chapter(
-                nb, args.out / nb.stem, use_cache=not args.no_cache
+                nb, out / nb.stem, use_cache=not args.no_cache
             )
         if summary["cached"]:
             print(
                 f"{nb.stem}: unchanged since its last run (same profile, device, data and code): "
                 "results restored from the cache"
             )
-        status = (
-            "all checks passed"
-            if summary["checks_passed"]
-            else f"FAILED at cell {summary['failed_cell']}: {summary.get('error')}"
-        )
         print(
-            f"{nb.stem}: {status}; {summary['seconds']} s; {len(summary['figures'])} figures, "
-            f"{len(summary['values'])} values -> {args.out / nb.stem}"
+            f"{nb.stem}{' (smoke)' if summary.get('smoke') else ''}: {run_status(summary)}; "
+            f"{summary['seconds']} s; {len(summary['figures'])} figures, "
+            f"{len(summary['values'])} values -> {out / nb.stem}"
         )
-        return 0 if summary["checks_passed"] else 1
+        return 0 if summary["checks_passed"] is True else 1
     if args.command == "student":
         return _student_command(root, args.out_dir, args.force)
     if args.command == "colab":
@@ -233,6 +241,18 @@ def _require_cli() -> None:
 
     for module in CLI_MODULES:
         require_extra(module, "cli", "python -m convbias (its notebook commands)")
+
+
+def run_status(summary: dict) -> str:
+    """What a run's summary says, computed from it: where it stopped, which checks failed, or all passed."""
+    from .checks import summary_line
+
+    if summary.get("failed_cell") is not None:
+        return f"FAILED at cell {summary['failed_cell']}: {summary.get('error')}"
+    line = summary_line(summary.get("checks", []))
+    if summary.get("checks_failed") and not summary.get("checks_judged", True):
+        line += " (CONVBIAS_CHECKS=report: shown, not judged; the run did not pass)"
+    return line
 
 
 def _student_command(root: Path, out_dir: Path, force: bool) -> int:
@@ -288,6 +308,7 @@ def _seed(text: str) -> int:
 
 
 def _apply_seed(args: argparse.Namespace) -> None:
+    """``--seed S`` sets ``CONVBIAS_SEED`` (idempotent)."""
     if getattr(args, "seed", None) is not None:
         from .config import SEED_VAR
 
@@ -327,14 +348,14 @@ def _add_verify_command(sub) -> None:
 
 def _verify_command(args: argparse.Namespace) -> int:
     from . import notebooks, verify
+    from .config import smoke
 
-    try:
-        seeds = verify.parse_seeds(args.seeds)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.profile:
-        os.environ["CONVBIAS_PROFILE"] = args.profile
+    seeds = verify.parse_seeds(args.seeds)  # a bad range: one line (ValueError), exit 2
+    if smoke():
+        raise UserError(
+            "verify tabulates real runs, and CONVBIAS_SMOKE is on (a smoke run's numbers mean "
+            "nothing): unset it"
+        )
     root = notebooks.book_root()
     chosen = (
         [notebooks.chapter_notebook(root, c) for c in args.chapters]
@@ -346,6 +367,7 @@ def _verify_command(args: argparse.Namespace) -> int:
     )
     table = args.table or args.out / "robustness"
     bad = [r for r in payload["checks"] if r["passed"] < r["seeds"]]
+    stopped = verify.stopped_runs(payload)
     print(
         f"{len(payload['checks'])} checks over seeds {args.seeds}: "
         f"{len(payload['checks']) - len(bad)} passed on every seed"
@@ -354,9 +376,16 @@ def _verify_command(args: argparse.Namespace) -> int:
             if bad
             else ""
         )
+        + (
+            f"; {len(stopped)} run(s) did not finish ("
+            + ", ".join(f"{r['chapter']} seed {r['seed']}" for r in stopped)
+            + ")"
+            if stopped
+            else ""
+        )
         + f" -> {table.with_suffix('.md')}"
     )
-    return 1 if bad else 0
+    return 1 if bad or stopped or not payload["checks"] else 0
 
 
 def _smoke_command(nb: Path, out: Path) -> int:
@@ -370,7 +399,8 @@ def _smoke_command(nb: Path, out: Path) -> int:
         else f"FAILED at cell {cost['failed_cell']}: {cost['error']}"
     )
     reported = (
-        f"; {len(cost['checks_reported'])} check cell(s) failed (reported, not judged)"
+        f"; {len(cost['checks_reported'])} failed check(s) reported, not judged (a smoke run is "
+        "never a pass)"
         if cost["checks_reported"]
         else ""
     )
@@ -400,8 +430,8 @@ def _add_estimate_parser(sub) -> None:
     est.add_argument(
         "--out",
         type=Path,
-        default=Path("results"),
-        help="where the smoke runs' cost.json live",
+        default=Path("results") / "smoke",
+        help="where the smoke runs' cost.json live (default results/smoke, never a real run's folder)",
     )
     est.add_argument(
         "--rerun",

@@ -1,6 +1,9 @@
 """A results cache: rerunning an experiment with the same configuration and code reuses its result.
 
-Results are stored in a format that loads nothing executable (``convbias.safe_store``:
+Results are stored in a format that loads nothing executable and is verified on load
+(``convbias.safe_store``: a checksum per tensor and of the whole file, and the key inside
+the file, so a corrupted file or one copied to another key's name is recomputed after a
+:class:`CacheReadWarning`;
 tensors and plain containers read by ``torch.load(weights_only=True)``, and only the
 package's own dataclasses and ``torch.nn``/``convbias`` modules rebuilt by name) under
 a key that hashes the experiment's
@@ -43,9 +46,8 @@ from typing import Any, Callable, Iterator, Mapping
 
 import torch
 
-from .config import user_cache_dir
+from .config import RESULTS_ENV, results_root
 
-RESULTS_ENV = "CONVBIAS_RESULTS"
 SWITCH_ENV = "CONVBIAS_RESULTS_CACHE"
 CODE_FOLDER = re.compile(r"[0-9a-f]{16}")
 RESULT_FILE = re.compile(r"[\w-]+-[0-9a-f]{24}\.pt")
@@ -54,6 +56,10 @@ TMP_FILE = re.compile(r"[\w-]+-[0-9a-f]{24}\.pt[A-Za-z0-9_]*\.tmp")
 
 class CacheWriteWarning(UserWarning):
     """A computed result could not be stored (it is returned all the same)."""
+
+
+class CacheReadWarning(UserWarning):
+    """A stored result did not verify (checksums, key, format): it is recomputed, not trusted."""
 
 
 class UnsafeCacheRoot(ValueError):
@@ -211,9 +217,7 @@ class ResultCache:
     """Load and store results by (name, configuration)."""
 
     def __init__(self, root: str | Path | None = None, active: bool | None = None):
-        if root is None:
-            root = os.environ.get(RESULTS_ENV) or user_cache_dir() / "results"
-        self.root = Path(root)
+        self.root = results_root() if root is None else Path(root)
         self.active = enabled() if active is None else active
 
     def path(self, name: str, config: Mapping[str, Any]) -> Path:
@@ -269,7 +273,11 @@ class ResultCache:
         return freed
 
     def load(self, name: str, config: Mapping[str, Any]) -> Any | None:
-        """The stored result, or None when absent, unreadable or the cache is off."""
+        """The stored result, or None when absent or the cache is off.
+
+        A file that does not verify (:func:`convbias.safe_store.load`: checksums, the key
+        inside it) gives None after a :class:`CacheReadWarning`.
+        """
         return self._read(self.path(name, config)) if self.active else None
 
     def save(self, name: str, config: Mapping[str, Any], value: Any) -> Path | None:
@@ -295,6 +303,11 @@ class ResultCache:
         return value
 
     @staticmethod
+    def _key(path: Path) -> str:
+        """The key a result file is looked up by: its code folder and name (what the file must hold)."""
+        return f"{path.parent.name}/{path.name}"
+
+    @staticmethod
     def _read(path: Path) -> Any | None:
         if not path.exists():
             return None
@@ -302,10 +315,18 @@ class ResultCache:
             from . import safe_store
 
             location = None if torch.cuda.is_available() else "cpu"
-            return safe_store.load(path, map_location=location)
+            return safe_store.load(
+                path, map_location=location, key=ResultCache._key(path)
+            )
         except (
             Exception
-        ):  # a corrupted, foreign or unsafe entry is recomputed, not trusted
+        ) as exc:  # corrupted, foreign, copied or unsafe: recomputed, not trusted
+            warnings.warn(
+                f"the stored result {path} did not verify and is recomputed: "
+                f"{type(exc).__name__}: {' '.join(str(exc).split())}",
+                CacheReadWarning,
+                stacklevel=3,
+            )
             return None
 
     @staticmethod
@@ -317,7 +338,7 @@ class ResultCache:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
             with os.fdopen(fd, "wb") as f:
-                safe_store.save(value, f)
+                safe_store.save(value, f, key=ResultCache._key(path))
             os.replace(tmp, path)
         except (OSError, safe_store.Unstorable, RuntimeError) as exc:
             if tmp is not None:

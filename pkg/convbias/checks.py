@@ -74,7 +74,8 @@ class Check:
 
     @property
     def passed(self) -> bool:
-        if not math.isfinite(self.value):
+        bounds = self.bound if isinstance(self.bound, tuple) else (self.bound,)
+        if not math.isfinite(self.value) or any(math.isnan(b) for b in bounds):
             return False
         if self.op == ">=":
             return self.value >= self.bound
@@ -161,13 +162,53 @@ def between(
 
 
 def holds(name: str, condition: bool, claim: str = "") -> Check:
-    """A yes/no check (value 1 when ``condition`` holds, else 0)."""
-    return Check(name, 1.0 if condition else 0.0, ">=", 1.0, claim)
+    """A yes/no check (value 1 when ``condition`` holds, else 0).
+
+    A NaN (a float, a NumPy or torch scalar) is not a truth: it fails, although
+    ``bool(nan)`` is True.
+    """
+    return Check(name, 1.0 if _truth(condition) else 0.0, ">=", 1.0, claim)
+
+
+def _truth(condition: Any) -> bool:
+    try:
+        number = float(condition)
+    except (TypeError, ValueError):
+        return bool(condition)
+    return not math.isnan(number) and bool(condition)
 
 
 def failed(checks: Sequence[Check]) -> list[str]:
     """Names of the checks that did not hold."""
     return [c.name for c in checks if not c.passed]
+
+
+def verdict(checks: Sequence[Check | dict[str, Any]]) -> bool:
+    """True when there is at least one check and every one passed: computed, never assumed.
+
+    Takes :class:`Check` objects or their records (``Check.to_dict``); an empty list is
+    not a pass (nothing was shown).
+    """
+    checks = list(checks)
+    return bool(checks) and all(
+        (c["passed"] if isinstance(c, dict) else c.passed) is True for c in checks
+    )
+
+
+def summary_line(checks: Sequence[Check | dict[str, Any]]) -> str:
+    """``"all 5 checks passed"``, ``"2 of 5 checks FAILED: a, b"`` or ``"no checks ran"``."""
+    checks = list(checks)
+    names = [c["name"] if isinstance(c, dict) else c.name for c in checks]
+    bad = [
+        n
+        for n, c in zip(names, checks)
+        if (c["passed"] if isinstance(c, dict) else c.passed) is not True
+    ]
+    if not checks:
+        return "no checks ran"
+    if not bad:
+        return f"all {len(checks)} checks passed"
+    return f"{len(bad)} of {len(checks)} checks FAILED: {', '.join(bad)}"
 
 
 def judged() -> bool:

@@ -259,13 +259,40 @@ def default_cache_dir() -> Path:
     return Path(pooch.os_cache("convbias"))
 
 
+RESULTS_ENV = "CONVBIAS_RESULTS"
+
+
+def _folder(value: str) -> Path:
+    """A folder variable's value: ``~`` expanded (also when it came quoted), made absolute against the cwd."""
+    return Path(os.path.abspath(os.path.expanduser(value.strip())))
+
+
 def user_cache_dir() -> Path:
     """``$CONVBIAS_CACHE``, else :func:`default_cache_dir`: downloads go there, results under ``results/``.
 
     Not created or checked here (``convbias.data.download.cache_dir`` does that for downloads).
     """
-    configured = os.environ.get(CACHE_ENV)
-    return Path(configured).expanduser() if configured else default_cache_dir()
+    configured = os.environ.get(CACHE_ENV, "").strip()
+    return _folder(configured) if configured else default_cache_dir()
+
+
+def results_root() -> Path:
+    """The results cache's folder: ``$CONVBIAS_RESULTS`` (``~`` expanded, absolute), else ``<cache>/results``."""
+    configured = os.environ.get(RESULTS_ENV, "").strip()
+    return _folder(configured) if configured else user_cache_dir() / "results"
+
+
+def absolute_folder_variables() -> dict[str, str]:
+    """``CONVBIAS_CACHE`` and ``CONVBIAS_RESULTS`` as set, resolved against this process's cwd.
+
+    Given to a process that runs elsewhere (a chapter's kernel runs in ``book/``), so a
+    relative folder means the same folder there as here.
+    """
+    return {
+        key: str(_folder(os.environ[key]))
+        for key in (CACHE_ENV, RESULTS_ENV)
+        if os.environ.get(key, "").strip()
+    }
 
 
 class MissingExtra(ImportError):

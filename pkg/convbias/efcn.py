@@ -584,6 +584,11 @@ def _flat_modules(model: nn.Module, prefix: str = "") -> list[tuple[str, nn.Modu
                 f"module {name} ({type(child).__name__}) subclasses {base.__name__} but defines its own forward(), "
                 "which to_fcn cannot read: use the plain layer."
             )
+        if isinstance(child, nn.PReLU) and child.num_parameters != 1:
+            raise UnsupportedModule(
+                f"module {name} (PReLU with num_parameters={child.num_parameters}, one slope per channel) "
+                "is not elementwise on the eFCN's flat features: use nn.PReLU() with one shared slope."
+            )
         out.append((name, child))
     return out
 

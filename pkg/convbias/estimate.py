@@ -147,7 +147,7 @@ def smoke_cost(
     """
     path = out_dir / "cost.json"
     if not rerun and path.exists():
-        cost = json.loads(path.read_text())
+        cost = _read_cost(path)
         if cost.get("profile") == profile:
             return cost
     env = {**os.environ, "CONVBIAS_PROFILE": profile}
@@ -172,8 +172,29 @@ def smoke_cost(
         else None,
     )
     if not path.exists():
-        raise RuntimeError(f"the smoke run of {notebook.stem} wrote no {path}")
-    return json.loads(path.read_text())
+        raise FileNotFoundError(
+            f"the smoke run of {notebook.stem} wrote no {path} (its own message is above)"
+        )
+    return _read_cost(path)
+
+
+#: what a smoke run's cost.json must hold for an estimate
+COST_KEYS = ("smoke", "chapter", "profile", "completed", "predicted", "host_seconds")
+
+
+def _read_cost(path: Path) -> dict:
+    """A smoke run's ``cost.json``; ``ValueError`` in one line for anything else (a real run's file, an old one)."""
+    try:
+        cost = json.loads(path.read_text())
+    except ValueError:
+        raise ValueError(f"{path} is not JSON: rerun with --rerun") from None
+    missing = [k for k in COST_KEYS if not isinstance(cost, dict) or k not in cost]
+    if missing or cost.get("smoke") is not True:
+        raise ValueError(
+            f"{path} is not a smoke run's cost.json (missing {', '.join(missing) or 'smoke: true'}): "
+            "rerun with --rerun"
+        )
+    return cost
 
 
 def budget(costs: list[dict]) -> dict:
@@ -192,9 +213,21 @@ def budget(costs: list[dict]) -> dict:
 
 
 def save_budget(costs: list[dict], path: Path | None = None) -> Path:
-    """Write :func:`budget` to the package's ``budget.json`` (or ``path``)."""
+    """Write :func:`budget` to the package's ``budget.json`` (or ``path``).
+
+    Refused (``ValueError``, nothing written) when a smoke run did not finish: its numbers
+    stop at the cell that failed.
+    """
     from . import config
 
+    failed = [c["chapter"] for c in costs if c.get("completed") is not True]
+    if failed:
+        raise ValueError(
+            f"not saving the budget: the smoke run of {', '.join(failed)} did not finish, so its "
+            "time and memory are not the chapter's (fix it and rerun estimate --rerun)"
+        )
     path = path or Path(config.__file__).with_name(config.BUDGET_FILE)
-    path.write_text(json.dumps(budget(costs), indent=2) + "\n")
+    from .runner import write_text_atomic
+
+    write_text_atomic(path, json.dumps(budget(costs), indent=2) + "\n")
     return path

@@ -11,10 +11,15 @@ driver's cache folder, so with a folder every worker can reach
 (``CONVBIAS_RESULTS`` on a shared file system) an interrupted grid resumes from
 whatever any worker finished. What an executor runs must be picklable: a process
 pool needs ``make_model`` to be a module-level function or a
-``functools.partial`` (Dask's cloudpickle also takes lambdas). Use processes, not
-threads, to run items side by side: members are initialised under
-``torch.manual_seed``, and threads share torch's global random generator. A process
-pool must start its workers by ``spawn`` or ``forkserver``
+``functools.partial`` (Dask's cloudpickle also takes lambdas).
+
+Threads share torch's global random generator, under which each item seeds and
+initialises its members: two items running at once in one process would draw from
+each other's stream and give results that differ from the serial run (and store
+them). So items in one process run one at a time (:data:`ITEM_LOCK`): a
+``ThreadPoolExecutor``, or a Dask worker with several threads, gives exactly the serial
+result but no speed-up. Use processes to run items side by side. A process pool must
+start its workers by ``spawn`` or ``forkserver``
 (``ProcessPoolExecutor(mp_context=multiprocessing.get_context("spawn"))``): one that
 forks (the default on Linux before Python 3.14) copies a process whose torch threads are
 running, and its workers hang, so :func:`submit` refuses it in one line.
@@ -25,10 +30,14 @@ Used by chapters 1, 2 and 4 (their sweeps).
 from __future__ import annotations
 
 import multiprocessing
+import threading
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Any, Callable, Mapping
 
 from .cache import ResultCache, resumable
+
+#: held while an item runs: items in one process (threads of an executor) never overlap
+ITEM_LOCK = threading.RLock()
 
 
 def submit(
@@ -60,8 +69,12 @@ def _cached(
     root: str,
     active: bool,
 ) -> Any:
-    """:func:`convbias.cache.resumable` in the process that runs the item, on the driver's store."""
-    return resumable(name, config, compute, store=ResultCache(root, active=active))
+    """:func:`convbias.cache.resumable` in the process that runs the item, on the driver's store.
+
+    Under :data:`ITEM_LOCK`: an item's random draws are its own even on a thread pool.
+    """
+    with ITEM_LOCK:
+        return resumable(name, config, compute, store=ResultCache(root, active=active))
 
 
 def refuse_forking_pool(executor: Executor | None) -> None:

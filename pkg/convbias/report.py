@@ -124,8 +124,18 @@ def row(quantity: str, paper: Any = "", build: Any = "", note: str = "") -> dict
 
 
 def glue_checks_passed(chapter: str) -> str:
-    """Glue ``<chapter>_checks``; call it after the chapter's last assertion, so it exists only if all passed."""
-    return glue_markdown(f"{chapter}_checks", "all passed")
+    """Glue ``<chapter>_checks``, the verdict of the chapter's checks, computed from them.
+
+    ``"all passed"`` only when checks were recorded for ``chapter``
+    (:data:`convbias.checks.RECORDED`, the latest of each name) and every one passed;
+    else the failed ones (``CONVBIAS_CHECKS=report`` runs on past a failure) or
+    ``"no checks ran"``. Called after the chapter's last check.
+    """
+    from .checks import RECORDED, summary_line, verdict
+
+    latest = list({c.name: c for c in RECORDED.get(chapter, [])}.values())
+    text = "all passed" if verdict(latest) else summary_line(latest)
+    return glue_markdown(f"{chapter}_checks", text)
 
 
 def comparison_table(

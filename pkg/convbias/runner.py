@@ -10,8 +10,15 @@ to its output folder:
 - ``<chapter>.ipynb``: the executed notebook, outputs included;
 - ``results.json``: the glued values, the chapter's checks (from the check cells'
   outputs, ``convbias.checks.from_outputs``), each code cell's wall time and
-  whether the run passed. It is written last, atomically: a run that failed says
-  ``"checks_passed": false`` and a run that was killed leaves none.
+  the verdict, computed from them: ``"checks_passed"`` is true only when every cell
+  ran (``"completed"``), at least one check was shown and none failed, also under
+  ``CONVBIAS_CHECKS=report`` (``"checks_judged": false``), which shows failed checks
+  without stopping the run. ``"smoke"`` marks a smoke run. It is written last: a run
+  that failed says ``"checks_passed": false`` and a run that was killed leaves none.
+
+Every file is written atomically (a temporary name, then a rename: a full disk never
+leaves a truncated file under its name), and an output folder that cannot be written
+is refused before the kernel starts (:func:`check_writable`).
 
 Before it starts, a run deletes the files a previous run wrote there (and only
 those, :func:`clear_run_folder`). :func:`run_chapter` adds the chapter-level
@@ -24,6 +31,7 @@ Used by the book's tooling (``python -m convbias run``, the tests), not by a cha
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -41,21 +49,46 @@ FIGURE_NAME = re.compile(r"fig-\d{2,}-\d+\.png")
 KEY_ENV = ("CONVBIAS_SEED", "CONVBIAS_SMOKE", "CONVBIAS_CHECKS")
 
 
+# ----------------------------------------------------------------------------- before a run
+def check_environment() -> None:
+    """Read every ``CONVBIAS_*`` variable a run depends on; a bad one raises ``ValueError`` in one line.
+
+    Called before a kernel starts, so a mistake such as ``CONVBIAS_SEED=x`` is one line
+    from the command line, not a traceback from inside the kernel.
+    """
+    from . import cache, checks, config
+
+    config.profile()
+    config.base_seed()
+    config.smoke()
+    config.smoke_steps()
+    checks.judged()
+    cache.enabled()
+
+
 # ----------------------------------------------------------------------------- output folder
 def run_files(out_dir: Path, stem: str) -> list[Path]:
     """The files in ``out_dir`` that a run of chapter ``stem`` writes (and nothing else)."""
     if not out_dir.is_dir():
         return []
-    own = {"results.json", "profile.txt", f"{stem}.ipynb"}
     return sorted(
         p
         for p in out_dir.iterdir()
         if p.is_file()
-        and (
-            p.name in own
-            or FIGURE_NAME.fullmatch(p.name)
-            or p.name.startswith(".results.json.")
-        )
+        and (is_run_file(p.name, stem) or TMP_NAME.fullmatch(p.name) is not None)
+    )
+
+
+#: an interrupted atomic write of one of the run's files (:func:`write_bytes_atomic`)
+TMP_NAME = re.compile(
+    r"\.(results\.json|profile\.txt|fig-\d{2,}-\d+\.png|[\w-]+\.ipynb)\..+\.tmp"
+)
+
+
+def is_run_file(name: str, stem: str) -> bool:
+    """True for a file name a run of chapter ``stem`` writes (plain names only: no folder, no ``..``)."""
+    return name in {"results.json", "profile.txt", f"{stem}.ipynb"} or bool(
+        FIGURE_NAME.fullmatch(name)
     )
 
 
@@ -67,12 +100,38 @@ def clear_run_folder(out_dir: Path, stem: str) -> list[Path]:
     return removed
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write ``data`` as JSON to a temporary file beside ``path`` and rename it into place."""
+class OutputFolderError(OSError):
+    """The output folder cannot be written: said before a run starts, so no work is lost."""
+
+
+def check_writable(out_dir: Path) -> Path:
+    """Create ``out_dir`` and write a probe file in it; raise :class:`OutputFolderError` in one line if that fails.
+
+    Called before a run starts, so a read-only or unusable ``--out`` costs nothing.
+    """
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir, prefix=".convbias-probe-"):
+            pass
+    except OSError as exc:
+        raise OutputFolderError(
+            f"cannot write to the output folder {out_dir} ({exc.strerror or exc}): "
+            "nothing was run; choose another folder with --out"
+        ) from None
+    return out_dir
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path`` and rename it into place.
+
+    A full disk or an interrupted write never leaves a truncated file under ``path``'s name.
+    """
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # as an ordinary file (mkstemp makes it private)
@@ -80,6 +139,16 @@ def write_json_atomic(path: Path, data: dict) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """:func:`write_bytes_atomic` of ``text`` in UTF-8."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write ``data`` as JSON to a temporary file beside ``path`` and rename it into place."""
+    write_text_atomic(path, json.dumps(data, indent=2))
 
 
 def jsonable(value: Any) -> Any:
@@ -152,7 +221,9 @@ class KernelRecorder:
                 continue
             self.count += 1
             name = f"fig-{self.cell:02d}-{self.count}.png"
-            figure.savefig(self.out_dir / name, bbox_inches="tight")
+            buffer = io.BytesIO()
+            figure.savefig(buffer, format="png", bbox_inches="tight")
+            write_bytes_atomic(self.out_dir / name, buffer.getvalue())
             figure._convbias_saved = True
             self.figures.append(name)
 
@@ -219,8 +290,11 @@ def kernel_environment() -> dict[str, str]:
     ``PYTHONPATH`` is made absolute and starts with the folder this package was
     imported from, so the kernel runs this very code; ``MPLBACKEND`` is the inline
     backend, so the executed notebook holds its figures; ``CONVBIAS_STATIC=1``
-    (unless set otherwise), so no progress bar or live widget is saved in it.
+    (unless set otherwise), so no progress bar or live widget is saved in it; the
+    folder variables (``CONVBIAS_RESULTS``, ``CONVBIAS_CACHE``) are made absolute against
+    this process's working folder, since the kernel runs in the notebook's.
     """
+    from .config import absolute_folder_variables
     from .live import STATIC_VAR
 
     here = str(Path(__file__).resolve().parents[1])
@@ -232,6 +306,8 @@ def kernel_environment() -> dict[str, str]:
     return {
         STATIC_VAR: "1",
         **os.environ,
+        # the kernel runs in the notebook's folder: folders are resolved here, once
+        **absolute_folder_variables(),
         "MPLBACKEND": INLINE_BACKEND,
         "PYTHONPATH": os.pathsep.join(dict.fromkeys([here, *paths])),
     }
@@ -288,11 +364,12 @@ def run_headless(
     from nbclient.exceptions import CellExecutionError, DeadKernelError
     from traitlets.config import Config
 
-    from .checks import from_outputs, judged
+    from .checks import from_outputs, judged, verdict
+    from .config import smoke
 
+    check_environment()  # a bad CONVBIAS_* variable is one line here, not a kernel traceback
     notebook = Path(notebook).resolve()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = check_writable(Path(out_dir))
     clear_run_folder(out_dir, notebook.stem)
     nb = nbformat.read(notebook, as_version=4)
     cells = _code_cells(nb)
@@ -310,11 +387,7 @@ def run_headless(
         config=config,
         resources={"metadata": {"path": str(notebook.parent)}},
     )
-    summary: dict[str, Any] = {
-        "notebook": notebook.name,
-        "checks_passed": True,
-        "failed_cell": None,
-    }
+    summary: dict[str, Any] = {"notebook": notebook.name, "failed_cell": None}
     cell_seconds: list[float] = []
     dead = False
     start = time.perf_counter()
@@ -336,20 +409,12 @@ def run_headless(
             except (
                 CellExecutionError
             ) as exc:  # record and stop: later cells depend on this one
-                summary.update(
-                    checks_passed=False,
-                    failed_cell=number,
-                    error=f"{exc.ename}: {exc.evalue}",
-                )
+                summary.update(failed_cell=number, error=f"{exc.ename}: {exc.evalue}")
                 break
             except (
                 DeadKernelError
             ) as exc:  # out of memory, os._exit, a crash in native code
-                summary.update(
-                    checks_passed=False,
-                    failed_cell=number,
-                    error=f"the kernel died: {exc}",
-                )
+                summary.update(failed_cell=number, error=f"the kernel died: {exc}")
                 dead = True
                 break
             finally:
@@ -379,13 +444,18 @@ def run_headless(
         check for i in cells for check in from_outputs(nb.cells[i].get("outputs", []))
     ]
     failed = [c["name"] for c in checks if not c["passed"]]
-    if failed and judged():
-        summary["checks_passed"] = False
+    completed = summary["failed_cell"] is None
     strip_widgets(nb)
-    nbformat.write(nb, out_dir / f"{notebook.stem}.ipynb")
+    write_text_atomic(out_dir / f"{notebook.stem}.ipynb", nbformat.writes(nb))
     from .config import base_seed
 
     summary.update(
+        # the verdict, from the checks shown: every cell ran, at least one check, none failed
+        # (with CONVBIAS_CHECKS=report a failed check does not stop the run, but it is no pass)
+        checks_passed=completed and verdict(checks),
+        completed=completed,
+        checks_judged=judged(),
+        smoke=smoke(),
         seed=base_seed(),
         seconds=round(time.perf_counter() - start, 1),
         cell_seconds=cell_seconds,
@@ -435,10 +505,9 @@ def data_source() -> list[str]:
         root = Path(cache_dir()).resolve()
     except Exception:  # no data cache folder to be had: nothing downloaded
         return []
-    skip = {
-        root / "results",
-        Path(os.environ.get("CONVBIAS_RESULTS") or root / "results").resolve(),
-    }
+    from .config import results_root
+
+    skip = {root / "results", results_root().resolve()}
     found = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if Path(folder, d) not in skip)
@@ -468,30 +537,79 @@ def run_chapter(
                 **run_headless(notebook, out_dir, progress=progress),
                 "cached": False,
             }
+    check_environment()
     cache = ResultCache()  # on unless switched off by the environment
-    name = f"chapter-{Path(notebook).stem}"
+    stem = Path(notebook).stem
+    name = f"chapter-{stem}"
     config = chapter_key(notebook)
-    stored = cache.load(name, config)
+    stored = _restorable(cache.load(name, config), stem)
     if stored is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        clear_run_folder(out_dir, Path(notebook).stem)
+        check_writable(out_dir)
+        clear_run_folder(out_dir, stem)
         for file, data in stored["files"].items():
             if file != "results.json":
-                (out_dir / file).write_bytes(data)
-        (out_dir / "results.json").write_bytes(
-            stored["files"]["results.json"]
+                write_bytes_atomic(out_dir / file, data)
+        write_bytes_atomic(
+            out_dir / "results.json", stored["files"]["results.json"]
         )  # last, as in a run
         return {**stored["summary"], "cached": True}
     summary = run_headless(notebook, out_dir, progress=progress)
     if (
-        summary["checks_passed"] and not summary["checks_failed"]
-    ):  # a reported failure is never restored as a pass
+        summary["completed"]
+        and not summary["checks_failed"]
+        and not summary.get("smoke")
+    ):  # a reported failure or a smoke run is never restored as a pass
         files = {
             f: (out_dir / f).read_bytes()
             for f in [*summary["figures"], summary["executed"], "results.json"]
         }
         cache.save(name, config, {"summary": summary, "files": files})
     return {**summary, "cached": False}
+
+
+def _restorable(stored: Any, stem: str) -> dict | None:
+    """``stored`` if it is a chapter entry whose files can only land in the output folder, else None.
+
+    Nothing a cache entry says chooses a path: every file name must be one a run of
+    ``stem`` writes (:func:`is_run_file`: no folder, no ``..``, no absolute path), and the
+    summary must be a completed, non-smoke run with no failed check. Anything else is
+    recomputed, after a :class:`convbias.cache.CacheReadWarning`.
+    """
+    import warnings
+
+    from .cache import CacheReadWarning
+
+    if stored is None:
+        return None
+    files = stored.get("files") if isinstance(stored, dict) else None
+    summary = stored.get("summary") if isinstance(stored, dict) else None
+    problem = None
+    if not isinstance(files, dict) or not isinstance(summary, dict):
+        problem = "it is not a chapter's results"
+    elif "results.json" not in files:
+        problem = "it has no results.json"
+    else:
+        bad = [f for f in files if not (isinstance(f, str) and is_run_file(f, stem))]
+        if bad:
+            problem = (
+                f"it names files outside the output folder's own names: {bad[:3]!r}"
+            )
+        elif not all(isinstance(v, bytes) for v in files.values()):
+            problem = "its files are not bytes"
+        elif (
+            not summary.get("completed")
+            or summary.get("checks_failed")
+            or summary.get("smoke")
+        ):
+            problem = "it is not a completed run with every check passed"
+    if problem:
+        warnings.warn(
+            f"the stored results of {stem} were not restored ({problem}): recomputing",
+            CacheReadWarning,
+            stacklevel=3,
+        )
+        return None
+    return stored
 
 
 def run_profiled(
@@ -528,7 +646,7 @@ def run_profiled(
     )
     lines = [f"{summary['run_info']}; {summary['seconds']} s", "code cell   seconds"]
     lines += [f"{i + 1:>9}  {summary['cell_seconds'][i]:>8.2f}" for i in order]
-    (out_dir / "profile.txt").write_text(
-        "\n".join(lines + ["", summary.pop("profile")]) + "\n"
+    write_text_atomic(
+        out_dir / "profile.txt", "\n".join(lines + ["", summary.pop("profile")]) + "\n"
     )
     return {**summary, "cached": False, "profile": str(out_dir / "profile.txt")}

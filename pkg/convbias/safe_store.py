@@ -11,8 +11,17 @@ qualified name and checked before use:
 * ``torch.nn.Module`` subclasses defined in ``torch.nn`` or in ``convbias``,
 
 and rebuilds them as pickle does (``object.__new__`` and the stored attributes),
-without calling any constructor. Anything else (a function, a lambda, an object of
-another class) cannot be stored: :func:`encode` raises :class:`Unstorable`.
+without calling any constructor. A class is found only under its own name: the
+object an attribute path leads to must have exactly that module and qualified name
+(so ``convbias.cache:json.JSONDecoder`` is refused). Anything else (a function, a
+lambda, an object of another class) cannot be stored: :func:`encode` raises
+:class:`Unstorable`.
+
+Every file is verified on load: it starts with the format's name and a SHA-256 of
+the rest, and the rest holds the key it was stored under (the caller's, checked by
+:func:`load`), a SHA-256 of the tree and one of each tensor (dtype, shape, bytes).
+A file that does not verify in every respect raises :class:`CorruptFile`: a flipped
+byte, a truncation, a file copied to another key's name.
 
 Used by the book's results cache (:mod:`convbias.cache`), not by a chapter's code.
 """
@@ -20,8 +29,11 @@ Used by the book's results cache (:mod:`convbias.cache`), not by a chapter's cod
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
+import io
 import json
+import struct
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -29,7 +41,9 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
-FORMAT = "convbias-results/1"
+FORMAT = "convbias-results/2"
+#: a file's first line: the format's name (then the SHA-256 of the rest, then the rest)
+MAGIC = FORMAT.encode() + b"\n"
 ALLOWED_PACKAGES = ("convbias", "torch.nn")
 
 
@@ -39,6 +53,10 @@ class Unstorable(TypeError):
 
 class UnsafeFile(ValueError):
     """A stored file names a class outside the allowed ones, or is not in this format."""
+
+
+class CorruptFile(UnsafeFile):
+    """A stored file does not verify: its checksums, its key or its structure."""
 
 
 def _qualname(cls: type) -> str:
@@ -70,6 +88,8 @@ class _Encoder:
         if isinstance(v, int) and type(v) is int:
             return v
         if isinstance(v, float) and type(v) is float:
+            if v != v:  # a NaN keeps its sign and payload bits (JSON has one NaN)
+                return {"t": "nan", "v": struct.pack("<d", v).hex()}
             return v
         if (
             isinstance(v, (torch.Tensor, torch.nn.Module))
@@ -90,7 +110,8 @@ class _Encoder:
                 )
             return {
                 "t": "ndarray",
-                "k": self.tensor(torch.from_numpy(np.ascontiguousarray(v))),
+                # not np.ascontiguousarray, which makes a 0-d array 1-d
+                "k": self.tensor(torch.from_numpy(np.array(v, order="C", copy=True))),
             }
         if isinstance(v, np.generic):
             if v.dtype.kind not in "biufc":
@@ -184,6 +205,10 @@ def _lookup(name: str, kind: str) -> type:
         obj = getattr(obj, part)
     if not isinstance(obj, type):
         raise UnsafeFile(f"{name} is not a class: refused")
+    if _qualname(obj) != name or not _allowed_module(obj.__module__):
+        raise UnsafeFile(
+            f"{name} leads to class {_qualname(obj)}, not one of that name: refused"
+        )
     if kind == "module" and not issubclass(obj, torch.nn.Module):
         raise UnsafeFile(f"{name} is not an nn.Module: refused")
     if kind == "dataclass" and (
@@ -214,6 +239,8 @@ class _Decoder:
             return self.tensors[n["k"]].cpu().numpy().copy()
         if t == "npscalar":
             return np.dtype(n["dtype"]).type(n["v"])
+        if t == "nan":
+            return struct.unpack("<d", bytes.fromhex(n["v"]))[0]
         if t == "complex":
             return complex(*n["v"])
         if t == "bytes":
@@ -263,15 +290,87 @@ def decode(tree: str, tensors: list[torch.Tensor]) -> Any:
     return _Decoder(tensors)(json.loads(tree))
 
 
-def save(value: Any, f: BinaryIO | str | Path) -> None:
-    """Write ``value`` in the safe format (``torch.save`` of a tree string and plain tensors)."""
+def tensor_digest(t: torch.Tensor) -> str:
+    """SHA-256 of a tensor's dtype, shape and bytes (on the CPU)."""
+    t = t.detach().cpu().contiguous()
+    h = hashlib.sha256(f"{t.dtype}{tuple(t.shape)}".encode())
+    if t.numel():  # an empty tensor's view may have stride 0, which .view() refuses
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _text_digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def save(value: Any, f: BinaryIO | str | Path, key: str = "") -> None:
+    """Write ``value`` in the safe format under ``key`` (the name it will be looked up by).
+
+    The file: :data:`MAGIC`, the SHA-256 of the payload, then the payload, a
+    ``torch.save`` of the tree string, the plain tensors, their digests and ``key``.
+    """
     tree, tensors = encode(value)
-    torch.save({"format": FORMAT, "tree": tree, "tensors": tensors}, f)
+    buffer = io.BytesIO()
+    torch.save(
+        {
+            "format": FORMAT,
+            "key": key,
+            "tree": tree,
+            "tree_sha256": _text_digest(tree),
+            "tensors": tensors,
+            "tensor_sha256": [tensor_digest(t) for t in tensors],
+        },
+        buffer,
+    )
+    payload = buffer.getvalue()
+    data = MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload
+    if isinstance(f, (str, Path)):
+        Path(f).write_bytes(data)
+    else:
+        f.write(data)
 
 
-def load(path: str | Path, map_location: Any = None) -> Any:
-    """Read a file written by :func:`save`; ``torch.load(weights_only=True)``: no code is run."""
-    raw = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-        raise UnsafeFile(f"{path} is not a {FORMAT} file")
-    return decode(raw["tree"], raw["tensors"])
+def load(path: str | Path, map_location: Any = None, key: str | None = None) -> Any:
+    """Read a file written by :func:`save` and verify it; ``torch.load(weights_only=True)``: no code is run.
+
+    ``key``: the key the caller looks the file up by; a file stored under another raises
+    :class:`CorruptFile`, as does any checksum or structure that does not verify.
+    """
+    data = Path(path).read_bytes()
+    head, digest, payload = (
+        data[: len(MAGIC)],
+        data[len(MAGIC) : len(MAGIC) + 65],
+        data[len(MAGIC) + 65 :],
+    )
+    if head != MAGIC:
+        raise CorruptFile(f"{path} is not a {FORMAT} file")
+    if digest != hashlib.sha256(payload).hexdigest().encode() + b"\n":
+        raise CorruptFile(f"{path}: its content does not match its checksum")
+    try:
+        raw = torch.load(
+            io.BytesIO(payload), map_location=map_location, weights_only=True
+        )
+    except Exception as exc:
+        raise CorruptFile(f"{path}: unreadable ({type(exc).__name__})") from None
+    fields = ("format", "key", "tree", "tree_sha256", "tensors", "tensor_sha256")
+    if not isinstance(raw, dict) or sorted(raw) != sorted(fields):
+        raise CorruptFile(f"{path}: not the fields of a {FORMAT} file")
+    if raw["format"] != FORMAT:
+        raise CorruptFile(f"{path} is not a {FORMAT} file")
+    if key is not None and raw["key"] != key:
+        raise CorruptFile(
+            f"{path} holds the result stored under key {raw['key']!r}, not {key!r}"
+        )
+    tree, tensors = raw["tree"], raw["tensors"]
+    if not isinstance(tree, str) or _text_digest(tree) != raw["tree_sha256"]:
+        raise CorruptFile(f"{path}: the result's structure does not match its checksum")
+    sums = raw["tensor_sha256"]
+    if (
+        not isinstance(tensors, list)
+        or not isinstance(sums, list)
+        or len(tensors) != len(sums)
+        or not all(isinstance(t, torch.Tensor) for t in tensors)
+        or any(tensor_digest(t) != d for t, d in zip(tensors, sums))
+    ):
+        raise CorruptFile(f"{path}: a stored tensor does not match its checksum")
+    return decode(tree, tensors)

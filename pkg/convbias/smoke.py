@@ -4,7 +4,11 @@
 chapter with the profile's data, models and sizes, but each loop of the package
 runs :func:`convbias.config.smoke_steps` steps (``CONVBIAS_SMOKE=1``); checks are
 shown, not judged (``CONVBIAS_CHECKS=report``), and the results cache is off (a
-smoke result must never stand in for a real one). Under a
+smoke result must never stand in for a real one). Its ``results.json`` and
+``cost.json`` say ``"smoke": true`` (:data:`MARKER`), its verdict is computed from its
+checks (a failed one is listed in ``checks_reported``, never a pass), it goes to
+``results/smoke/<chapter>`` by default and it never writes over a real run's
+``results.json`` (:func:`refuse_real_results`). Under a
 :class:`convbias.costs.CostMeter` it writes ``cost.json`` beside ``results.json``:
 the peak host memory of the process (``ru_maxrss``), the peak of live tensor
 memory, and each loop's cost measured and scaled to its full length, from which
@@ -15,6 +19,7 @@ Used by the book's tooling (``python -m convbias run --smoke``), not by a chapte
 
 from __future__ import annotations
 
+import io
 import json
 import resource
 import sys
@@ -28,6 +33,35 @@ import torch
 from . import config
 
 SMOKE_ENV = {config.SMOKE_VAR: "1", "CONVBIAS_CHECKS": "report"}
+#: the key that marks a smoke run's results.json and cost.json (``"smoke": true``)
+MARKER = "smoke"
+#: where ``run --smoke`` writes by default (``<folder>/<chapter>``), away from real results
+DEFAULT_FOLDER = Path("results") / "smoke"
+
+
+class RealResultsInTheWay(ValueError):
+    """A smoke run was pointed at a folder holding a real run's results."""
+
+
+def is_smoke(results: dict) -> bool:
+    """True when a ``results.json`` or ``cost.json`` content comes from a smoke run."""
+    return results.get(MARKER) is True
+
+
+def refuse_real_results(out_dir: Path) -> None:
+    """Raise :class:`RealResultsInTheWay` if ``out_dir`` holds a ``results.json`` that is not a smoke run's."""
+    path = Path(out_dir) / "results.json"
+    if not path.exists():
+        return
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        stored = {}
+    if not (isinstance(stored, dict) and is_smoke(stored)):
+        raise RealResultsInTheWay(
+            f"{out_dir} holds the results of a real run: a smoke run does not write over them "
+            f"(its default folder is {DEFAULT_FOLDER}/<chapter>; choose another --out)"
+        )
 
 
 def smoke_mode():
@@ -64,7 +98,10 @@ def meter_overhead(n: int = 2000) -> float:
 def run_smoke(notebook: Path, out_dir: Path, progress: bool = True) -> dict:
     """Run ``notebook`` headless in smoke mode under a cost meter; write and return ``cost.json``'s content."""
     from .costs import CostMeter
+    from .runner import check_writable, write_json_atomic
 
+    refuse_real_results(out_dir)
+    check_writable(out_dir)
     overhead = meter_overhead()
     baseline = host_peak_bytes()
     with smoke_mode():
@@ -77,6 +114,7 @@ def run_smoke(notebook: Path, out_dir: Path, progress: bool = True) -> dict:
         cost["cpu_seconds"] - cost["measured"]["seconds"] - ops * overhead, 0.0
     )
     cost.update(
+        smoke=True,
         chapter=notebook.stem,
         profile=config.profile(),
         smoke_steps=steps,
@@ -84,13 +122,13 @@ def run_smoke(notebook: Path, out_dir: Path, progress: bool = True) -> dict:
         completed=summary["failed_cell"] is None,
         failed_cell=summary["failed_cell"],
         error=summary.get("error"),
-        checks_reported=summary.get("checks_reported", []),
+        checks_reported=summary["checks_reported"],
+        checks_failed=summary["checks_failed"],
         meter_overhead_seconds=overhead,
         peak_host_bytes=host_peak_bytes(),
         baseline_host_bytes=baseline,
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "cost.json").write_text(json.dumps(cost, indent=2))
+    write_json_atomic(out_dir / "cost.json", cost)
     return cost
 
 
@@ -127,24 +165,23 @@ def run_in_process(notebook: Path, out_dir: Path, progress: bool = True) -> dict
     import matplotlib.pyplot as plt
     import nbformat
 
-    from . import notebooks, report
+    from . import checks, notebooks, report
     from .config import smoke
-    from .runner import jsonable
+    from .runner import check_writable, jsonable, write_bytes_atomic, write_json_atomic
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    refuse_real_results(out_dir)
+    check_writable(out_dir)
     _stub_widgets()
     nb = nbformat.read(notebook, as_version=4)
     namespace: dict[str, Any] = {"__name__": "__main__", "display": _display}
     plt.show = lambda *a, **k: None
     plt.close("all")  # figures open before this run are not the chapter's
     report.GLUED.clear()
+    checks.RECORDED.clear()  # the checks of this run only
     figures: list[str] = []
     cell_seconds: list[float] = []
-    summary: dict[str, Any] = {
-        "notebook": notebook.name,
-        "checks_passed": True,
-        "failed_cell": None,
-    }
+    reported: list[str] = []
+    summary: dict[str, Any] = {"notebook": notebook.name, "failed_cell": None}
     start = time.perf_counter()
     code_cells = [
         c
@@ -172,31 +209,44 @@ def run_in_process(notebook: Path, out_dir: Path, progress: bool = True) -> dict
                 and "check" in cell.metadata.get("tags", [])
                 and smoke()
             ):
-                summary.setdefault("checks_reported", []).append(
-                    f"cell {index + 1}: {exc}"
-                )
+                reported.append(f"cell {index + 1}: {exc}")
                 continue  # a smoke run reports a failed check and goes on
-            summary.update(
-                checks_passed=False,
-                failed_cell=index + 1,
-                error=f"{type(exc).__name__}: {exc}",
-            )
+            summary.update(failed_cell=index + 1, error=f"{type(exc).__name__}: {exc}")
             break
         finally:
             cell_seconds.append(round(time.perf_counter() - started, 2))
             for number in plt.get_fignums():
                 name = f"fig-{index + 1:02d}-{number}.png"
-                plt.figure(number).savefig(out_dir / name, bbox_inches="tight")
+                buffer = io.BytesIO()
+                plt.figure(number).savefig(buffer, format="png", bbox_inches="tight")
+                write_bytes_atomic(out_dir / name, buffer.getvalue())
                 figures.append(name)
             plt.close("all")
     from .config import run_info
 
+    shown = [c.to_dict() for found in checks.RECORDED.values() for c in found]
+    failed = [c["name"] for c in shown if not c["passed"]]
+    # a failed check shown by require() (reported, not raised) is reported too
+    reported += [
+        c.describe()
+        for found in checks.RECORDED.values()
+        for c in found
+        if not c.passed
+    ]
+    completed = summary["failed_cell"] is None
     summary.update(
+        smoke=smoke(),
+        checks_passed=completed and not reported and checks.verdict(shown),
+        completed=completed,
+        checks_judged=checks.judged(),
+        checks=shown,
+        checks_failed=failed,
+        checks_reported=reported,
         seconds=round(time.perf_counter() - start, 1),
         cell_seconds=cell_seconds,
         run_info=run_info(),
         figures=figures,
         values={k: jsonable(v) for k, v in report.GLUED.items()},
     )
-    (out_dir / "results.json").write_text(json.dumps(summary, indent=2))
+    write_json_atomic(out_dir / "results.json", summary)
     return summary

@@ -7,7 +7,9 @@ a failed check does not stop the chapter before its later checks are measured.
 For every check it reports how many seeds passed (``k/n``), the margin's minimum
 and median over seeds (:attr:`convbias.checks.Check.margin`: a factor above 1 or
 a distance above 0 passes) and the seeds that failed. A check a seed never reached
-(an earlier cell raised an error) counts as failed for that seed.
+(an earlier cell raised an error) counts as failed for that seed, and a run that did
+not finish (:func:`stopped_runs`) makes the command fail even when it reached no check.
+A seed list is at most :data:`MAX_SEEDS` long.
 
 Used by the book's tooling (``python -m convbias verify``), not by a chapter's code.
 """
@@ -19,10 +21,20 @@ import statistics
 from pathlib import Path
 from typing import Any, Sequence
 
+#: the most seeds one ``verify`` takes (each is a run of every chapter)
+MAX_SEEDS = 1000
+#: the largest seed ``verify`` takes
+MAX_SEED = 2**63 - 1
+
 
 def parse_seeds(text: str) -> list[int]:
-    """``"0-4"`` -> ``[0, 1, 2, 3, 4]``; ``"0,3,7"`` and ``"0-2,9"`` work too."""
+    """``"0-4"`` -> ``[0, 1, 2, 3, 4]``; ``"0,3,7"`` and ``"0-2,9"`` work too.
+
+    At most :data:`MAX_SEEDS` seeds, each at most :data:`MAX_SEED`: a longer list is a
+    ``ValueError`` (said at once, not after building it).
+    """
     seeds: list[int] = []
+    seen: set[int] = set()
     for part in text.replace(" ", "").split(","):
         if not part:
             continue
@@ -37,7 +49,16 @@ def parse_seeds(text: str) -> list[int]:
             raise ValueError(
                 f"seeds {text!r}: a range must go from a non-negative seed upwards, got {part!r}"
             )
-        seeds.extend(s for s in range(first, last + 1) if s not in seeds)
+        if last > MAX_SEED:
+            raise ValueError(f"seeds {text!r}: a seed is at most {MAX_SEED}")
+        if last - first + 1 > MAX_SEEDS - len(seeds):
+            raise ValueError(
+                f"seeds {text!r}: at most {MAX_SEEDS} seeds (each one runs every chapter named)"
+            )
+        for s in range(first, last + 1):
+            if s not in seen:
+                seen.add(s)
+                seeds.append(s)
     if not seeds:
         raise ValueError(f"seeds {text!r}: name at least one seed")
     return seeds
@@ -69,6 +90,17 @@ def run_seeds(
                 )
             runs.append({"chapter": nb.stem, "seed": seed, **summary})
     return runs
+
+
+def stopped_runs(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runs of a :func:`verify` payload that did not finish (a cell raised, the kernel died)."""
+    return [
+        r
+        for r in payload["runs"]
+        if r.get("failed_cell") is not None
+        or r.get("error")
+        or not r.get("completed", True)
+    ]
 
 
 def robustness(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -190,6 +222,8 @@ def verify(
                     "seconds",
                     "failed_cell",
                     "error",
+                    "completed",
+                    "checks_passed",
                     "cached",
                     "run_info",
                 )
@@ -198,9 +232,12 @@ def verify(
         ],
     }
     table = Path(table) if table is not None else out_dir / "robustness"
+    from .runner import write_text_atomic
+
     table.parent.mkdir(parents=True, exist_ok=True)
-    table.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
-    table.with_suffix(".md").write_text(
-        markdown(rows, seeds, payload["profile"], payload["runs"])
+    write_text_atomic(table.with_suffix(".json"), json.dumps(payload, indent=2) + "\n")
+    write_text_atomic(
+        table.with_suffix(".md"),
+        markdown(rows, seeds, payload["profile"], payload["runs"]),
     )
     return payload
