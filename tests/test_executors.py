@@ -193,3 +193,22 @@ def test_a_thread_pool_gives_exactly_the_serial_result(data, here, results_cache
         serial,
         sweep.run_sweep(make, data.X_train, data.y_train, cache="threads", **grid),
     )
+
+
+def test_a_dask_worker_with_several_threads_gives_the_serial_result(data):
+    distributed = pytest.importorskip(
+        "distributed",
+        reason="dask.distributed is not installed: pip install distributed",
+    )
+    grid = {**GRID, "batch_sizes": [4, 8, 16, 32]}
+    serial = sweep.run_sweep(make, data.X_train, data.y_train, **grid)
+    with (
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=4, processes=False, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        there = sweep.run_sweep(
+            make, data.X_train, data.y_train, executor=client.get_executor(), **grid
+        )
+    _same(serial, there)

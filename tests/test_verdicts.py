@@ -223,6 +223,15 @@ def test_cli_smoke_default_folder_and_refusal(tmp_path, monkeypatch, capsys):
     assert main(["run", "1", "--smoke", "--out", "results"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "holds the results of a real run" in err
+    monkeypatch.setenv(
+        "CONVBIAS_SMOKE", "1"
+    )  # a plain run in smoke mode goes there too
+    assert main(["run", "1", "--no-cache"]) == 0
+    saved = json.loads(
+        (root / "results" / "smoke" / "01_t" / "results.json").read_text()
+    )
+    assert saved["smoke"] is True
+    assert (root / "results" / "01_t" / "results.json").read_text() == "{}"
 
 
 def test_a_smoke_result_is_never_stored_or_restored_as_a_real_one(
