@@ -30,9 +30,10 @@ SKIP_MODULES = {"convbias.__main__"}
 HEADER = """\
 # API reference: `convbias`
 
-The package behind every chapter. Install it with `pip install -e .` from a checkout
-(or let the first cell of a chapter do it on Colab). Modules are imported on demand,
-so `import convbias` is fast.
+The package behind every chapter. Install it with `pip install -e ".[chapters]"` from a
+checkout (the library alone: `pip install -e .`; the extras are listed in the README), or
+let the first cell of a chapter do it on Colab. Modules are imported on demand, so
+`import convbias` is fast.
 
 Every function and class a chapter imports is documented on the pages below, under the
 module that defines it, with the other public names of that module; one page per group
