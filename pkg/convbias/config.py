@@ -4,17 +4,20 @@ One environment variable, ``CONVBIAS_PROFILE``, chooses the scale of every
 chapter: ``quick`` (a 2-core CPU in minutes), ``full`` (paper scale, for a GPU)
 or ``auto`` (the default: ``full`` when CUDA is available, ``quick`` otherwise).
 Another, ``CONVBIAS_SEED``, reruns every chapter from another base seed
-(:func:`base_seed`; ``python -m convbias run N --seed S`` sets it).
+(:func:`base_seed`; ``python -m convbias run N --seed S`` sets it). :func:`require_extra`
+imports what an optional extra of the package installs, or says in one line how to get it.
 
 Used by every chapter (through ``convbias.chapter.start_chapter`` and its profile tables).
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import random
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Iterator, TypeVar
 
 import numpy as np
@@ -334,3 +337,22 @@ def absolute_folder_variables() -> dict[str, str]:
         for key in (CACHE_ENV, RESULTS_ENV)
         if os.environ.get(key, "").strip()
     }
+
+
+class MissingExtra(ImportError):
+    """A package of one of convbias's extras is not installed; the message names the extra."""
+
+
+def require_extra(module: str, extra: str, purpose: str) -> ModuleType:
+    """Import ``module``, which the extra ``convbias[extra]`` installs, or raise :class:`MissingExtra`.
+
+    The base install carries what the library needs; ``convex`` (chapter 6's convex
+    programs), ``cli`` (the command line's headless runs) and ``chapters`` (everything the
+    chapters use in a notebook) add the rest.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingExtra(
+            f"{purpose} needs {module}, which is not installed: pip install 'convbias[{extra}]'"
+        ) from None

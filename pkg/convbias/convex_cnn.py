@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from .checks import Check, at_least, at_most, holds
-from .config import cap_steps, recording, step_starts
+from .config import cap_steps, recording, require_extra, step_starts
 
 
 # ----------------------------------------------------------------------------- data
@@ -196,8 +196,9 @@ def solve_convex(
     ``regularizer="group_l2"`` is the equivalent program, ``beta sum_i (||v_i|| + ||w_i||)``;
     ``"squared_l2"`` (``beta/2 sum ||v_i||^2 + ||w_i||^2``) is a deliberately wrong one, for tests.
     """
-    import cvxpy as cp
     import scipy.sparse as sp
+
+    cp = require_extra("cvxpy", "convex", "the convex program of a two-layer ReLU CNN")
 
     if beta < 0:
         raise ValueError(f"beta must be >= 0, got {beta}")

@@ -367,7 +367,7 @@ def fit_generator(
 
 
 # ----------------------------------------------------------------- a simple baseline: sparse DCT recovery
-def dct_matrix(n: int, device=None) -> Tensor:
+def dct_matrix(n: int, device: torch.device | str | None = None) -> Tensor:
     """The orthonormal DCT-II matrix ``D`` (``D @ x`` transforms a length-``n`` signal)."""
     i = torch.arange(n, dtype=torch.float64)
     D = torch.cos(torch.pi * (i[None, :] + 0.5) * i[:, None] / n) * (2.0 / n) ** 0.5

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .checks import Check, at_least, at_most
-from .config import cap_steps, recording, step_starts
+from .config import cap_steps, recording, require_extra, step_starts
 
 
 def dft_matrices(d: int) -> tuple[np.ndarray, np.ndarray]:
@@ -104,8 +104,7 @@ def solve_spectral_program(
     ``"l2_norm"`` (``lam ||h||_2``, the dense network's), or ``"spectral_l1_unitary_scale"``
     (``lam ||F_u h||_1``, a wrong DFT normalisation kept for tests).
     """
-    import cvxpy as cp
-
+    cp = require_extra("cvxpy", "convex", "the convex program of a linear CNN")
     n, d = problem.X.shape
     C, S = dft_matrices(d)
     h = cp.Variable(d)
