@@ -468,7 +468,8 @@ def energy_init_finding(n_energy: int, n_cn: int, total: int) -> str:
     counts = f"{n_energy} of {total} unnormalized nets with the energy-preserving init"
     if n_energy == 0:
         return (
-            f"{counts} escape the plateau (with CN: {n_cn} of {total}), although their gradients "
+            f"none of the {total} unnormalized nets with the energy-preserving init escapes the "
+            f"plateau (with CN: {n_cn} of {total}), although their gradients "
             "at initialization no longer vanish: in this setup vanishing gradients at "
             "initialization are not the whole explanation of why CN helps"
         )
