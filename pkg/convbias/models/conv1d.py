@@ -33,6 +33,7 @@ Tensor = torch.Tensor
 NORMS = ("channel", "bias", "none")
 ACTIVATIONS = ("linear", "relu")
 HEADS = ("sigmoid", "none")
+#: the initializations of :class:`DeepConv1d`: PyTorch's default, or it times :func:`energy_gain`
 INITS = ("default", "energy")
 
 
