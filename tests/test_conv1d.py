@@ -17,6 +17,7 @@ from convbias.gradients import (
     energy_init_finding,
     layer_gradient_norms,
     linear_net_gradient,
+    smaller_rate_finding,
 )
 from convbias.models.conv1d import (
     ChannelBias1d,
@@ -271,6 +272,12 @@ def test_energy_init_finding_is_worded_from_the_counts():
     assert "does what CN does" in energy_init_finding(9, 9, 12)
     with pytest.raises(ValueError, match="escape counts"):
         energy_init_finding(13, 9, 12)
+    none = smaller_rate_finding({0.01: 0, 0.003: 0}, 4, 5)
+    assert "0.01 / 0.003" in none and "in 0 / 0 of 4 draws" in none
+    assert "does not rescue" in none
+    assert "the step size matters" in smaller_rate_finding({0.01: 1, 0.003: 0}, 4, 5)
+    with pytest.raises(ValueError, match="escape count"):
+        smaller_rate_finding({0.01: 5}, 4, 5)
 
 
 def test_member_losses_and_shapes():

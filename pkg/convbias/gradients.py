@@ -483,3 +483,26 @@ def energy_init_finding(n_energy: int, n_cn: int, total: int) -> str:
         "that keeps the gradients from vanishing does what CN does, as the "
         "vanishing-gradient explanation predicts"
     )
+
+
+def smaller_rate_finding(escapes: dict[float, int], total: int, depth: int) -> str:
+    """What the energy-init nets of one ``depth`` do at smaller learning rates, worded from the counts.
+
+    ``escapes[lr]`` of ``total`` nets ended below :data:`ESCAPE_LOSS` when trained at ``lr``.
+    """
+    if not escapes or any(not 0 <= n <= total for n in escapes.values()):
+        raise ValueError(
+            f"give an escape count in [0, {total}] for each learning rate, got {escapes!r}"
+        )
+    rates = " / ".join(f"{lr:g}" for lr in escapes)
+    counts = " / ".join(str(n) for n in escapes.values())
+    said = (
+        f"at learning rates {rates} the same depth-{depth} nets end below "
+        f"{ESCAPE_LOSS:g} in {counts} of {total} draws"
+    )
+    if sum(escapes.values()) == 0:
+        return said + ": a smaller step does not rescue them either"
+    return (
+        said + ": with a smaller step some of them escape, so the step size matters "
+        "too, not only the gradient at initialization"
+    )
