@@ -1,9 +1,10 @@
 """Operations on the book's notebooks: the Colab set-up cell, student versions, headless runs.
 
 - :func:`sync_colab_cells` puts the same first code cell in every chapter: on Colab
-  only, it installs the book's tagged release (the repository named in
-  ``_config.yml`` at the tag ``v<convbias.__version__>``), leaving Colab's own torch
-  alone, and offers in one line to keep the results cache on Google Drive.
+  only, it installs the package with the chapters' extra from the repository named in
+  ``_config.yml`` (:func:`install_ref`: the tag ``v<convbias.__version__>`` of a release,
+  ``main`` for a development version), leaving Colab's own torch and Jupyter alone,
+  stops in one line if that fails, and offers to keep the results cache on Google Drive.
 - :func:`student_version` removes the hidden solutions (``{solution}`` blocks) and
   all outputs; ``student_edition`` writes every chapter for handing to students as its
   Colab copy without solutions, never into the book's own folders nor over existing
@@ -86,26 +87,65 @@ def repository_url(root: Path) -> str:
 DRIVE_RESULTS = "/content/drive/MyDrive/convbias-results"
 
 
-def release_spec(repo_url: str, version: str | None = None) -> str:
-    """What pip installs for the book's tagged release: ``git+<repository>@v<version>``."""
+def install_ref(version: str | None = None) -> str:
+    """The git reference the Colab cell installs: ``v<version>`` for a release, ``main`` before it.
+
+    A development version (``X.Y.Z.devN``, PEP 440) has no tag yet, so its notebooks
+    install the repository's ``main``, which is what the Colab button opens; a release
+    version is tagged ``v<version>`` by the release recipe (README) before it is published.
+    """
     if version is None:
         from . import __version__ as version
-    return f"git+{repo_url.rstrip('/')}@v{version}"
+    return "main" if ".dev" in version else f"v{version}"
+
+
+def release_spec(repo_url: str, version: str | None = None) -> str:
+    """What the Colab cell's pip installs: the package with the chapters' extra, from git."""
+    return f"convbias[chapters] @ git+{repo_url.rstrip('/')}@{install_ref(version)}"
 
 
 def colab_cell_source(repo_url: str, version: str | None = None) -> str:
-    """Source of the set-up cell: a no-op except on Colab, where it installs the tagged release.
+    """Source of the set-up cell: a no-op except on Colab, where it installs the package.
 
-    ``%pip`` installs into the running kernel; one line switches the results cache to
-    Google Drive, so that a disconnected runtime resumes where it stopped.
+    It installs :func:`release_spec` with pip in a subprocess, leaving what Colab already
+    has alone (its torch, IPython, ipykernel, ipywidgets and traitlets satisfy the
+    package's floors), and stops the notebook with a one-line error when the install
+    fails or installs another version than the notebook's (``VERSION``). One line
+    switches the results cache to Google Drive, so that a disconnected runtime resumes
+    where it stopped.
     """
+    if version is None:
+        from . import __version__ as version
     return (
-        "# On Google Colab only: install this book's release (Colab's own torch is kept).\n"
+        "# On Google Colab only: install the book's package and what the chapters use\n"
+        "# (Colab's torch and Jupyter stay as they are); a failed install stops here.\n"
         "import sys\n"
         "\n"
         'if "google.colab" in sys.modules:\n'
-        f'    RELEASE = "{release_spec(repo_url, version)}"\n'
-        "    %pip install -q {RELEASE}\n"
+        "    import subprocess\n"
+        "    from importlib.metadata import version\n"
+        "\n"
+        "    class SetupError(Exception):\n"
+        "        def _render_traceback_(self):  # one line, no traceback\n"
+        '            return [f"SetupError: {self}"]\n'
+        "\n"
+        f'    VERSION = "{version}"  # the package version of this notebook\n'
+        f'    REPOSITORY = "{repo_url.rstrip("/")}"\n'
+        f'    PACKAGE = f"convbias[chapters] @ git+{{REPOSITORY}}@{install_ref(version)}"\n'
+        "    pip = subprocess.run(\n"
+        '        [sys.executable, "-m", "pip", "install", "-q", PACKAGE],\n'
+        "        capture_output=True,\n"
+        "        text=True,\n"
+        "    )\n"
+        "    if pip.returncode != 0:\n"
+        '        errors = [l for l in pip.stderr.splitlines() if "error" in l.lower()]\n'
+        "        why = errors[0].strip() if errors else pip.stderr.strip()[-300:]\n"
+        '        raise SetupError(f"pip install {PACKAGE!r} failed: {why}")\n'
+        '    if version("convbias") != VERSION:\n'
+        "        raise SetupError(\n"
+        '            f"this notebook is for convbias {VERSION}, pip installed "\n'
+        "            f\"{version('convbias')}: open the chapter again from the book\"\n"
+        "        )\n"
         "    KEEP_RESULTS_ON_DRIVE = False  # True: results on Google Drive survive a disconnect\n"
         "    if KEEP_RESULTS_ON_DRIVE:\n"
         "        import os\n"
@@ -304,7 +344,7 @@ def cite_authors(entry: dict[str, str]) -> str:
 
 
 def reference_line(entry: dict[str, str]) -> str:
-    """One entry of a chapter's reference list: authors (year). Title. Venue."""
+    """One entry of a chapter's reference list: authors (year). Title. Venue. A link to it."""
     people = []
     for person in entry.get("author", "").split(" and "):
         if person.strip() == "others":
@@ -316,37 +356,72 @@ def reference_line(entry: dict[str, str]) -> str:
     venue = (
         entry.get("booktitle") or entry.get("journal") or entry.get("publisher") or ""
     )
-    return f"{authors} ({entry.get('year', 'n.d.')}). {entry.get('title', '')}." + (
-        f" *{venue}*." if venue else ""
+    if entry.get("eprint"):
+        link = f" [arXiv:{entry['eprint']}](https://arxiv.org/abs/{entry['eprint']})"
+    elif entry.get("doi"):
+        link = f" [doi:{entry['doi']}](https://doi.org/{entry['doi']})"
+    elif entry.get("url"):
+        link = f" <{entry['url']}>"
+    else:
+        link = ""
+    return (
+        f"{authors} ({entry.get('year', 'n.d.')}). {entry.get('title', '')}."
+        + (f" *{venue}*." if venue else "")
+        + link
     )
+
+
+def numbered_chapters(root: Path) -> dict[str, int]:
+    """Page stem -> chapter number, for the pages of ``_toc.yml``'s ``numbered`` parts.
+
+    As Sphinx numbers them: 1, 2, ... in book order, continuing from one numbered part
+    to the next (jupyter-book's multi-part numbering); other pages have no number.
+    """
+    import yaml
+
+    toc = yaml.safe_load((Path(root) / "_toc.yml").read_text())
+    numbered: list[str] = []
+    for part in toc.get("parts", []):
+        if part.get("numbered"):
+            numbered += [Path(c["file"]).stem for c in part.get("chapters", [])]
+    return {stem: i for i, stem in enumerate(numbered, start=1)}
 
 
 class BookIndex:
     """What the book's cross-references point to, numbered as the built book numbers them.
 
     Exercises (sphinx-exercise) and figures (``{glue:figure}`` / ``{figure}`` with a
-    ``:name:``; Sphinx's numfig without numbered sections) are numbered 1, 2, ... across
-    the chapters of ``_toc.yml``; section targets ``(label)=`` keep their page and heading.
+    ``:name:``) are numbered per chapter as Sphinx numbers them (``numfig_secnum_depth:
+    1``): "2.3" is chapter 2's third, the chapters being the documents of the parts of
+    ``_toc.yml`` marked ``numbered``; the pages outside them (the appendix) share one
+    count, 1, 2, ...; section targets ``(label)=`` keep their page and heading.
     """
 
     def __init__(self, root: Path, book_url: str = BOOK_URL):
         import nbformat
 
         self.root, self.url = Path(root), book_url.rstrip("/") + "/"
-        self.exercises: dict[str, tuple[str, int]] = {}
-        self.figures: dict[str, tuple[str, int]] = {}
+        self.exercises: dict[str, tuple[str, str]] = {}
+        self.figures: dict[str, tuple[str, str]] = {}
+        self.chapters = numbered_chapters(self.root)
         self.sections: dict[str, tuple[str, str]] = {}
         self.titles: dict[str, str] = {}
-        self.first_exercise: dict[str, int] = {}
+
         self.bib = (
             read_bib(self.root / "book" / "references.bib")
             if (self.root / "book" / "references.bib").exists()
             else {}
         )
-        count = figure = 0
+        counts: dict[tuple[str, int | None], int] = {}
+
+        def number(kind: str, stem: str) -> str:
+            chapter = self.chapters.get(stem)
+            counts[kind, chapter] = counts.get((kind, chapter), 0) + 1
+            n = counts[kind, chapter]
+            return f"{chapter}.{n}" if chapter else str(n)
+
         for nb_path in toc_notebooks(self.root):
             stem = nb_path.stem
-            self.first_exercise[stem] = count + 1
             nb = nbformat.read(nb_path, as_version=4)
             markdown = "\n\n".join(
                 c.source for c in nb.cells if c.cell_type == "markdown"
@@ -355,12 +430,11 @@ class BookIndex:
                 name, body = block.group("name"), block.group("body")
                 label = re.search(r"^:(?:label|name):\s*(\S+)", body, re.M)
                 if name == "exercise" and not re.search(r"^:nonumber:", body, re.M):
-                    count += 1
+                    n = number("exercise", stem)
                     if label:
-                        self.exercises[label.group(1)] = (stem, count)
+                        self.exercises[label.group(1)] = (stem, n)
                 elif name in ("glue:figure", "figure") and label:
-                    figure += 1
-                    self.figures[label.group(1)] = (stem, figure)
+                    self.figures[label.group(1)] = (stem, number("figure", stem))
             for target in TARGET.finditer(markdown):
                 heading = re.search(r"^#+\s+(.+)$", markdown[target.end() :], re.M)
                 self.sections[target.group("label")] = (
@@ -383,6 +457,14 @@ class BookIndex:
             if glossary.exists()
             else {}
         )
+        # the API pages (tools/api_page.py): which page documents each module
+        self.api_pages = {
+            module: md.stem
+            for md in sorted((self.root / "book").glob("api*.md"))
+            for module in re.findall(
+                r"^\.\. py:module:: (\S+)", md.read_text(encoding="utf-8"), re.M
+            )
+        }
         for md in (self.root / "book").glob("*.md"):
             title = re.search(r"^#\s+(.+)$", md.read_text(encoding="utf-8"), re.M)
             self.titles.setdefault(
@@ -391,6 +473,13 @@ class BookIndex:
 
     def page(self, stem: str, anchor: str = "") -> str:
         return f"{self.url}book/{stem}.html" + (f"#{anchor}" if anchor else "")
+
+    def api_page(self, target: str) -> str:
+        """The address of a documented name (``convbias.rank.stable_rank``) on its API page."""
+        module = target
+        while module and module not in self.api_pages:
+            module = module.rpartition(".")[0]
+        return self.page(self.api_pages.get(module, "api"), target)
 
 
 def _split_target(text: str) -> tuple[str | None, str]:
@@ -482,7 +571,7 @@ class ColabConverter:
             shown = title or (
                 text.lstrip("~").rsplit(".", 1)[-1] if text.startswith("~") else target
             )
-            return f"[`{shown}`]({self.index.page('api', target)})"
+            return f"[`{shown}`]({self.index.api_page(target)})"
         if role == "math":
             return f"${text}$"
         title, target = _split_target(text)
