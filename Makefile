@@ -8,7 +8,7 @@ PIP    := $(BIN)/pip install --quiet --disable-pip-version-check
 TEST_STAMP := $(VENV)/.installed-test
 BOOK_STAMP := $(VENV)/.installed-book
 
-.PHONY: book test env clean benchmarks site student linkcheck
+.PHONY: book test ci test-colab test-fullsize env clean benchmarks site student linkcheck dist github-release
 
 env: $(BOOK_STAMP)
 
@@ -40,10 +40,29 @@ book: $(BOOK_STAMP)
 
 # Notebooks and test files run on two worker processes, one torch thread each: on a
 # 2-core machine that beats one process with two threads, which spin-wait on each other.
+# Two groups have their own targets and CI jobs, so that `make test` stays within about 15
+# minutes on 2 cores: colab_run (the real install into a venv pinned to Colab's kernel stack
+# and chapter 1 there: make test-colab) and fullsize (chapters 1-5 at full size with two
+# steps per loop, 6 CPU-minutes: make test-fullsize). TEST_MARKERS="" runs everything.
+TEST_MARKERS ?= not colab_run and not fullsize
 test: $(TEST_STAMP)
 	@CONVBIAS_PROFILE=quick OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests -n 2 --dist loadfile \
-	  --nbval-cell-timeout=900; rc=$$?; \
+	  $(if $(TEST_MARKERS),-m "$(TEST_MARKERS)") --nbval-cell-timeout=900; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+# What CI runs (.ci/run, and tests.yml): Chromium installed when the machine has none, then `make test`.
+ci:
+	bash .ci/run
+
+# Every chapter that has a full-size smoke test (tests/test_smoke_full.py), on two workers.
+test-fullsize: $(TEST_STAMP)
+	CONVBIAS_SKIP_NOTEBOOKS=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests/test_smoke_full.py -n 2 -m fullsize
+
+# The package on Google Colab's kernel stack (tests/test_colab_stack.py): the wheel installed
+# into a venv pinned to IPython 7.34.0, ipykernel 6.17.1, ipywidgets 7.7.1 and traitlets 5.7.1
+# moves none of them, and chapter 1 runs headless there (about 3 minutes on 2 cores).
+test-colab: $(TEST_STAMP)
+	CONVBIAS_SKIP_NOTEBOOKS=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests/test_colab_stack.py -m colab
 
 # The published site (GitHub Pages, .github/workflows/book.yml): the book, whose pages'
 # .ipynb downloads are replaced by the executed notebooks, and the student edition
@@ -66,6 +85,22 @@ linkcheck: $(BOOK_STAMP)
 	@$(BIN)/jupyter-book config sphinx . >/dev/null; \
 	$(STATIC) $(BIN)/sphinx-build -b linkcheck -q -D nb_execution_mode=off -D linkcheck_timeout=30 . _build/linkcheck; \
 	rc=$$?; rm -f conf.py; echo "report: _build/linkcheck/output.txt"; exit $$rc
+
+# A release (the recipe: README; .github/workflows/release.yml runs `make github-release`
+# with TAG=v<version> for a pushed tag): the tag must be the package's version, every Colab cell
+# and Colab copy must install it; then the wheel and the sdist in dist/, published as the
+# GitHub release of the tag.
+dist: $(TEST_STAMP)
+	@version=$$($(BIN)/python -c "import convbias; print(convbias.__version__)"); \
+	if [ -n "$(TAG)" ] && [ "$(TAG)" != "v$$version" ]; then \
+	  echo "the tag $(TAG) is not the package's version v$$version"; exit 1; fi
+	$(BIN)/python tools/colab_cell.py --check
+	$(BIN)/python -m convbias colab --check
+	rm -rf dist && $(BIN)/uv build --quiet --out-dir dist
+
+github-release: dist
+	@test -n "$(TAG)" || { echo "give the tag: make github-release TAG=v<version>"; exit 1; }
+	gh release create "$(TAG)" dist/* --verify-tag --title "$(TAG)" --generate-notes
 
 benchmarks: $(TEST_STAMP)
 	for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done

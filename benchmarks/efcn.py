@@ -1,17 +1,23 @@
-"""Conversion of a CNN into its eFCN: time and peak memory, vectorized scatter vs a loop over output positions.
+"""Conversion of a CNN into its eFCN: time and peak memory, ``to_fcn`` vs a loop over output positions.
 
-Run ``python benchmarks/efcn.py``. Both methods convert the same conv layers of
-the AlexNet-style CIFAR-10 network of d'Ascoli et al. (2019) with random
-weights, in float32; each run is a fresh process, so that the peak resident
-memory it reports belongs to that method alone, and the two methods alternate
-for three rounds (the fastest run of each is kept: a shared machine's load
-changes between runs). Prints a table and the speed-up.
+Run ``python benchmarks/efcn.py [--against PKG_DIR]``. Both methods convert the
+same conv layers of the AlexNet-style CIFAR-10 network of d'Ascoli et al. (2019)
+with random weights, in float32: ``to_fcn`` the whole network with every safety
+check (input shape, size estimate, verification on random inputs), the loop only
+the conv matrices. Each run is a fresh process, so that the peak resident memory
+it reports belongs to that method alone, and the methods alternate for three
+rounds (the fastest run of each is kept: a shared machine's load changes between
+runs). ``--against`` adds the ``to_fcn`` of another version of the package (the
+``pkg`` folder of an older checkout), measured in the same rounds. Prints a table
+and the speed-ups over the loop.
 """
 
 from __future__ import annotations
 
+import argparse
 import multiprocessing as mp
 import resource
+import sys
 import time
 
 import torch
@@ -67,15 +73,27 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _run(method: str, queue) -> None:
+LOOP = "loop over positions"
+TO_FCN = "to_fcn"
+
+
+def _run(method: str, queue, against: str | None = None) -> None:
     torch.set_num_threads(torch.get_num_threads())
     torch.manual_seed(0)
     model = alexnet_style().eval()
     layers = conv_layers(model)
+    embed = to_fcn
+    if (
+        against is not None
+    ):  # the other version's package, imported fresh in this process
+        for name in [m for m in sys.modules if m.split(".")[0] == "convbias"]:
+            del sys.modules[name]
+        sys.path.insert(0, against)
+        from convbias.efcn import to_fcn as embed
     base = _rss_mb()
     t0, c0 = time.perf_counter(), time.process_time()
-    if method == "scatter (to_fcn)":
-        net = to_fcn(model, INPUT_SHAPE)
+    if method != LOOP:
+        net = embed(model, INPUT_SHAPE)
         size = parameter_bytes(net)
     else:
         mats = [loop_conv_to_dense(m, s) for m, s in layers]
@@ -84,15 +102,18 @@ def _run(method: str, queue) -> None:
     queue.put((method, seconds, cpu, _rss_mb() - base, size / 2**20))
 
 
-def main(rounds: int = 3) -> None:
+def main(rounds: int = 3, against: str | None = None) -> None:
     ctx = mp.get_context("spawn")
-    runs: dict[str, list] = {"scatter (to_fcn)": [], "loop over positions": []}
+    runs: dict[str, list] = {TO_FCN: [], LOOP: []}
+    if against is not None:
+        runs[f"to_fcn of {against}"] = []
     for _ in range(
         rounds
-    ):  # alternate the two methods, a fresh process each time; keep each one's fastest
+    ):  # alternate the methods, a fresh process each time; keep each one's fastest
         for method in runs:
             q = ctx.Queue()
-            p = ctx.Process(target=_run, args=(method, q))
+            other = against if method.startswith("to_fcn of") else None
+            p = ctx.Process(target=_run, args=(method, q, other))
             p.start()
             runs[method].append(q.get())
             p.join()
@@ -109,16 +130,21 @@ def main(rounds: int = 3) -> None:
         print(
             f"{method:<22}{sec:>10.3f}{cpu:>10.3f}{peak:>22.0f}{size:>14.0f}{peak / size:>15.2f}"
         )
-    (_, t_fast, c_fast, m_fast, _), (_, t_loop, c_loop, m_loop, _) = rows
+    loop = rows[1]
+    for method, sec, cpu, peak, _ in rows[:1] + rows[2:]:
+        print(
+            f"{method}: {loop[1] / sec:.2f}x the loop's wall time, {loop[2] / cpu:.2f}x its CPU time; "
+            f"peak memory ratio loop/{method} {loop[3] / peak:.2f}"
+        )
     print(
-        f"speed-up {t_loop / t_fast:.1f}x wall, {c_loop / c_fast:.1f}x CPU; "
-        f"peak memory ratio loop/scatter {m_loop / m_fast:.2f}"
-    )
-    print(
-        "note: the scatter row converts the whole network (dense layers and biases included); "
-        "the loop row only the conv matrices."
+        "note: to_fcn converts the whole network (dense layers and biases included) and verifies it; "
+        "the loop row builds only the conv matrices."
     )
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--against", help="the pkg folder of another version of convbias, measured too"
+    )
+    main(against=parser.parse_args().against)

@@ -51,7 +51,7 @@ def main() -> None:
         W = low + 1e-2 * torch.randn(B, m, n, generator=g)
         W_np = W.numpy()
         ref_n, ref_s = loop_ranks(W_np)
-        ours = ranks(W)
+        ours = ranks(W, batch=True)
         ours_n, ours_s = ours["numerical"].numpy(), ours["stable"].numpy()
         assert np.array_equal(ref_n, ours_n) and np.allclose(
             ref_s, ours_s, rtol=1e-4
@@ -59,17 +59,17 @@ def main() -> None:
         for threads in sorted({1, default_threads}):
             torch.set_num_threads(threads)
             t_loop = best_of(lambda: loop_ranks(W_np))
-            t_batch = best_of(lambda: ranks(W))
+            t_batch = best_of(lambda: ranks(W, batch=True))
             print(
                 f"{f'{B} x {m}x{n}':<18}{threads:>8}{t_loop:>10.3f}{t_batch:>11.3f}{t_loop / t_batch:>9.1f}x"
             )
         torch.set_num_threads(default_threads)
     if torch.cuda.is_available():
         W = torch.randn(4096, 64, 64, device="cuda")
-        ranks(W)
+        ranks(W, batch=True)
         torch.cuda.synchronize()
         start = time.perf_counter()
-        ranks(W)
+        ranks(W, batch=True)
         torch.cuda.synchronize()
         print(f"cuda: 4096 x 64x64 batched in {time.perf_counter() - start:.3f} s")
 

@@ -151,6 +151,26 @@ def test_other_sweep_drivers_take_an_executor():
     np.testing.assert_allclose(noise_here.test_acc, noise_there.test_acc)
 
 
+def test_a_forking_process_pool_is_refused_in_one_line(data):
+    """A pool that forks after torch started its threads hangs; the sweep says how to make one that works."""
+    for pool in (
+        ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")),
+        *(
+            [ProcessPoolExecutor(1)]  # the default context forks on Linux before 3.14
+            if multiprocessing.get_start_method() == "fork"
+            else []
+        ),
+    ):
+        with pool, pytest.raises(ValueError) as refused:
+            sweep.run_sweep(make, data.X_train, data.y_train, executor=pool, **GRID)
+        message = str(refused.value)
+        assert "\n" not in message and 'get_context("spawn")' in message
+    with ProcessPoolExecutor(
+        1, mp_context=multiprocessing.get_context("forkserver")
+    ) as pool:
+        submit(pool, None, {}, int).result()  # forkserver is accepted
+
+
 def test_a_thread_pool_gives_exactly_the_serial_result(data, here, results_cache):
     """Before: threads drew from each other's seeded stream (accuracies up to 0.4 off, and stored)."""
     from concurrent.futures import ThreadPoolExecutor

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import convbias
 from convbias import report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +41,7 @@ def test_a_record_carries_device_date_and_code_version(tmp_path):
         and record["device"] == "cuda: Tesla T4"
     )
     assert record["date"] == "2026-01-02" and record["code_version"].startswith(
-        "0.1.0+"
+        f"{convbias.__version__}+"
     )
     assert record["values"]["ch3_depth10_ratio"] == 140.25
     with pytest.raises(ValueError, match="not a full-profile run"):

@@ -89,7 +89,7 @@ def test_colab_cell_sync_is_first_code_cell_and_idempotent(book):
     nb = nbformat.read(book / "book" / "01_first.ipynb", as_version=4)
     first = next(c for c in nb.cells if c.cell_type == "code")
     assert (
-        "git+https://example.org/me/book@v" in first.source
+        'REPOSITORY = "https://example.org/me/book"' in first.source
         and "google.colab" in first.source
     )
     assert first.metadata["tags"] == [
@@ -100,16 +100,19 @@ def test_colab_cell_sync_is_first_code_cell_and_idempotent(book):
     assert nbt.sync_colab_cells(book) == []  # nothing to do twice
 
 
-def test_colab_cell_installs_the_tagged_release_with_pip_magic_and_is_harmless_off_colab():
+def test_colab_cell_installs_the_chapters_extra_in_a_checked_subprocess_and_is_harmless_off_colab():
     from IPython.core.inputtransformer2 import TransformerManager
 
     from convbias import __version__
 
     source = nbt.colab_cell_source("https://example.org/x/")
-    assert 'RELEASE = "git+https://example.org/x@v' + __version__ + '"' in source
     assert (
-        "    %pip install -q {RELEASE}" in source.splitlines()
-    )  # %pip: into the running kernel
+        f'VERSION = "{__version__}"' in source
+    )  # the version the notebook was written for
+    assert 'REPOSITORY = "https://example.org/x"' in source
+    assert "%pip" not in source  # %pip would not stop the notebook when it fails
+    assert '[sys.executable, "-m", "pip", "install", "-q", PACKAGE]' in source
+    assert "raise SetupError(" in source and "if pip.returncode != 0:" in source
     assert (
         'os.environ["CONVBIAS_RESULTS"] = "/content/drive/' in source
         and "drive.mount(" in source
@@ -117,12 +120,11 @@ def test_colab_cell_installs_the_tagged_release_with_pip_magic_and_is_harmless_o
     assert "KEEP_RESULTS_ON_DRIVE = False" in source  # the one line a reader changes
     assert max(len(line) for line in source.splitlines()) <= 88
     python = TransformerManager().transform_cell(source)  # as IPython runs it
-    assert "get_ipython().run_line_magic('pip', 'install -q {RELEASE}')" in python
     namespace = {}
     exec(
         compile(python, "colab-cell", "exec"), namespace
     )  # off Colab: installs nothing, mounts nothing
-    assert "RELEASE" not in namespace
+    assert "PACKAGE" not in namespace
 
 
 def test_chapter_lookup(book):

@@ -43,17 +43,34 @@ def triggers(workflow: dict) -> dict:
 
 def test_workflows_parse_and_run_only_makefile_targets():
     targets = makefile_targets()
-    assert {"test", "book", "site", "student", "linkcheck"} <= targets
-    assert [w.name for w in WORKFLOWS] == ["book.yml", "linkcheck.yml", "tests.yml"]
+    assert {
+        "test",
+        "test-colab",
+        "test-fullsize",
+        "book",
+        "site",
+        "linkcheck",
+    } <= targets
+    assert {"dist", "github-release"} <= targets
+    assert [w.name for w in WORKFLOWS] == [
+        "book.yml",
+        "linkcheck.yml",
+        "release.yml",
+        "tests.yml",
+    ]
     called = set()
     for path in WORKFLOWS:
         workflow = yaml.safe_load(path.read_text())
-        for job in workflow["jobs"].values():
+        for name, job in workflow["jobs"].items():
+            if "uses" in job:  # a reusable workflow of this repository
+                assert job["uses"].startswith("./.github/workflows/"), (path.name, name)
+                called.add((path.name, job["uses"].rsplit("/", 1)[1]))
+                continue
             for step in job["steps"]:
                 assert ("run" in step) != ("uses" in step), f"{path.name}: {step}"
                 if "run" in step:
                     words = step["run"].split()
-                    assert words[0] == "make" and len(words) == 2, (
+                    assert words[0] == "make" and all("=" in w for w in words[2:]), (
                         f"{path.name} runs {step['run']!r}, not a make target"
                     )
                     assert words[1] in targets, (
@@ -61,13 +78,65 @@ def test_workflows_parse_and_run_only_makefile_targets():
                     )
                     called.add((path.name, words[1]))
     assert called == {
-        ("tests.yml", "test"),
+        ("tests.yml", "ci"),
+        ("tests.yml", "test-colab"),
+        ("tests.yml", "test-fullsize"),
         ("book.yml", "site"),
         ("linkcheck.yml", "linkcheck"),
+        ("release.yml", "github-release"),
+        ("release.yml", "book.yml"),
     }
     assert (
         "make test" in (ROOT / ".ci" / "run").read_text()
     )  # CI and the workflow run the same command
+
+
+def test_actions_are_pinned_by_commit_and_kept_current_by_dependabot():
+    pinned = re.compile(r"^[\w.-]+/[\w.-]+@[0-9a-f]{40} # v\d+[\d.]*$")
+    for path in WORKFLOWS:
+        for line in path.read_text().splitlines():
+            if re.match(r"\s+(- )?uses: (?!\./)", line):
+                action = line.split("uses:", 1)[1].strip()
+                assert pinned.match(action), (
+                    f"{path.name}: {action} is not pinned by commit"
+                )
+    dependabot = yaml.safe_load((ROOT / ".github" / "dependabot.yml").read_text())
+    assert {u["package-ecosystem"] for u in dependabot["updates"]} == {"github-actions"}
+
+
+def test_ci_covers_colabs_python_and_installs_chromium():
+    tests = yaml.safe_load((ROOT / ".github" / "workflows" / "tests.yml").read_text())
+    assert {"3.11", "3.12"} <= set(
+        tests["jobs"]["test"]["strategy"]["matrix"]["python"]
+    )
+    colab = tests["jobs"]["colab-stack"]["steps"]
+    assert any(s.get("with", {}).get("python-version") == "3.12" for s in colab)
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "apt-get install" in ci and "chromium" in ci and "command -v chromium" in ci
+    test_extra = PYPROJECT["project"]["optional-dependencies"]["test"]
+    assert "convbias[book]" in test_extra  # jupyter-book: the page tests run, not skip
+    assert any(r.startswith("playwright") for r in test_extra)
+
+
+def test_conda_environment_takes_the_cpu_torch():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in pip
+    assert any(re.fullmatch(r"torch==[\d.]+\+cpu", line) for line in pip)
+
+
+def test_the_notebook_cache_of_the_site_build_keeps_its_code_fingerprint():
+    """`make book` drops a restored jupyter cache unless _build/.package-code matches: cache both."""
+    book = yaml.safe_load((ROOT / ".github" / "workflows" / "book.yml").read_text())
+    cache = next(
+        s
+        for s in book["jobs"]["build"]["steps"]
+        if "actions/cache" in s.get("uses", "")
+    )
+    paths = set(cache["with"]["path"].split())
+    assert {"_build/.jupyter_cache", "_build/.package-code"} <= paths
+    makefile = (ROOT / "Makefile").read_text()
+    assert "_build/.package-code" in makefile and "_build/.jupyter_cache" in makefile
 
 
 def test_workflow_triggers_and_deployment():
@@ -140,9 +209,10 @@ def _guarded(tree: ast.AST) -> set[int]:
 def test_every_runtime_import_of_the_package_is_a_declared_dependency():
     from importlib.metadata import packages_distributions
 
-    declared = {
-        re.split(r"[<>=!\[ ;]", d, maxsplit=1)[0].lower()
-        for d in PYPROJECT["project"]["dependencies"]
+    declared = _names(PYPROJECT["project"]["dependencies"])
+    extras = {
+        extra: _names(reqs)
+        for extra, reqs in PYPROJECT["project"]["optional-dependencies"].items()
     }
     owners = packages_distributions()
     stdlib = set(sys.stdlib_module_names)
@@ -167,11 +237,75 @@ def test_every_runtime_import_of_the_package_is_a_declared_dependency():
                 - {"convbias", "__future__"}
             ):
                 dists = {d.lower() for d in owners.get(top, [top])}
-                if node.lineno not in optional and not dists & declared:
+                if node.lineno not in optional and not dists & (
+                    declared | extras["cli"] | extras["chapters"]
+                ):
                     missing.setdefault(top, []).append(f"{path.name}:{node.lineno}")
+        for call in ast.walk(tree):  # config.require_extra("module", "extra", ...)
+            if (
+                isinstance(call, ast.Call)
+                and getattr(call.func, "id", "") == "require_extra"
+                and len(call.args) >= 2
+                and all(isinstance(a, ast.Constant) for a in call.args[:2])
+            ):
+                module, extra = call.args[0].value, call.args[1].value
+                dists = {d.lower() for d in owners.get(module, [module])}
+                if not dists & extras.get(extra, set()):
+                    missing.setdefault(module, []).append(
+                        f"{path.name}: not in [{extra}]"
+                    )
     assert not missing, f"imported but not declared in pyproject.toml: {missing}"
-    for name in ("nbformat", "pyyaml", "pandas", "nbclient", "ipykernel"):
-        assert name in declared
+    from convbias.__main__ import CLI_MODULES  # required, in one line, by the CLI
+
+    for module in CLI_MODULES:
+        assert {d.lower() for d in owners[module]} & extras["cli"], module
+    assert "pandas" in declared
+
+
+def _names(requirements: list[str]) -> set[str]:
+    names = set()
+    for req in requirements:
+        name = re.split(r"[<>=!\[ ;]", req, maxsplit=1)[0].lower()
+        names.add(name)
+        if name == "convbias":  # an extra naming others: convbias[convex]
+            for extra in re.search(r"\[(.*)\]", req)[1].split(","):
+                names |= _names(PYPROJECT["project"]["optional-dependencies"][extra])
+    return names
+
+
+def test_the_base_install_carries_only_what_the_library_needs():
+    """The convex solvers and the Jupyter runtime are extras; their floors admit Colab's kernel stack."""
+    from packaging.requirements import Requirement
+
+    base = _names(PYPROJECT["project"]["dependencies"])
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    for heavy in ("cvxpy", "clarabel", "nbformat", "nbclient", "ipykernel", "pyyaml"):
+        assert heavy not in base, heavy
+    assert {"cvxpy", "clarabel"} <= _names(extras["convex"])
+    assert {"nbformat", "nbclient", "ipykernel", "pyyaml"} <= _names(extras["cli"])
+    assert {"cvxpy", "ipywidgets"} <= _names(extras["chapters"])
+    colab = {"ipython": "7.34.0", "ipykernel": "6.17.1", "ipywidgets": "7.7.1"}
+    colab["traitlets"] = "5.7.1"
+    for extra in ("chapters", "cli", "convex"):
+        for text in [*PYPROJECT["project"]["dependencies"], *extras[extra]]:
+            req = Requirement(text)
+            if req.name.lower() in colab:
+                assert req.specifier.contains(colab[req.name.lower()]), (extra, text)
+
+
+def test_a_missing_extra_is_one_line_naming_it(monkeypatch, capsys):
+    from convbias import spectral
+    from convbias.__main__ import main
+    from convbias.config import MissingExtra
+
+    monkeypatch.setitem(sys.modules, "cvxpy", None)  # as if not installed
+    problem = spectral.frequency_sparse_problem(n=8, d=8)
+    with pytest.raises(MissingExtra, match=r"pip install 'convbias\[convex\]'"):
+        spectral.solve_spectral_program(problem, lam=0.1)
+    monkeypatch.setitem(sys.modules, "nbclient", None)
+    assert main(["student", "out"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install 'convbias[cli]'" in err
 
 
 def test_binder_uses_cpu_torch_and_the_quick_profile():
@@ -179,6 +313,9 @@ def test_binder_uses_cpu_torch_and_the_quick_profile():
     assert re.search(r"^torch==[\d.]+\+cpu$", requirements, re.M)
     assert "--extra-index-url https://download.pytorch.org/whl/cpu" in requirements
     assert "CONVBIAS_PROFILE=quick" in (ROOT / "binder" / "start").read_text()
+    assert (
+        '-e ".[chapters]"' in (ROOT / "binder" / "postBuild").read_text()
+    )  # chapter 6's cvxpy
     launch = yaml.safe_load((ROOT / "_config.yml").read_text())["launch_buttons"]
     assert launch["thebe"] is True and launch["binderhub_url"].startswith("https://")
 

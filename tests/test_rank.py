@@ -76,13 +76,43 @@ def test_batches_give_one_value_per_matrix():
         ]
     )
     batch = batch.reshape(2, 2, 6, 7)
-    assert numerical_rank(batch).shape == (2, 2)
-    assert numerical_rank(batch).flatten().tolist() == [1, 2, 3, 4]
+    assert numerical_rank(batch, batch=True).shape == (2, 2)
+    assert numerical_rank(batch, batch=True).flatten().tolist() == [1, 2, 3, 4]
     assert torch.allclose(
-        stable_rank(batch).flatten(),
+        stable_rank(batch, batch=True).flatten(),
         torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64),
     )
-    assert effective_rank(batch).shape == (2, 2)
+    assert effective_rank(batch, batch=True).shape == (2, 2)
+    assert singular_values(batch, batch=True).shape == (2, 2, 6)
+
+
+def test_a_conv_weight_is_one_matrix_unless_a_batch_is_asked_for():
+    g = torch.Generator().manual_seed(0)
+    # rank 2 as a layer (out x in*kh*kw), but each 3 x 3 kernel is a full-rank matrix
+    W = (torch.randn(48, 2, generator=g) @ torch.randn(2, 3 * 9, generator=g)).reshape(
+        48, 3, 3, 3
+    )
+    conv = torch.nn.Conv2d(3, 48, 3)
+    with torch.no_grad():
+        conv.weight.copy_(W)
+    for weight in (W, conv.weight):
+        assert numerical_rank(weight).shape == () and numerical_rank(weight).item() == 2
+        assert stable_rank(weight).item() == pytest.approx(
+            stable_rank(as_matrix(weight)).item(), rel=1e-12
+        )
+        assert effective_rank(weight).item() == pytest.approx(
+            effective_rank(as_matrix(weight)).item(), rel=1e-12
+        )
+        assert singular_values(weight).shape == (27,)
+    from convbias.rank import ranks
+
+    assert {k: v.shape for k, v in ranks(W).items()} == dict.fromkeys(
+        ("stable", "effective", "numerical"), ()
+    )
+    per_kernel = stable_rank(W, batch=True)  # asked for: one value per 3 x 3 kernel
+    assert per_kernel.shape == (48, 3)
+    assert numerical_rank(torch.randn(5, 4, 7), batch=True).shape == (5,)
+    assert numerical_rank(torch.randn(5, 4, 7)).item() == 5  # a Conv1d weight (5, 4*7)
 
 
 def test_as_matrix_reshapes_conv_weights():
@@ -124,7 +154,7 @@ def test_stable_rank_equals_singular_value_formula(shape):
     W = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
     s = torch.linalg.svdvals(W.double())
     torch.testing.assert_close(
-        stable_rank(W), (s**2).sum(-1) / s[..., 0] ** 2, rtol=1e-10, atol=0
+        stable_rank(W, batch=True), (s**2).sum(-1) / s[..., 0] ** 2, rtol=1e-10, atol=0
     )
     assert stable_rank(
         torch.outer(torch.ones(4), torch.arange(5.0))
@@ -175,10 +205,10 @@ def test_ranks_from_one_decomposition_equal_the_single_functions():
     g = torch.Generator().manual_seed(4)
     W = torch.randn(6, 9, 5, generator=g) @ torch.diag(torch.logspace(0, -4, 5))
     W[2] = 0  # a zero matrix in the batch
-    out = ranks(W, rtol=1e-2)
-    assert torch.allclose(out["stable"], stable_rank(W), rtol=1e-10)
-    assert torch.allclose(out["effective"], effective_rank(W), rtol=1e-10)
-    assert torch.equal(out["numerical"], numerical_rank(W, rtol=1e-2))
+    out = ranks(W, rtol=1e-2, batch=True)
+    assert torch.allclose(out["stable"], stable_rank(W, batch=True), rtol=1e-10)
+    assert torch.allclose(out["effective"], effective_rank(W, batch=True), rtol=1e-10)
+    assert torch.equal(out["numerical"], numerical_rank(W, rtol=1e-2, batch=True))
     assert out["stable"][2] == out["effective"][2] == out["numerical"][2] == 0
     with pytest.raises(ValueError, match="rtol"):
         ranks(W, rtol=1.5)

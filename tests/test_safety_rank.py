@@ -67,13 +67,15 @@ def test_empty_matrices_have_rank_zero(shape):
     W = torch.zeros(shape)
     batch = shape[:-2]
     for value in (
-        stable_rank(W),
-        effective_rank(W),
-        numerical_rank(W),
-        *ranks(W).values(),
-        frobenius_rank(W),
+        stable_rank(W, batch=True),
+        effective_rank(W, batch=True),
+        numerical_rank(W, batch=True),
+        *ranks(W, batch=True).values(),
+        numerical_rank(W, relative_to="frobenius", batch=True),
     ):
         assert tuple(value.shape) == batch and bool((value == 0).all())
+    for value in (stable_rank(W), *ranks(W).values(), frobenius_rank(W)):
+        assert tuple(value.shape) == () and value.item() == 0  # one (reshaped) matrix
 
 
 def test_float64_tiny_values_get_the_stable_rank_of_scale_one():
@@ -105,3 +107,15 @@ def test_top_alignment_of_complex_layers():
     )  # orthogonal to u; same real part
     W3 = torch.outer(torch.tensor([1.0, 0.0], dtype=torch.complex128), v.conj())
     assert top_alignment(W1, W3).item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_top_alignment_is_batched_over_stacked_members():
+    """An ensemble's stacked weights (E, m, n): one alignment per member, as one by one."""
+    g = torch.Generator().manual_seed(3)
+    lower, upper = torch.randn(3, 6, 5, generator=g), torch.randn(3, 4, 6, generator=g)
+    together = top_alignment(lower, upper)
+    assert together.shape == (3,)
+    for e in range(3):
+        assert together[e].item() == pytest.approx(
+            top_alignment(lower[e], upper[e]).item(), rel=1e-5
+        )

@@ -27,7 +27,7 @@ GB = 2**30
 
 
 @pytest.mark.fullsize
-@pytest.mark.parametrize("chapter", ["1", "2", "3", "4", "5"])
+@pytest.mark.parametrize("chapter", ["1", "2", "3", "4", "5", "6", "7"])
 def test_chapter_runs_at_full_size_within_memory(chapter, tmp_path):
     env = {
         **os.environ,

@@ -121,7 +121,7 @@ def test_ensemble_equals_members_trained_one_by_one(momentum):
         momentum=momentum,
         epochs=4,
         batch_size=16,
-        milestones=[2],
+        milestones=[0.5],  # of 4 epochs: from epoch 2
         gamma=0.5,
         progress=False,
         log_every=6,
@@ -265,3 +265,27 @@ def test_ensemble_batches_are_each_members_sampler():
         for e, sampler in enumerate(alone):
             assert torch.equal(idx[e], sampler.next())
     assert EnsembleBatches(50, None, seeds, torch.device("cpu")).next() is None
+
+
+def test_milestones_are_fractions_of_the_run_in_every_loop():
+    """One meaning: ``[0.5]`` with ``gamma=0`` stops learning halfway, in fit and fit_ensemble."""
+    X, y = blobs()
+    kw = dict(batch_size=16, gamma=0.0, progress=False, log_every=6)
+    for train in (
+        lambda **k: params_of(_fitted(X, y, **k)),
+        lambda **k: params_of(
+            fit_ensemble(mlp, X, y, seeds=[0], lr=0.1, **k).member(0)
+        ),
+    ):
+        halfway = train(epochs=4, milestones=[0.5], **kw)
+        half_as_long = train(epochs=2, **kw)
+        assert torch.allclose(halfway, half_as_long, atol=1e-6)
+        with pytest.raises(ValueError, match="fractions of the run"):
+            train(epochs=4, milestones=[2], **kw)  # the old meaning (epochs) is refused
+
+
+def _fitted(X, y, **kw):
+    torch.manual_seed(0)
+    model = mlp()
+    fit(model, X, y, lr=0.1, seed=0, **kw)
+    return model

@@ -218,7 +218,7 @@ def _fingerprint_losses() -> dict[str, list[float]]:
         weight_decay=1e-3,
         epochs=4,
         batch_size=10,
-        milestones=[2],
+        milestones=[0.5],  # of 4 epochs: from epoch 2
         log_every=3,
         X_test=X[:12],
         y_test=y[:12],

@@ -4,8 +4,9 @@ This is what a reader's ``pip install convbias`` gets: no extras, no checkout on
 path. The test builds the wheel from a copy of the package's files, makes a venv
 without system site-packages, installs torch first (the wheel ``pip download
 torch==2.13.0`` finds: the CPU build) and then the wheel with its declared
-dependencies, imports the command line's modules, and runs ``python -m convbias --version``, ``convbias
---version`` and ``convbias student`` on a copy of the book.
+dependencies, imports the library's modules, and runs ``python -m convbias --version`` and
+``convbias --version``; ``convbias student`` on a copy of the book then answers in one line
+that it needs the ``cli`` extra, and runs once ``convbias[cli]`` is installed.
 
 The installs use ``uv pip`` (the test extra's ``uv``), which resolves the same metadata
 as pip but fetches in parallel and links files from its cache: about 25 s instead of
@@ -30,10 +31,13 @@ pytestmark = pytest.mark.wheel
 
 # the command line's modules (importing every module would add half a minute of torch, scikit-learn
 # and scikit-image imports; test_publishing checks every import of the package against pyproject)
-IMPORTS = "import convbias, convbias.checks, convbias.notebooks, convbias.runner, nbclient; print(convbias.__file__)"
+IMPORTS = (
+    "import convbias, convbias.checks, convbias.notebooks, convbias.runner, convbias.rank; "
+    "print(convbias.__file__)"
+)
 
 
-def run(*args: str | Path, cwd: Path | None = None) -> str:
+def run(*args: str | Path, cwd: Path | None = None, status: int = 0) -> str:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     start = time.perf_counter()
     done = subprocess.run(
@@ -47,10 +51,10 @@ def run(*args: str | Path, cwd: Path | None = None) -> str:
     print(
         f"{time.perf_counter() - start:6.1f} s  {' '.join(Path(str(a)).name for a in args[-4:])}"
     )
-    assert done.returncode == 0, (
-        f"{' '.join(map(str, args))} failed:\n{done.stdout}\n{done.stderr}"
+    assert done.returncode == status, (
+        f"{' '.join(map(str, args))} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
     )
-    return done.stdout
+    return done.stdout if status == 0 else done.stderr
 
 
 def test_wheel_installs_and_runs_in_a_fresh_venv(tmp_path):
@@ -126,6 +130,19 @@ def test_wheel_installs_and_runs_in_a_fresh_venv(tmp_path):
     for name in ("_toc.yml", "_config.yml"):
         shutil.copy(ROOT / name, book / name)
     shutil.copytree(ROOT / "book", book / "book")
+    assert (
+        run(python, "-c", "import nbclient", cwd=tmp_path, status=1).count("nbclient")
+        > 0
+    )  # the base install carries no Jupyter runtime
+    refused = run(
+        env_dir / "bin" / "convbias",
+        "student",
+        tmp_path / "handout",
+        cwd=book,
+        status=2,
+    )
+    assert refused.count("\n") == 1 and "pip install 'convbias[cli]'" in refused
+    run(*target, f"convbias[cli] @ {wheel.as_uri()}")
     out = run(env_dir / "bin" / "convbias", "student", tmp_path / "handout", cwd=book)
     chapters = sorted(p.name for p in (tmp_path / "handout").glob("*.ipynb"))
     assert len(chapters) >= 5 and f"wrote {len(chapters)} notebooks" in out

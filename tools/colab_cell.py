@@ -2,9 +2,12 @@
 
     python tools/colab_cell.py [--check]      # from the checkout, with the package importable
 
-The cell's source is :func:`convbias.notebooks.colab_cell_source`: it installs the
-release tagged ``v<convbias.__version__>`` of the repository named in ``_config.yml``.
-Run it after changing either; only that cell of each notebook is rewritten.
+The cell's source is :func:`convbias.notebooks.colab_cell_source`: it installs
+``convbias[chapters]`` from the repository named in ``_config.yml``, at the tag
+``v<convbias.__version__>`` for a release and at ``main`` for a development version
+(:func:`convbias.notebooks.install_ref`). Run it after changing either (the release
+recipe in the README), then ``python -m convbias colab`` for the Colab copies; only that
+cell of each notebook is rewritten.
 """
 
 from __future__ import annotations

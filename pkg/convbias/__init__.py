@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
+__version__ = "0.1.0.dev0"  # X.Y.Z.devN until the release recipe (README) tags vX.Y.Z
 __all__ = [
     "cache",
     "capacity",

@@ -13,8 +13,9 @@ from a checkout of the book.
 - ``run CHAPTER --profile full --smoke``: every cell at full size with a few steps per loop; the
   measured costs go to ``cost.json``. A smoke run writes to ``results/smoke/<chapter>/`` by default,
   marks its files ``"smoke": true`` and never writes over a real run's results.
-- ``estimate [CHAPTERS] [--profile full]``: each chapter's time on a Colab T4 and an H100 and its peak
-  memory, predicted from smoke runs (see :mod:`convbias.estimate`).
+- ``estimate [CHAPTERS] [--profile full] [--run-missing]``: each chapter's time on a Colab T4 and an
+  H100 and its peak memory, predicted from smoke runs (see :mod:`convbias.estimate`); chapters without
+  a smoke run are listed with how long theirs would take, and run only with ``--run-missing``.
 - ``cache [--prune | --clear] [--dry-run]``: where the results cache is and how large; ``--prune``
   deletes the results of older versions of the code, ``--clear`` all of them (only the cache's
   own folders and files, each named before it goes; never in ``/``, the home folder or a checkout).
@@ -56,10 +57,12 @@ def main(argv: list[str] | None = None) -> int:
 def _user_errors() -> tuple[type[BaseException], ...]:
     """What a user's input can cause (bad chapter, profile, folder); bugs still show their traceback."""
     from .cache import UnsafeCacheRoot
+    from .config import MissingExtra
     from .data.download import DownloadError
 
     return (
         UserError,
+        MissingExtra,
         UnsafeCacheRoot,
         DownloadError,
         OSError,  # a missing, read-only or full folder (FileNotFoundError, PermissionError, ...)
@@ -79,15 +82,30 @@ def _version() -> str:
     return __version__
 
 
-def _main(argv: list[str] | None = None) -> int:
+#: the help of every --profile option
+PROFILE_HELP = (
+    "quick (a 2-core CPU in minutes), full (paper scale, for a GPU) or auto (full on a "
+    "CUDA GPU, quick otherwise); default: $CONVBIAS_PROFILE, else auto"
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser: every option has a help text, in plain words."""
     parser = argparse.ArgumentParser(
-        prog="python -m convbias", description=__doc__.splitlines()[0]
+        prog="python -m convbias",
+        description="Run, check and hand out the chapters of the book 'Implicit bias in "
+        "convolutional networks' (from a checkout of the book; cache works anywhere).",
     )
-    parser.add_argument("--version", action="version", version=f"convbias {_version()}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"convbias {_version()}",
+        help="print the package's version and exit",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", help="run a chapter headless and save its results")
     run.add_argument("chapter", help="chapter number (1, 02, ...) or notebook name")
-    run.add_argument("--profile", choices=["quick", "full", "auto"], default=None)
+    run.add_argument("--profile", choices=["quick", "full", "auto"], help=PROFILE_HELP)
     run.add_argument(
         "--out",
         type=Path,
@@ -101,7 +119,7 @@ def _main(argv: list[str] | None = None) -> int:
         "--smoke",
         action="store_true",
         help="full sizes, a few steps per training loop, checks reported not judged, no cache; "
-        "writes the measured costs to cost.json (see `estimate`)",
+        "writes the measured costs to cost.json (see the estimate command)",
     )
     run.add_argument(
         "--trace",
@@ -127,7 +145,9 @@ def _main(argv: list[str] | None = None) -> int:
         help="with --prune/--clear: only list what would go",
     )
     student = sub.add_parser("student", help="write notebooks without solutions")
-    student.add_argument("out_dir", type=Path)
+    student.add_argument(
+        "out_dir", type=Path, help="folder for the notebooks (never the book's own)"
+    )
     student.add_argument(
         "--force", action="store_true", help="overwrite notebooks already in OUT_DIR"
     )
@@ -139,7 +159,7 @@ def _main(argv: list[str] | None = None) -> int:
         type=Path,
         nargs="?",
         default=None,
-        help="default: colab/book in the checkout",
+        help="folder for the copies (default: colab/book in the checkout)",
     )
     colab.add_argument(
         "--check", action="store_true", help="write nothing; fail when a copy is stale"
@@ -149,10 +169,15 @@ def _main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="leave the exercise solutions out (students)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     if args.command == "cache":
         return _cache_command(args.prune, args.clear, args.dry_run)
+    _require_cli()
     if args.command in ("run", "verify", "estimate"):
         from .runner import check_environment
 
@@ -205,6 +230,18 @@ def _main(argv: list[str] | None = None) -> int:
     if args.command == "colab":
         return _colab_command(root, args.out_dir, args.check, not args.no_solutions)
     return 2  # argparse allows no other command
+
+
+#: what the commands that read or run notebooks import (the ``cli`` extra)
+CLI_MODULES = ("nbformat", "nbclient", "ipykernel", "yaml")
+
+
+def _require_cli() -> None:
+    """A one-line error naming ``convbias[cli]`` when a package of the Jupyter runtime is missing."""
+    from .config import require_extra
+
+    for module in CLI_MODULES:
+        require_extra(module, "cli", "python -m convbias (its notebook commands)")
 
 
 def run_status(summary: dict) -> str:
@@ -289,7 +326,9 @@ def _add_verify_command(sub) -> None:
     verify.add_argument(
         "--seeds", default="0-4", help="base seeds, e.g. 0-4 or 0,3,7 (default 0-4)"
     )
-    verify.add_argument("--profile", choices=["quick", "full", "auto"], default=None)
+    verify.add_argument(
+        "--profile", choices=["quick", "full", "auto"], help=PROFILE_HELP
+    )
     verify.add_argument(
         "--out",
         type=Path,
@@ -383,7 +422,12 @@ def _add_estimate_parser(sub) -> None:
     est.add_argument(
         "chapters", nargs="*", help="chapter numbers (default: every chapter)"
     )
-    est.add_argument("--profile", choices=["quick", "full"], default="full")
+    est.add_argument(
+        "--profile",
+        choices=["quick", "full"],
+        default="full",
+        help="the profile whose time and memory are estimated (default: full)",
+    )
     est.add_argument(
         "--out",
         type=Path,
@@ -391,9 +435,14 @@ def _add_estimate_parser(sub) -> None:
         help="where the smoke runs' cost.json live (default results/smoke, never a real run's folder)",
     )
     est.add_argument(
+        "--run-missing",
+        action="store_true",
+        help="run the smoke runs that are missing (without it, estimate only says which and how long)",
+    )
+    est.add_argument(
         "--rerun",
         action="store_true",
-        help="repeat the smoke runs even where cost.json exists",
+        help="repeat every smoke run, even where cost.json exists",
     )
     est.add_argument(
         "--save-budget",
@@ -409,10 +458,33 @@ def _estimate_command(args) -> int:
     chapters = [
         notebooks.chapter_notebook(root, c) for c in args.chapters
     ] or estimate.chapters(root)
-    costs = [
-        estimate.smoke_cost(nb, args.out / nb.stem, args.profile, rerun=args.rerun)
-        for nb in chapters
-    ]
+    for nb in chapters:  # before anything runs
+        if estimate.holds_real_results(args.out / nb.stem):
+            raise UserError(
+                f"{args.out / nb.stem} holds the real results of {nb.stem}: estimate writes its "
+                "smoke runs elsewhere (give another --out)"
+            )
+    stored = {
+        nb: estimate.stored_cost(args.out / nb.stem, args.profile) for nb in chapters
+    }
+    missing = (
+        list(chapters) if args.rerun else [nb for nb, c in stored.items() if c is None]
+    )
+    if missing and not (args.run_missing or args.rerun):
+        have = [c for c in stored.values() if c is not None]
+        if have:
+            print(estimate.report(have))
+        print(estimate.plan(missing, args.out))
+        return 1
+    for i, nb in enumerate(missing, 1):
+        print(
+            f"smoke run {i}/{len(missing)}: {nb.stem} -> {args.out / nb.stem}",
+            flush=True,
+        )
+        stored[nb] = estimate.smoke_cost(
+            nb, args.out / nb.stem, args.profile, rerun=True
+        )
+    costs = [stored[nb] for nb in chapters]
     print(estimate.report(costs))
     if args.save_budget:
         print(f"wrote {estimate.save_budget(costs)}")

@@ -4,17 +4,20 @@ One environment variable, ``CONVBIAS_PROFILE``, chooses the scale of every
 chapter: ``quick`` (a 2-core CPU in minutes), ``full`` (paper scale, for a GPU)
 or ``auto`` (the default: ``full`` when CUDA is available, ``quick`` otherwise).
 Another, ``CONVBIAS_SEED``, reruns every chapter from another base seed
-(:func:`base_seed`; ``python -m convbias run N --seed S`` sets it).
+(:func:`base_seed`; ``python -m convbias run N --seed S`` sets it). :func:`require_extra`
+imports what an optional extra of the package installs, or says in one line how to get it.
 
 Used by every chapter (through ``convbias.chapter.start_chapter`` and its profile tables).
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import random
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Iterator, TypeVar
 
 import numpy as np
@@ -198,6 +201,50 @@ def stands_for(factor: float) -> Iterator[None]:
             hook(None)
 
 
+#: called as ``hook()`` by :func:`step_starts`
+STEP_HOOKS: list = []
+
+
+def step_starts() -> None:
+    """A training loop calls this at the start of each of its steps (so a cost meter tells them apart).
+
+    It changes nothing in what the loop computes. Work after :func:`cap_steps` and
+    before the first step is set-up, counted once; the first step is counted once
+    and the later ones stand for the rest (the first carries one-time costs).
+    """
+    for hook in STEP_HOOKS:
+        hook()
+
+
+#: called as ``hook(kind)`` when a :func:`recording` block opens (``"record"`` or ``"once"``) and
+#: ``hook(None)`` when it closes
+RECORD_HOOKS: list = []
+
+
+@contextmanager
+def recording(once: bool = False, on: bool = True) -> Iterator[None]:
+    """Within this block a training loop does work that is not a training step.
+
+    Training loops wrap their evaluations in it, so a cost meter scales them by the
+    number of evaluations, not of steps: a *record* (every ``every`` steps of
+    :func:`cap_steps`, and at the start or the end where the loop does) or, with
+    ``once=True``, work done once per loop (a final evaluation). Everything else a
+    loop runs after :func:`cap_steps`, under ``no_grad`` or not (optimizer updates
+    included), is step work. ``on=False``: the block does nothing (for a pass that
+    only evaluates on the last iteration). It changes nothing in what the loop computes.
+    """
+    kind = ("once" if once else "record") if on else None
+    if kind is not None:
+        for hook in RECORD_HOOKS:
+            hook(kind)
+    try:
+        yield
+    finally:
+        if kind is not None:
+            for hook in RECORD_HOOKS:
+                hook(None)
+
+
 # ----------------------------------------------------------------------------- before a long run
 BUDGET_FILE = "budget.json"  # per chapter: predicted minutes of the full profile (python -m convbias estimate)
 
@@ -290,3 +337,22 @@ def absolute_folder_variables() -> dict[str, str]:
         for key in (CACHE_ENV, RESULTS_ENV)
         if os.environ.get(key, "").strip()
     }
+
+
+class MissingExtra(ImportError):
+    """A package of one of convbias's extras is not installed; the message names the extra."""
+
+
+def require_extra(module: str, extra: str, purpose: str) -> ModuleType:
+    """Import ``module``, which the extra ``convbias[extra]`` installs, or raise :class:`MissingExtra`.
+
+    The base install carries what the library needs; ``convex`` (chapter 6's convex
+    programs), ``cli`` (the command line's headless runs) and ``chapters`` (everything the
+    chapters use in a notebook) add the rest.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingExtra(
+            f"{purpose} needs {module}, which is not installed: pip install 'convbias[{extra}]'"
+        ) from None

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from .checks import Check, at_least, at_most
+from .config import cap_steps, recording, require_extra, step_starts
 
 
 # ----------------------------------------------------------------------------- data
@@ -195,8 +196,9 @@ def solve_convex(
     ``regularizer="group_l2"`` is the equivalent program, ``beta sum_i (||v_i|| + ||w_i||)``;
     ``"squared_l2"`` (``beta/2 sum ||v_i||^2 + ||w_i||^2``) is a deliberately wrong one, for tests.
     """
-    import cvxpy as cp
     import scipy.sparse as sp
+
+    cp = require_extra("cvxpy", "convex", "the convex program of a two-layer ReLU CNN")
 
     if beta < 0:
         raise ValueError(f"beta must be >= 0, got {beta}")
@@ -355,16 +357,18 @@ def train_gd(
         r = torch.einsum("enm,em->en", pre, a) - y
         return 0.5 * (r**2).sum(1) + 0.5 * coef * ((U**2).sum((1, 2)) + (a**2).sum(1))
 
+    steps = cap_steps(steps, log_every)  # a smoke run stops after a few steps
     bU, ba = torch.zeros_like(U), torch.zeros_like(a)
     curves, logged = [], []
     for step in progress_bar(range(steps + 1), desc="GD runs", enabled=progress):
-        obj = objective(U, a, wd)
         if step % log_every == 0 or step == steps:
-            with torch.no_grad():
+            with torch.no_grad(), recording():
                 curves.append(objective(U, a, beta).numpy().copy())
             logged.append(step)
         if step == steps:
             break
+        step_starts()
+        obj = objective(U, a, wd)  # after the record: the last pass only evaluates
         gU, ga = torch.autograd.grad(obj.sum(), (U, a))
         step_lr = lr * 0.5 * (1 + math.cos(math.pi * step / steps))  # cosine decay to 0
         with torch.no_grad():
@@ -372,7 +376,7 @@ def train_gd(
             ba.mul_(momentum).add_(ga)
             U -= step_lr * bU
             a -= step_lr * ba
-    with torch.no_grad():
+    with torch.no_grad(), recording(once=True):
         final = objective(U, a, beta).numpy()
     return GDRuns(
         final,

@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 
 from .cache import resumable
-from .config import cap_steps
+from .config import cap_steps, recording, step_starts
 from .executors import submit
 from .live import progress as progress_bar
 from .train import (
@@ -307,25 +307,31 @@ def fit_generator(
 
     bar = progress_bar(total=steps, desc=desc, enabled=progress)
     for t in range(steps + 1):
-        out = net()
-        loss = ((A(out) - target) ** 2).mean()
+        if t < steps:
+            step_starts()
+        with recording(once=True, on=t == steps):  # the last pass only evaluates
+            out = net()
+            loss = ((A(out) - target) ** 2).mean()
         if t % log_every == 0 or t == steps:
-            logged.append(t)
-            losses.append(loss.detach())
-            if metrics is not None:
-                with torch.no_grad():
-                    measured.append(metric_values(metrics, net))
-            if clean is not None:
-                p = _psnr_tensor(out.detach().reshape(clean.shape), clean)
-                psnrs.append(p)
-                better = p > best_psnr
-                best_image = (
-                    out.detach().clone()
-                    if best_image is None
-                    else torch.where(better, out.detach(), best_image)
-                )
-                best_step = torch.where(better, torch.tensor(t, device=dev), best_step)
-                best_psnr = torch.maximum(best_psnr, p)
+            with recording():
+                logged.append(t)
+                losses.append(loss.detach())
+                if metrics is not None:
+                    with torch.no_grad():
+                        measured.append(metric_values(metrics, net))
+                if clean is not None:
+                    p = _psnr_tensor(out.detach().reshape(clean.shape), clean)
+                    psnrs.append(p)
+                    better = p > best_psnr
+                    best_image = (
+                        out.detach().clone()
+                        if best_image is None
+                        else torch.where(better, out.detach(), best_image)
+                    )
+                    best_step = torch.where(
+                        better, torch.tensor(t, device=dev), best_step
+                    )
+                    best_psnr = torch.maximum(best_psnr, p)
         if t == steps:
             final = out.detach()
             break
@@ -361,7 +367,7 @@ def fit_generator(
 
 
 # ----------------------------------------------------------------- a simple baseline: sparse DCT recovery
-def dct_matrix(n: int, device=None) -> Tensor:
+def dct_matrix(n: int, device: torch.device | str | None = None) -> Tensor:
     """The orthonormal DCT-II matrix ``D`` (``D @ x`` transforms a length-``n`` signal)."""
     i = torch.arange(n, dtype=torch.float64)
     D = torch.cos(torch.pi * (i[None, :] + 0.5) * i[:, None] / n) * (2.0 / n) ** 0.5
@@ -394,6 +400,7 @@ def dct_recover(
     z = torch.zeros(h, w, device=dev)
     z_prev, s, t = z, z, 1.0
     for _ in range(cap_steps(iters)):
+        step_starts()
         g = s - step * adj(fwd(s) - y)
         z = torch.sign(g) * (g.abs() - lam * step).clamp_min(0)
         t_next = (1 + (1 + 4 * t * t) ** 0.5) / 2

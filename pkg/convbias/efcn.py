@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -247,18 +248,18 @@ def conv_to_dense(
 ) -> tuple[Tensor, Tensor | None, tuple[int, ...]]:
     """Dense matrix ``(C_out |S_out|, C_in |S_in|)``, bias vector and output shape of ``conv``.
 
-    ``weight``/``bias`` override the module's (used to fold a BatchNorm). The
-    matrix is allocated once (zeros). With zero padding each kernel tap fills
-    one strided view of it (a loop over the ``|K|`` taps, never over
-    positions); other padding modes scatter all taps through the unfolded
-    index map, adding up taps that wrap onto the same entry.
+    ``weight``/``bias`` override the module's (used to fold a BatchNorm). With zero
+    padding the matrix is written in one sequential pass, each entry gathered from
+    the kernel through the unfolded index map (:func:`_dense_by_gather`); other
+    padding modes scatter all taps through that map into zeros, adding up taps that
+    wrap onto the same entry.
     """
     _check_conv_input(conv, in_shape)
     w = (conv.weight if weight is None else weight).detach()
     b = conv.bias if bias is None else bias
     out_shape = conv_output_shape(conv, in_shape)
     if conv.padding_mode == "zeros":
-        dense = _dense_by_strided_taps(conv, tuple(in_shape), out_shape, w)
+        dense = _dense_by_gather(conv, tuple(in_shape), w)
     else:
         dense = _dense_by_index_map(conv, in_shape, w)
     P = dense.shape[0] // conv.out_channels
@@ -288,55 +289,47 @@ def _as_2d(conv: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, ...
     )
 
 
-def _valid_range(n_out: int, stride: int, start: int, n_in: int) -> tuple[int, int]:
-    """Output indices ``i`` (as ``[lo, hi)``) with ``0 <= i * stride + start < n_in``."""
-    lo = max(0, -(start // stride) if start < 0 else 0)
-    while lo < n_out and lo * stride + start < 0:
-        lo += 1
-    hi = min(n_out, (n_in - 1 - start) // stride + 1) if n_in - 1 - start >= 0 else 0
-    return lo, max(lo, hi)
+def _dense_by_gather(conv: nn.Module, in_shape: Sequence[int], w: Tensor) -> Tensor:
+    """The dense matrix of a zero-padded conv in one sequential pass: every entry gathered from the kernel.
 
-
-def _dense_by_strided_taps(
-    conv: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, ...], w: Tensor
-) -> Tensor:
-    (kh, kw), (sh, sw), (dh, dw), (ph, pw), (H, W), (Ho, Wo) = _as_2d(
-        conv, in_shape, out_shape
-    )
-    C_out, C_in, g = conv.out_channels, conv.in_channels, conv.groups
-    cout_g, cin_g = C_out // g, C_in // g
-    dense = torch.zeros(C_out * Ho * Wo, C_in * H * W, dtype=w.dtype, device=w.device)
-    # strides of the 6-d view (o, i, j, c, y, x) of the contiguous dense matrix
-    S_x, S_y, S_c = 1, W, H * W
-    S_j, S_i, S_o = C_in * H * W, Wo * C_in * H * W, Ho * Wo * C_in * H * W
-    w4 = w.reshape(C_out, cin_g, kh, kw)
-    for a in range(kh):
-        y0 = a * dh - ph  # input row read by output row i: i * sh + y0
-        i_lo, i_hi = _valid_range(Ho, sh, y0, H)
-        for bb in range(kw):
-            x0 = bb * dw - pw
-            j_lo, j_hi = _valid_range(Wo, sw, x0, W)
-            if i_lo >= i_hi or j_lo >= j_hi:
-                continue
-            for grp in range(g):
-                o0, c0 = grp * cout_g, grp * cin_g
-                offset = (
-                    o0 * S_o
-                    + i_lo * S_i
-                    + j_lo * S_j
-                    + c0 * S_c
-                    + (i_lo * sh + y0) * S_y
-                    + (j_lo * sw + x0) * S_x
+    Per group, a ``(P, n_in)`` map holds the kernel tap each (output position, input)
+    pair reads, or an index past the last tap where it reads nothing; one
+    ``index_select`` of the kernel (with a zero appended) along that map writes the
+    whole block of the dense matrix in memory order, zeros included (no separate
+    zero fill, no strided writes). With zero padding no two taps of a position read
+    the same input, so each entry is one tap or zero. Positions are taken in chunks
+    of at most ``CHUNK_ENTRIES`` map entries only when the map would be large.
+    """
+    cols, _ = conv_index_map(conv, in_shape)
+    n_in = math.prod(in_shape)
+    P = cols.shape[1]
+    g = conv.groups
+    C_out = conv.out_channels
+    cout_g = C_out // g
+    T = cols.shape[0] // g  # taps per output channel: (C_in / groups) * |K|
+    w2 = w.reshape(C_out, T)
+    w_pad = torch.cat([w2, w2.new_zeros(C_out, 1)], 1)  # tap T: the zero
+    dense = torch.empty(C_out, P, n_in, dtype=w.dtype, device=w.device)
+    step = P if P * n_in <= 4 * CHUNK_ENTRIES else max(1, CHUNK_ENTRIES // n_in)
+    for grp in range(g):
+        block = cols[grp * T : (grp + 1) * T].to(w.device)
+        kernel = w_pad[grp * cout_g : (grp + 1) * cout_g]
+        out = dense[grp * cout_g : (grp + 1) * cout_g]
+        for p0 in range(0, P, step):
+            p1 = min(P, p0 + step)
+            part = block[:, p0:p1]
+            valid = part >= 0
+            taps = torch.full((p1 - p0, n_in), T, dtype=torch.long, device=w.device)
+            pos = torch.arange(p1 - p0, device=w.device).expand_as(part)[valid]
+            tap = torch.arange(T, device=w.device)[:, None].expand_as(part)[valid]
+            taps[pos, part[valid]] = tap
+            if p0 == 0 and p1 == P:
+                torch.index_select(kernel, 1, taps.view(-1), out=out.view(cout_g, -1))
+            else:
+                out[:, p0:p1] = kernel.index_select(1, taps.view(-1)).view(
+                    cout_g, p1 - p0, n_in
                 )
-                view = dense.as_strided(
-                    (cout_g, i_hi - i_lo, j_hi - j_lo, cin_g),
-                    (S_o, S_i + sh * S_y, S_j + sw * S_x, S_c),
-                    offset,
-                )
-                view.copy_(
-                    w4[o0 : o0 + cout_g, :, a, bb][:, None, None, :].expand_as(view)
-                )
-    return dense
+    return dense.view(C_out * P, n_in)
 
 
 def _dense_by_index_map(conv: nn.Module, in_shape: Sequence[int], w: Tensor) -> Tensor:
@@ -953,6 +946,7 @@ def _embed(
     mode: str,
     sparse: bool,
     max_bytes: int | None = MAX_BYTES,
+    verify: bool = True,
 ) -> nn.Sequential:
     input_shape = tuple(int(s) for s in input_shape)
     if not input_shape or min(input_shape) < 1:
@@ -1029,7 +1023,8 @@ def _embed(
             i += 1
         builder.flush()
     net = nn.Sequential(*builder.layers)
-    _verify(model, net, input_shape, dtype, device)
+    if verify:
+        _verify(model, net, input_shape, dtype, device)
     return net
 
 
@@ -1038,6 +1033,7 @@ def to_fcn(
     input_shape: Sequence[int],
     sparse: bool = False,
     max_bytes: int | None = MAX_BYTES,
+    verify: bool = True,
 ) -> nn.Sequential:
     """The eFCN of ``model`` (an ``nn.Sequential``) on inputs of shape ``input_shape`` (no batch dim).
 
@@ -1048,8 +1044,11 @@ def to_fcn(
     ``sparse=True`` stores them as :class:`SparseLinear` on the conv support. An eFCN
     whose weights would exceed ``max_bytes`` (:func:`embedding_bytes`; default 4 GiB,
     ``None``: no limit) raises :class:`EmbeddingTooLarge` before anything is built.
+    The result is verified against ``model`` on four random inputs (one batched
+    forward pass of each); ``verify=False`` skips that, for callers that compare the
+    outputs themselves (the relax protocol measures every eFCN's output error).
     """
-    return _embed(model, input_shape, "fcn", sparse, max_bytes)
+    return _embed(model, input_shape, "fcn", sparse, max_bytes, verify)
 
 
 def to_lcn(
@@ -1057,12 +1056,14 @@ def to_lcn(
     input_shape: Sequence[int],
     sparse: bool = False,
     max_bytes: int | None = MAX_BYTES,
+    verify: bool = True,
 ) -> nn.Sequential:
     """The eLCN of ``model``: like :func:`to_fcn`, but each conv layer keeps its support fixed and its weights untied.
 
-    Dense storage (:class:`MaskedLinear`) by default, :class:`SparseLinear` with ``sparse=True``.
+    Dense storage (:class:`MaskedLinear`) by default, :class:`SparseLinear` with ``sparse=True``;
+    ``verify`` as in :func:`to_fcn`.
     """
-    return _embed(model, input_shape, "lcn", sparse, max_bytes)
+    return _embed(model, input_shape, "lcn", sparse, max_bytes, verify)
 
 
 # ----------------------------------------------------------------------------- distance from the CNN subspace

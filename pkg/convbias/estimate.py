@@ -10,9 +10,11 @@ Method (the one printed by ``python -m convbias estimate``):
    and its records (evaluations, metrics) to the requested number of records; work
    outside loops (data, embeddings, set-up) counts once.
 3. Every operator is priced on each GPU of ``convbias.costs.GPUS`` by a roofline:
-   ``max(FLOPs / rate, 2 x bytes / bandwidth) + launch overhead``; the chapter's
-   Python and plotting time outside operators (measured, less the meter's own
-   overhead) is added as it is.
+   ``max(FLOPs / rate, 2 x bytes / bandwidth) + launch overhead`` (views launch
+   nothing); the Python time between operators (measured, less the meter's own
+   overhead, scaled like the operators around it) is added, less the time the CPU
+   allocator spends returning large buffers (a GPU's caching allocator keeps them).
+   The CPU column is the operators' CPU time plus all of that Python time.
 4. Memory: the host's peak is the smoke process's ``ru_maxrss``; the GPU's is the
    peak of live tensor memory (every tensor the chapter holds at once, CPU copies
    included, so an upper bound) times ``ALLOCATOR_SLACK`` plus
@@ -33,7 +35,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .costs import GPUS
+from .costs import GPUS, METER_VERSION
 
 ALLOCATOR_SLACK = 1.15
 CUDA_CONTEXT_BYTES = 0.6 * 2**30
@@ -52,7 +54,9 @@ METHOD = (
         f"{g.overhead * 1e6:.0f} us/op"
         for g in GPUS.values()
     )
-    + "), plus the measured Python time outside operators; GPU memory = peak live tensors x "
+    + "), plus the measured Python time between operators (scaled like the operators; on a GPU less the "
+    "CPU allocator's freeing of large buffers); "
+    "GPU memory = peak live tensors x "
     f"{ALLOCATOR_SLACK} + {CUDA_CONTEXT_BYTES / 2**30:.1f} GB context"
 )
 
@@ -65,9 +69,16 @@ def chapters(root: Path) -> list[Path]:
 
 
 def chapter_estimate(cost: dict) -> dict:
-    """Seconds on each GPU and on this CPU, and peak memory, from one smoke run's ``cost.json`` content."""
+    """Seconds on each GPU and on this CPU, and peak memory, from one smoke run's ``cost.json`` content.
+
+    CPU: the operators' CPU time plus the Python time between them; a GPU: the
+    operators' roofline times plus that Python time less the CPU allocator's freeing
+    of large buffers, which a GPU's caching allocator does not do (all scaled to the
+    full run).
+    """
     predicted = cost["predicted"]
-    host = cost["host_seconds"]
+    python = max(predicted["python"], 0.0)
+    host = max(python - predicted.get("freeing", 0.0), 0.0)
     out = {
         "chapter": cost["chapter"],
         "profile": cost["profile"],
@@ -75,7 +86,7 @@ def chapter_estimate(cost: dict) -> dict:
     }
     for key in GPUS:
         out[f"{key}_seconds"] = predicted["gpu_seconds"][key] + host
-    out["cpu_seconds"] = predicted["seconds"] + host
+    out["cpu_seconds"] = max(predicted["seconds"], 0.0) + python
     out["flops"] = predicted["flops"]
     out["host_bytes"] = cost["peak_host_bytes"]
     out["gpu_bytes"] = cost["peak_tensor_bytes"] * ALLOCATOR_SLACK + CUDA_CONTEXT_BYTES
@@ -138,18 +149,64 @@ def report(costs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+#: minutes of CPU one smoke run of each chapter takes on a 2-core machine, one thread (measured;
+#: what ``estimate`` announces before it runs the smoke runs it lacks)
+SMOKE_MINUTES = {1: 1.0, 2: 1.5, 3: 1.0, 4: 1.5, 5: 1.0, 6: 0.5, 7: 0.5}
+
+
+def stored_cost(out_dir: Path, profile: str = "full") -> dict | None:
+    """The ``cost.json`` of an earlier smoke run in ``out_dir`` under ``profile`` by this meter, or None."""
+    path = out_dir / "cost.json"
+    if not path.exists():
+        return None
+    cost = _read_cost(path)
+    if cost.get("profile") != profile or cost.get("meter_version") != METER_VERSION:
+        return None  # another profile, or measured by an older meter: to be run again
+    return cost
+
+
+def holds_real_results(out_dir: Path) -> bool:
+    """True when ``out_dir`` holds a chapter's real results (a ``results.json`` no smoke run wrote)."""
+    from .smoke import RealResultsInTheWay, refuse_real_results
+
+    try:
+        refuse_real_results(out_dir)
+    except RealResultsInTheWay:
+        return True
+    return False
+
+
+def plan(missing: list[Path], out: Path) -> str:
+    """What ``estimate --run-missing`` would run: the chapters without a smoke run, and for how long."""
+    minutes = sum(SMOKE_MINUTES.get(int(nb.stem[:2]), 1.5) for nb in missing)
+    names = ", ".join(nb.stem for nb in missing)
+    numbers = " ".join(str(int(nb.stem[:2])) for nb in missing)
+    return (
+        f"no smoke run yet of {len(missing)} chapter(s): {names}. Each would run at full size with a few "
+        f"steps per training loop, in a fresh process, writing to {out}/<chapter>/ (about {minutes:.0f} "
+        f"CPU-minutes in all). Run them with: python -m convbias estimate {numbers} --out {out} "
+        "--run-missing"
+    )
+
+
 def smoke_cost(
     notebook: Path, out_dir: Path, profile: str = "full", rerun: bool = False
 ) -> dict:
     """``cost.json`` of a chapter's smoke run under ``profile``: read if there, else run in a fresh process.
 
-    A fresh process, so its ``ru_maxrss`` is the chapter's own peak.
+    A fresh process, so its ``ru_maxrss`` is the chapter's own peak. Never into a
+    folder that holds a chapter's real results (``ValueError``).
     """
     path = out_dir / "cost.json"
-    if not rerun and path.exists():
-        cost = _read_cost(path)
-        if cost.get("profile") == profile:
+    if not rerun:
+        cost = stored_cost(out_dir, profile)
+        if cost is not None:
             return cost
+    if holds_real_results(out_dir):
+        raise ValueError(
+            f"{out_dir} holds the real results of {notebook.stem}: a smoke run will not write there "
+            "(give estimate another --out)"
+        )
     env = {**os.environ, "CONVBIAS_PROFILE": profile}
     cmd = [
         sys.executable,
@@ -179,7 +236,7 @@ def smoke_cost(
 
 
 #: what a smoke run's cost.json must hold for an estimate
-COST_KEYS = ("smoke", "chapter", "profile", "completed", "predicted", "host_seconds")
+COST_KEYS = ("smoke", "chapter", "profile", "completed", "predicted")
 
 
 def _read_cost(path: Path) -> dict:

@@ -18,15 +18,20 @@ initialises its members: two items running at once in one process would draw fro
 each other's stream and give results that differ from the serial run (and store
 them). So items in one process run one at a time (:data:`ITEM_LOCK`): a
 ``ThreadPoolExecutor``, or a Dask worker with several threads, gives exactly the serial
-result but no speed-up. Use processes to run items side by side.
+result but no speed-up. Use processes to run items side by side. A process pool must
+start its workers by ``spawn`` or ``forkserver``
+(``ProcessPoolExecutor(mp_context=multiprocessing.get_context("spawn"))``): one that
+forks (the default on Linux before Python 3.14) copies a process whose torch threads are
+running, and its workers hang, so :func:`submit` refuses it in one line.
 
 Used by chapters 1, 2 and 4 (their sweeps).
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Any, Callable, Mapping
 
 from .cache import ResultCache, resumable
@@ -46,6 +51,7 @@ def submit(
     Without an executor it runs now, here (an error is raised at once, so a sweep stops at
     the item that failed), and the returned future is already done.
     """
+    refuse_forking_pool(executor)
     store = ResultCache()
     if executor is None:
         done: Future = Future()
@@ -69,3 +75,20 @@ def _cached(
     """
     with ITEM_LOCK:
         return resumable(name, config, compute, store=ResultCache(root, active=active))
+
+
+def refuse_forking_pool(executor: Executor | None) -> None:
+    """Raise a one-line ``ValueError`` for a ``ProcessPoolExecutor`` that forks its workers.
+
+    A forked worker inherits torch's thread pool in whatever state the parent left it and
+    waits on threads that do not exist: the sweep hangs at 0 % CPU. ``spawn`` and
+    ``forkserver`` start clean workers.
+    """
+    if not isinstance(executor, ProcessPoolExecutor):
+        return
+    context = getattr(executor, "_mp_context", None) or multiprocessing.get_context()
+    if context.get_start_method() == "fork":
+        raise ValueError(
+            "this ProcessPoolExecutor forks its workers, which hang once torch has started its "
+            'threads: create it with mp_context=multiprocessing.get_context("spawn") (or "forkserver")'
+        )

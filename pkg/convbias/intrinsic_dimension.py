@@ -278,7 +278,7 @@ def run_noise_sweep(
     for future in futures:
         W, acc = future.result()
         filters.append(W)
-        filter_srank.append(stable_rank(W).numpy())
+        filter_srank.append(stable_rank(W, batch=True).numpy())
         test_acc.append(acc)
     return NoiseSweep(
         sigmas=np.asarray(sigmas),

@@ -68,7 +68,7 @@ def layer_ranks(
         raise ValueError(f"tol must lie in (0, 1), got {tol}")
     out: dict[str, Tensor] = {}
     for name in names:  # one decomposition per weight serves both ranks
-        s = singular_values(_as_matrices(params[name].detach(), stacked))
+        s = singular_values(_as_matrices(params[name].detach(), stacked), batch=True)
         out[f"rank/{name}"] = numerical_rank_from_singular_values(
             s, tol, relative_to="frobenius"
         ).float()
@@ -112,8 +112,10 @@ def top_alignment(W_lower: Tensor, W_upper: Tensor) -> Tensor:
             f"consecutive layers must chain: {tuple(W_lower.shape)} then {tuple(W_upper.shape)}"
         )
     wide = lambda W: W.to(torch.complex128) if W.is_complex() else W.double()
-    U, _, _ = torch.linalg.svd(wide(_checked(W_lower)), full_matrices=False)
-    _, _, Vh = torch.linalg.svd(wide(_checked(W_upper)), full_matrices=False)
+    U, _, _ = torch.linalg.svd(wide(_checked(W_lower, batch=True)), full_matrices=False)
+    _, _, Vh = torch.linalg.svd(
+        wide(_checked(W_upper, batch=True)), full_matrices=False
+    )
     return (U[..., :, 0].conj() * Vh[..., 0, :].conj()).sum(-1).abs().float()
 
 

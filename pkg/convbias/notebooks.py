@@ -1,9 +1,10 @@
 """Operations on the book's notebooks: the Colab set-up cell, student versions, headless runs.
 
 - :func:`sync_colab_cells` puts the same first code cell in every chapter: on Colab
-  only, it installs the book's tagged release (the repository named in
-  ``_config.yml`` at the tag ``v<convbias.__version__>``), leaving Colab's own torch
-  alone, and offers in one line to keep the results cache on Google Drive.
+  only, it installs the package with the chapters' extra from the repository named in
+  ``_config.yml`` (:func:`install_ref`: the tag ``v<convbias.__version__>`` of a release,
+  ``main`` for a development version), leaving Colab's own torch and Jupyter alone,
+  stops in one line if that fails, and offers to keep the results cache on Google Drive.
 - :func:`student_version` removes the hidden solutions (``{solution}`` blocks) and
   all outputs; ``student_edition`` writes every chapter for handing to students as its
   Colab copy without solutions, never into the book's own folders nor over existing
@@ -86,26 +87,65 @@ def repository_url(root: Path) -> str:
 DRIVE_RESULTS = "/content/drive/MyDrive/convbias-results"
 
 
-def release_spec(repo_url: str, version: str | None = None) -> str:
-    """What pip installs for the book's tagged release: ``git+<repository>@v<version>``."""
+def install_ref(version: str | None = None) -> str:
+    """The git reference the Colab cell installs: ``v<version>`` for a release, ``main`` before it.
+
+    A development version (``X.Y.Z.devN``, PEP 440) has no tag yet, so its notebooks
+    install the repository's ``main``, which is what the Colab button opens; a release
+    version is tagged ``v<version>`` by the release recipe (README) before it is published.
+    """
     if version is None:
         from . import __version__ as version
-    return f"git+{repo_url.rstrip('/')}@v{version}"
+    return "main" if ".dev" in version else f"v{version}"
+
+
+def release_spec(repo_url: str, version: str | None = None) -> str:
+    """What the Colab cell's pip installs: the package with the chapters' extra, from git."""
+    return f"convbias[chapters] @ git+{repo_url.rstrip('/')}@{install_ref(version)}"
 
 
 def colab_cell_source(repo_url: str, version: str | None = None) -> str:
-    """Source of the set-up cell: a no-op except on Colab, where it installs the tagged release.
+    """Source of the set-up cell: a no-op except on Colab, where it installs the package.
 
-    ``%pip`` installs into the running kernel; one line switches the results cache to
-    Google Drive, so that a disconnected runtime resumes where it stopped.
+    It installs :func:`release_spec` with pip in a subprocess, leaving what Colab already
+    has alone (its torch, IPython, ipykernel, ipywidgets and traitlets satisfy the
+    package's floors), and stops the notebook with a one-line error when the install
+    fails or installs another version than the notebook's (``VERSION``). One line
+    switches the results cache to Google Drive, so that a disconnected runtime resumes
+    where it stopped.
     """
+    if version is None:
+        from . import __version__ as version
     return (
-        "# On Google Colab only: install this book's release (Colab's own torch is kept).\n"
+        "# On Google Colab only: install the book's package and what the chapters use\n"
+        "# (Colab's torch and Jupyter stay as they are); a failed install stops here.\n"
         "import sys\n"
         "\n"
         'if "google.colab" in sys.modules:\n'
-        f'    RELEASE = "{release_spec(repo_url, version)}"\n'
-        "    %pip install -q {RELEASE}\n"
+        "    import subprocess\n"
+        "    from importlib.metadata import version\n"
+        "\n"
+        "    class SetupError(Exception):\n"
+        "        def _render_traceback_(self):  # one line, no traceback\n"
+        '            return [f"SetupError: {self}"]\n'
+        "\n"
+        f'    VERSION = "{version}"  # the package version of this notebook\n'
+        f'    REPOSITORY = "{repo_url.rstrip("/")}"\n'
+        f'    PACKAGE = f"convbias[chapters] @ git+{{REPOSITORY}}@{install_ref(version)}"\n'
+        "    pip = subprocess.run(\n"
+        '        [sys.executable, "-m", "pip", "install", "-q", PACKAGE],\n'
+        "        capture_output=True,\n"
+        "        text=True,\n"
+        "    )\n"
+        "    if pip.returncode != 0:\n"
+        '        errors = [l for l in pip.stderr.splitlines() if "error" in l.lower()]\n'
+        "        why = errors[0].strip() if errors else pip.stderr.strip()[-300:]\n"
+        '        raise SetupError(f"pip install {PACKAGE!r} failed: {why}")\n'
+        '    if version("convbias") != VERSION:\n'
+        "        raise SetupError(\n"
+        '            f"this notebook is for convbias {VERSION}, pip installed "\n'
+        "            f\"{version('convbias')}: open the chapter again from the book\"\n"
+        "        )\n"
         "    KEEP_RESULTS_ON_DRIVE = False  # True: results on Google Drive survive a disconnect\n"
         "    if KEEP_RESULTS_ON_DRIVE:\n"
         "        import os\n"

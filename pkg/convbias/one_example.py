@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .cache import resumable
-from .config import cap_steps
+from .config import cap_steps, recording, step_starts
 from .live import progress as progress_bar
 from .losses import member_losses
 from .train import (
@@ -134,9 +134,7 @@ def _fit(
     progress: bool,
     desc: str,
 ) -> History:
-    steps = cap_steps(
-        steps, steps
-    )  # a smoke run stops after a few steps; one evaluation, at the end
+    steps = cap_steps(steps, log_every)  # a smoke run stops after a few steps
     E = int(getattr(model, "members", 1))
     dev = next(model.parameters()).device
     y = y.to(dev)
@@ -152,6 +150,7 @@ def _fit(
     def forward() -> Tensor:
         return model() if x is None else model(x)
 
+    @recording()
     def measure(t: int) -> None:
         if metrics is not None:
             with torch.no_grad():
@@ -159,6 +158,7 @@ def _fit(
 
     model.train()
     for t in progress_bar(range(steps), desc=desc, enabled=progress):
+        step_starts()
         if t % log_every == 0:
             measure(t)
         per_member = member_losses(forward(), y, E)
@@ -166,7 +166,7 @@ def _fit(
         per_member.sum().backward()
         opt.step()
         losses[t] = per_member.detach()
-    with torch.no_grad():
+    with torch.no_grad(), recording(once=True):
         losses[steps] = member_losses(forward(), y, E)
     measure(steps)
     values = losses.cpu().numpy()

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from .checks import Check, at_least, at_most, between
+from .config import cap_steps, recording, step_starts
 from .live import progress as progress_bar
 from .losses import LOSSES, accuracy
 from .sharpness import flat_loss, flat_parameters, hvp_operator, lanczos, unflatten
@@ -279,6 +280,7 @@ def train_recording(
         raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
     if batch_size is not None and not 1 <= batch_size <= len(X):
         raise ValueError(f"batch_size must lie in [1, {len(X)}], got {batch_size}")
+    steps = cap_steps(steps, sharpness_every)  # a smoke run stops after a few steps
     names, index = layer_index(model)
     L = len(names)
     gen = torch.Generator().manual_seed(seed)
@@ -306,6 +308,7 @@ def train_recording(
     prev = None
     batches = _batches(len(X), batch_size, steps, gen)
 
+    @recording()
     def measure(t: int) -> None:
         nonlocal v
         evals, v = lanczos(
@@ -321,6 +324,7 @@ def train_recording(
         sharp.append(float(evals[0]))
 
     for t in progress_bar(range(steps), desc=desc, enabled=progress):
+        step_starts()
         if t % sharpness_every == 0:
             measure(t)
         idx = next(batches)
@@ -358,7 +362,7 @@ def train_recording(
         module_sq[names.index(name.rsplit(".", 1)[0] if "." in name else name)] += (
             float((part * part).sum())
         )
-    with torch.no_grad():
+    with torch.no_grad(), recording(once=True):
         for name, value in unflatten(theta, layout).items():
             model.get_parameter(name).copy_(value)
         acc = float(accuracy(loss, model(X), y))

@@ -1,11 +1,12 @@
 """Rank measures of weight matrices, batched.
 
-All three ranks take a matrix ``(m, n)`` or a batch ``(..., m, n)`` and return
-one value per matrix, computed by one batched decomposition (no Python loop over
-matrices). Convolution weights ``(out, in, kh, kw)`` are first reshaped with
-:func:`as_matrix`. Singular values of float32 (or lower precision) matrices come
-from the eigenvalues of the smaller Gram matrix formed in float64, ``s_i =
-sqrt(lambda_i(W W^T))``: a symmetric eigensolver is faster than an SVD, and in
+All three ranks take one weight and return one value: a matrix ``(m, n)``, or a
+convolution weight ``(out, in, *kernel)``, which is the matrix ``(out, in * prod(kernel))``
+(:func:`as_matrix`), so ``stable_rank(conv.weight)`` is the rank of the layer. A batch of
+matrices ``(..., m, n)`` is asked for by name, ``batch=True``: one value per matrix,
+computed by one batched decomposition (no Python loop over matrices). Singular values
+of float32 (or lower precision) matrices come from the eigenvalues of the smaller Gram
+matrix formed in float64, ``s_i = sqrt(lambda_i(W W^T))``: a symmetric eigensolver is faster than an SVD, and in
 float64 it resolves singular values down to about ``1e-8 s_1``, below the
 float32 input's own precision. Float64 and complex matrices use ``torch.linalg.svdvals``
 (complex ones in complex128, so the imaginary part counts). Each matrix is divided
@@ -39,16 +40,23 @@ def as_matrix(W: Tensor) -> Tensor:
         raise ValueError(
             f"a weight matrix needs at least 2 dimensions, got shape {tuple(W.shape)}"
         )
-    return W if W.ndim == 2 else W.reshape(W.shape[0], -1)
+    return W if W.ndim == 2 else W.reshape(W.shape[0], W[0].numel())
 
 
-def _checked(W: Tensor) -> Tensor:
-    """``W`` as a tensor of matrices ``(..., m, n)`` with finite entries (else a clear error)."""
+def _checked(W: Tensor, batch: bool = False) -> Tensor:
+    """``W`` as a tensor of matrices ``(..., m, n)`` with finite entries (else a clear error).
+
+    Without ``batch`` a weight of more than two dimensions is one matrix (:func:`as_matrix`);
+    with it the last two dimensions are the matrices and the leading ones the batch.
+    """
     W = torch.as_tensor(W)
     if W.ndim < 2:
         raise ValueError(
-            f"expected a matrix or a batch of matrices (..., m, n), got shape {tuple(W.shape)}"
+            f"expected a matrix, a convolution weight or (batch=True) a batch of matrices (..., m, n), "
+            f"got shape {tuple(W.shape)}"
         )
+    if not batch:
+        W = as_matrix(W)
     if W.is_floating_point() or W.is_complex():
         if W.numel() and not bool(torch.isfinite(W).all()):
             raise ValueError(
@@ -76,13 +84,14 @@ def _gram(W: Tensor) -> Tensor:
     return W @ Wh if W.shape[-2] <= W.shape[-1] else Wh @ W
 
 
-def singular_values(W: Tensor) -> Tensor:
-    """Singular values in decreasing order, ``(..., min(m, n))``, in float64.
+def singular_values(W: Tensor, batch: bool = False) -> Tensor:
+    """Singular values in decreasing order, ``(min(m, n),)`` (``(..., min(m, n))`` with ``batch=True``), in float64.
 
-    Float64 and complex input: ``torch.linalg.svdvals``; any other dtype: square
-    roots of the float64 Gram matrix's eigenvalues (see the module's notes).
+    A weight of more than two dimensions is one matrix (:func:`as_matrix`) unless
+    ``batch=True``. Float64 and complex input: ``torch.linalg.svdvals``; any other dtype:
+    square roots of the float64 Gram matrix's eigenvalues (see the module's notes).
     """
-    W = _checked(W)
+    W = _checked(W, batch)
     if min(W.shape[-2:]) == 0:
         return torch.zeros(*W.shape[:-2], 0, dtype=torch.float64, device=W.device)
     exact = W.dtype == torch.float64 or W.is_complex()
@@ -94,14 +103,16 @@ def singular_values(W: Tensor) -> Tensor:
     return s * c[..., None]
 
 
-def stable_rank(W: Tensor) -> Tensor:
-    """Stable rank ``||W||_F^2 / ||W||_2^2`` per matrix (0 for a zero or empty matrix).
+def stable_rank(W: Tensor, batch: bool = False) -> Tensor:
+    """Stable rank ``||W||_F^2 / ||W||_2^2`` (0 for a zero or empty matrix).
 
+    A weight of more than two dimensions is one matrix (:func:`as_matrix`: a conv weight's
+    ``(out, in * kh * kw)``); ``batch=True`` gives one value per matrix of ``(..., m, n)``.
     Computed as ``trace(G) / lambda_max(G)`` from the smaller Gram matrix ``G``
     (``W W^T`` or ``W^T W``) in float64: the same value as from the singular
     values, several times cheaper than an SVD, so it can be tracked along training.
     """
-    W = _checked(W)
+    W = _checked(W, batch)
     if min(W.shape[-2:]) == 0:
         return torch.zeros(W.shape[:-2], dtype=torch.float64, device=W.device)
     return stable_rank_from_gram(_gram(_scaled(W)[0]))
@@ -124,32 +135,39 @@ def stable_rank_from_gram(G: Tensor) -> Tensor:
     )
 
 
-def effective_rank(W: Tensor) -> Tensor:
-    """Effective rank of Roy & Vetterli: ``exp(-sum p_i log p_i)`` with ``p = s / ||s||_1``."""
-    return effective_rank_from_singular_values(singular_values(W))
+def effective_rank(W: Tensor, batch: bool = False) -> Tensor:
+    """Effective rank of Roy & Vetterli: ``exp(-sum p_i log p_i)`` with ``p = s / ||s||_1``.
+
+    ``batch`` as in :func:`stable_rank`.
+    """
+    return effective_rank_from_singular_values(singular_values(W, batch))
 
 
 def numerical_rank(
-    W: Tensor, rtol: float = 1e-3, relative_to: str = "largest"
+    W: Tensor, rtol: float = 1e-3, relative_to: str = "largest", batch: bool = False
 ) -> Tensor:
     """Number of singular values above ``rtol`` times a reference (relative tolerance).
 
     The reference is the largest singular value ``s_1`` (``relative_to="largest"``) or
     the Frobenius norm ``||W||_F = sqrt(sum_i s_i^2)`` (``"frobenius"``, Galanti et
-    al.'s ``rank_eps``); a zero matrix has rank 0 either way.
+    al.'s ``rank_eps``); a zero matrix has rank 0 either way. ``batch`` as in
+    :func:`stable_rank`.
     """
     _check_rtol(rtol)
-    return numerical_rank_from_singular_values(singular_values(W), rtol, relative_to)
+    return numerical_rank_from_singular_values(
+        singular_values(W, batch), rtol, relative_to
+    )
 
 
-def ranks(W: Tensor, rtol: float = 1e-3) -> dict[str, Tensor]:
-    """Stable, effective and numerical rank of each matrix from ONE decomposition.
+def ranks(W: Tensor, rtol: float = 1e-3, batch: bool = False) -> dict[str, Tensor]:
+    """Stable, effective and numerical rank from ONE decomposition.
 
-    Returns ``{"stable": ..., "effective": ..., "numerical": ...}``, each shaped like
-    the batch; the same values as the three functions called one by one.
+    Returns ``{"stable": ..., "effective": ..., "numerical": ...}``, each a scalar (shaped
+    like the batch with ``batch=True``); the same values as the three functions called
+    one by one.
     """
     _check_rtol(rtol)
-    s = singular_values(W)
+    s = singular_values(W, batch)
     return {
         "stable": stable_rank_from_singular_values(s),
         "effective": effective_rank_from_singular_values(s),

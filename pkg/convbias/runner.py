@@ -319,7 +319,7 @@ WIDGET_MIMES = (
 )
 
 
-def strip_widgets(nb) -> int:
+def strip_widgets(nb: dict) -> int:
     """Remove saved widget state (``metadata.widgets``) and widget outputs from ``nb``; returns outputs removed.
 
     A widget's saved view draws nothing once its kernel is gone (a progress bar

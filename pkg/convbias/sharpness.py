@@ -108,7 +108,7 @@ def power_iteration(
     v0: Tensor | None = None,
     tol: float = 1e-6,
     generator: torch.Generator | None = None,
-    dtype=torch.float32,
+    dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
 ) -> tuple[float, Tensor]:
     """The eigenvalue of largest magnitude of a symmetric operator and its unit eigenvector.
@@ -140,7 +140,7 @@ def lanczos(
     k: int = 20,
     v0: Tensor | None = None,
     generator: torch.Generator | None = None,
-    dtype=torch.float32,
+    dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
 ) -> tuple[Tensor, Tensor]:
     """``k`` steps of Lanczos with full re-orthogonalisation on a symmetric operator.

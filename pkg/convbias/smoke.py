@@ -28,8 +28,6 @@ import types
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from . import config
 
 SMOKE_ENV = {config.SMOKE_VAR: "1", "CONVBIAS_CHECKS": "report"}
@@ -74,27 +72,6 @@ def host_peak_bytes() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
-def meter_overhead(n: int = 2000) -> float:
-    """CPU seconds the :class:`~convbias.costs.CostMeter` adds to one operator.
-
-    Subtracted, so that host time excludes the meter's own.
-    """
-    from .costs import CostMeter
-
-    x = torch.zeros(1)
-
-    def ops() -> float:
-        start = time.process_time()
-        for _ in range(n):
-            torch.add(x, 1.0)
-        return time.process_time() - start
-
-    plain = min(ops() for _ in range(3))
-    with CostMeter():
-        metered = min(ops() for _ in range(3))
-    return max(metered - plain, 0.0) / n
-
-
 def run_smoke(notebook: Path, out_dir: Path, progress: bool = True) -> dict:
     """Run ``notebook`` headless in smoke mode under a cost meter; write and return ``cost.json``'s content."""
     from .costs import CostMeter
@@ -102,17 +79,12 @@ def run_smoke(notebook: Path, out_dir: Path, progress: bool = True) -> dict:
 
     refuse_real_results(out_dir)
     check_writable(out_dir)
-    overhead = meter_overhead()
     baseline = host_peak_bytes()
     with smoke_mode():
         with CostMeter() as meter:
             summary = run_in_process(notebook, out_dir, progress=progress)
         steps = config.smoke_steps()
     cost = meter.summary()
-    ops = cost["measured"]["ops"]
-    cost["host_seconds"] = max(
-        cost["cpu_seconds"] - cost["measured"]["seconds"] - ops * overhead, 0.0
-    )
     cost.update(
         smoke=True,
         chapter=notebook.stem,
@@ -124,7 +96,6 @@ def run_smoke(notebook: Path, out_dir: Path, progress: bool = True) -> dict:
         error=summary.get("error"),
         checks_reported=summary["checks_reported"],
         checks_failed=summary["checks_failed"],
-        meter_overhead_seconds=overhead,
         peak_host_bytes=host_peak_bytes(),
         baseline_host_bytes=baseline,
     )

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from .checks import Check, at_least, at_most
+from .config import cap_steps, recording, require_extra, step_starts
 
 
 def dft_matrices(d: int) -> tuple[np.ndarray, np.ndarray]:
@@ -103,8 +104,7 @@ def solve_spectral_program(
     ``"l2_norm"`` (``lam ||h||_2``, the dense network's), or ``"spectral_l1_unitary_scale"``
     (``lam ||F_u h||_1``, a wrong DFT normalisation kept for tests).
     """
-    import cvxpy as cp
-
+    cp = require_extra("cvxpy", "convex", "the convex program of a linear CNN")
     n, d = problem.X.shape
     C, S = dft_matrices(d)
     h = cp.Variable(d)
@@ -185,10 +185,12 @@ def train_linear(
 
     curve = []
     t0 = time.perf_counter()
+    steps = cap_steps(steps, 50)  # a smoke run stops after a few steps
     for step in range(steps):
+        step_starts()
         obj = objective(params, coef)
         if step % 50 == 0:
-            with torch.no_grad():
+            with torch.no_grad(), recording():
                 curve.append(float(objective(params, lam)))
         grads = torch.autograd.grad(obj, params)
         step_lr = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
@@ -196,7 +198,7 @@ def train_linear(
             for p, b, g in zip(params, bufs, grads):
                 b.mul_(momentum).add_(g)
                 p -= step_lr * b
-    with torch.no_grad():
+    with torch.no_grad(), recording(once=True):
         h = filt(params).numpy()
         final = float(objective(params, lam))
     curve.append(final)

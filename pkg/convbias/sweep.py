@@ -9,10 +9,11 @@ their batch order, so cells of the grid are paired comparisons.
 
 Runs are compared at **equal epochs** (``epochs=``: a smaller batch takes more
 steps, as in Galanti et al.) or at **equal steps** (``steps=``). Learning-rate
-milestones are given as fractions of the training length and multiply the rate
-by ``gamma``. The result holds tidy tables: one row per run (``final``) and
-one row per run and record (``curves``), with the mean rank and stable rank of
-the hidden weights (:func:`convbias.lowrank.layer_ranks`) and the accuracies.
+milestones are fractions of the run (their one meaning:
+:func:`convbias.train.check_milestones`) and multiply the rate by ``gamma``. The
+result holds tidy tables: one row per run (``final``) and one row per run and record
+(``curves``), with the mean rank and stable rank of the hidden weights
+(:func:`convbias.lowrank.layer_ranks`) and the accuracies.
 
 Used by chapter 2.
 """
@@ -35,7 +36,13 @@ from .cache import fingerprint
 from .config import device as default_device
 from .executors import submit
 from .lowrank import hidden_weight_names, rank_metrics, spectra
-from .train import EnsembleResult, build_members, fit_ensemble, steps_per_epoch
+from .train import (
+    EnsembleResult,
+    build_members,
+    check_milestones,
+    fit_ensemble,
+    steps_per_epoch,
+)
 
 Tensor = torch.Tensor
 KEYS = ("batch_size", "lr", "weight_decay", "seed")
@@ -147,10 +154,7 @@ def run_sweep(
         raise ValueError(
             "batch_sizes, lrs, weight_decays and seeds must each hold at least one value"
         )
-    if any(not 0 < m < 1 for m in milestones):
-        raise ValueError(
-            f"milestones are fractions of the training length in (0, 1), got {list(milestones)}"
-        )
+    milestones = check_milestones(milestones)
     if records < 1:
         raise ValueError(f"records must be >= 1, got {records}")
     for B in batch_sizes:
@@ -179,8 +183,6 @@ def run_sweep(
     futures, per_epochs = {}, {}
     for B in batch_sizes:
         per_epoch = steps_per_epoch(n, B)
-        total = epochs * per_epoch if compare == "epochs" else steps
-        length = epochs if compare == "epochs" else total / per_epoch  # in epochs
         if compare == "epochs":
             log_every = per_epoch * max(1, epochs // records)
         else:
@@ -198,7 +200,7 @@ def run_sweep(
             loss=loss,
             batch_size=None if B >= n else B,
             **({"epochs": epochs} if compare == "epochs" else {"steps": steps}),
-            milestones=[f * length for f in milestones],
+            milestones=milestones,
             gamma=gamma,
             log_every=log_every,
             X_test=X_test,

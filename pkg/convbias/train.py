@@ -43,14 +43,14 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from .config import cap_steps
+from .config import cap_steps, recording, step_starts
 from .config import device as default_device
 from .live import progress as progress_bar
 from .losses import (
@@ -177,7 +177,7 @@ def metric_values(metrics: Metrics | None, target: Any) -> dict[str, Any]:
 
 def make_optimizer(
     optimizer: str | torch.optim.Optimizer,
-    params,
+    params: Iterable[Tensor],
     *,
     lr: float,
     momentum: float = 0.0,
@@ -324,10 +324,29 @@ class BatchSampler:
         )
 
 
-def _lr_factor(epoch: int, milestones: Sequence[int] | None, gamma: float) -> float:
+def check_milestones(milestones: Sequence[float] | None) -> list[float]:
+    """``milestones`` as a list of fractions of the run in (0, 1), or a one-line error.
+
+    The one meaning every training loop and sweep gives them: ``[0.6, 0.8]`` multiplies
+    the learning rate by ``gamma`` from the first epoch past 60% of the run, and again
+    past 80%.
+    """
+    values = [float(m) for m in (milestones or ())]
+    if any(not 0 < m < 1 for m in values):
+        raise ValueError(
+            "milestones are fractions of the run in (0, 1) (0.5: halfway), "
+            f"got {list(milestones or ())}"
+        )
+    return values
+
+
+def _lr_factor(
+    epoch: int, milestones: Sequence[float], gamma: float, epochs: float
+) -> float:
+    """``gamma ** k``, ``k`` the milestones (fractions of a run of ``epochs`` epochs) reached at ``epoch``."""
     if not milestones:
         return 1.0
-    return gamma ** sum(epoch >= m for m in milestones)
+    return gamma ** sum(epoch >= m * epochs for m in milestones)
 
 
 def raise_diverged(step: int, what: str = "the training loss") -> None:
@@ -352,7 +371,7 @@ def fit(
     steps: int | None = None,
     epochs: int | None = None,
     batch_size: int | None = None,
-    milestones: Sequence[int] | None = None,
+    milestones: Sequence[float] | None = None,
     gamma: float = 0.2,
     seed: int = 0,
     log_every: int = 10,
@@ -366,7 +385,8 @@ def fit(
 
     ``optimizer="sgd"`` is SGD(lr, momentum, weight_decay), ``"adam"`` Adam(lr,
     weight_decay); an optimizer instance is stepped as it is (its state carries on).
-    ``milestones`` (in epochs) multiply the learning rate by ``gamma``.
+    ``milestones`` (fractions of the run, :func:`~convbias.train.check_milestones`) multiply the
+    learning rate by ``gamma``.
     ``batch_size=None`` is full-batch gradient descent. At step 0 (the loss on the
     whole training set) and every ``log_every`` steps (and at the end) it records
     ``loss`` (mean over the steps since the last record), ``train_loss``/``train_acc``,
@@ -381,6 +401,7 @@ def fit(
     if X_test is not None:
         X_test, y_test = X_test.to(dev), y_test.to(dev)
     total, per_epoch = _n_steps(len(X), batch_size, steps, epochs)
+    milestones, run_epochs = check_milestones(milestones), total / per_epoch
     total = cap_steps(total, log_every)  # a smoke run stops after a few steps
     opt = make_optimizer(
         "sgd" if optimizer is None else optimizer,
@@ -393,6 +414,7 @@ def fit(
     sampler = BatchSampler(len(X), batch_size, seed, dev)
     hist = History()
 
+    @recording()
     def record(step: int, mean_loss: float | None) -> None:
         train = evaluate(model, X, y, loss, prefix="train_")
         values = {
@@ -414,8 +436,9 @@ def fit(
     since = 0
     bar = progress_bar(range(1, total + 1), desc=desc, enabled=progress)
     for step in bar:
+        step_starts()
         epoch = (step - 1) // per_epoch
-        factor = _lr_factor(epoch, milestones, gamma)
+        factor = _lr_factor(epoch, milestones, gamma, run_epochs)
         for g, base in zip(opt.param_groups, base_lrs):
             g["lr"] = base * factor
         idx = sampler.next()
@@ -427,12 +450,13 @@ def fit(
         running = running + value.detach()
         since += 1
         if step % log_every == 0 or step == total:
-            mean_loss = (running / since).item()
-            if not math.isfinite(mean_loss):
-                raise_diverged(step, "the training loss")
-            record(step, mean_loss)
-            bar.set_postfix(loss=f"{mean_loss:.3g}")
-            running, since = torch.zeros((), device=dev), 0
+            with recording():
+                mean_loss = (running / since).item()
+                if not math.isfinite(mean_loss):
+                    raise_diverged(step, "the training loss")
+                record(step, mean_loss)
+                bar.set_postfix(loss=f"{mean_loss:.3g}")
+                running, since = torch.zeros((), device=dev), 0
     return hist
 
 
@@ -532,7 +556,7 @@ def fit_ensemble(
     steps: int | None = None,
     epochs: int | None = None,
     batch_size: int | None = None,
-    milestones: Sequence[int] | None = None,
+    milestones: Sequence[float] | None = None,
     gamma: float = 0.2,
     log_every: int = 10,
     X_test: Tensor | None = None,
@@ -592,6 +616,7 @@ def fit_ensemble(
     if X_test is not None:
         X_test, y_test = X_test.to(dev), y_test.to(dev)
     total, per_epoch = _n_steps(len(X), batch_size, steps, epochs)
+    milestones, run_epochs = check_milestones(milestones), total / per_epoch
     total = cap_steps(total, log_every)  # a smoke run stops after a few steps
     batches = EnsembleBatches(len(X), batch_size, seeds, dev)
     velocity = {n: torch.zeros_like(p) for n, p in params.items()}
@@ -612,6 +637,7 @@ def fit_ensemble(
         p.requires_grad_(True)
     hist = History()
 
+    @recording()
     def record(step: int, mean_loss: np.ndarray | None) -> None:
         with torch.no_grad():
             values = _ensemble_eval(base, params, buffers, X, y, loss, "train_")
@@ -632,8 +658,9 @@ def fit_ensemble(
     since = 0
     bar = progress_bar(range(1, total + 1), desc=f"{desc} (E={E})", enabled=progress)
     for step in bar:
+        step_starts()
         epoch = (step - 1) // per_epoch
-        step_lr = (lrs * _lr_factor(epoch, milestones, gamma)).to(dev)
+        step_lr = (lrs * _lr_factor(epoch, milestones, gamma, run_epochs)).to(dev)
         idx = batches.next()  # (E, B), or None for full batch
         if idx is None:
             values = member_losses_shared(forward_shared(params, buffers, X), y)
@@ -651,16 +678,17 @@ def fit_ensemble(
         running += values.detach()
         since += 1
         if step % log_every == 0 or step == total:
-            mean_loss = (running / since).cpu().numpy()
-            if not np.isfinite(mean_loss).all():
-                bad = [seeds[i] for i in np.flatnonzero(~np.isfinite(mean_loss))]
-                raise_diverged(
-                    step, f"the training loss of the members with seeds {bad}"
-                )
-            record(step, mean_loss)
-            bar.set_postfix(loss=f"{float(mean_loss.mean()):.3g}")
-            running.zero_()
-            since = 0
+            with recording():
+                mean_loss = (running / since).cpu().numpy()
+                if not np.isfinite(mean_loss).all():
+                    bad = [seeds[i] for i in np.flatnonzero(~np.isfinite(mean_loss))]
+                    raise_diverged(
+                        step, f"the training loss of the members with seeds {bad}"
+                    )
+                record(step, mean_loss)
+                bar.set_postfix(loss=f"{float(mean_loss.mean()):.3g}")
+                running.zero_()
+                since = 0
     config = {
         "seed": np.asarray(seeds),
         "lr": lrs.cpu().numpy(),
@@ -745,13 +773,14 @@ def fit_gd(
         X_test, y_test = X_test.to(dev), y_test.to(dev)
     hist = History()
 
+    @recording()
     def record(step: int, loss: Tensor) -> None:
         with torch.no_grad():
             out = model(X)
             values = {
                 "loss": loss,
                 "train_acc": _accuracy(out, y),
-                "filter_srank": stable_rank(model.filters()),
+                "filter_srank": stable_rank(model.filters(), batch=True),
             }
             if X_test is not None:
                 values["test_acc"] = _accuracy(model(X_test), y_test)
@@ -763,9 +792,10 @@ def fit_gd(
             raise_diverged(step, f"the logistic loss (lr={lr})")
         hist.record(step, **values)
 
-    with torch.no_grad():
+    with torch.no_grad(), recording():
         record(0, logistic_loss(model(X), y))
     for step in progress_bar(range(1, steps + 1), desc=desc, enabled=progress):
+        step_starts()
         loss, grad = model.loss_and_grad(X, y)
         model.weight.data.sub_(lr * grad)
         if step % log_every == 0 or step == steps:

@@ -25,6 +25,7 @@ Used by chapter 3.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 Tensor = torch.Tensor
@@ -96,6 +97,24 @@ def make_norm(kind: str, channels: int, unbiased: bool = False) -> nn.Module:
     raise ValueError(f"unknown normalization {kind!r}: use one of {NORMS}")
 
 
+class CircularConv1d(nn.Conv1d):
+    """A ``Conv1d`` with ``padding_mode="circular"`` that pads by one ``torch.cat`` of the wrapped ends.
+
+    The same padded input, so the same function and gradients as ``nn.Conv1d`` (up to
+    the order in which a wrapped entry's gradient is summed), in fewer operators than
+    PyTorch's general circular padding (``benchmarks/channel_norm.py`` times a step).
+    """
+
+    def _conv_forward(self, input: Tensor, weight: Tensor, bias: Tensor | None):
+        p = self.padding[0]
+        if p and self.padding_mode == "circular" and p <= input.shape[-1]:
+            padded = torch.cat([input[..., -p:], input, input[..., :p]], dim=-1)
+            return F.conv1d(
+                padded, weight, bias, self.stride, 0, self.dilation, self.groups
+            )
+        return super()._conv_forward(input, weight, bias)
+
+
 def circular_conv1d(
     in_channels: int, out_channels: int, kernel_size: int, groups: int = 1
 ) -> nn.Conv1d:
@@ -103,13 +122,13 @@ def circular_conv1d(
 
     Output ``y[o, i] = sum_{c, j} w[o, c, j] x[c, (i + j - p) mod n]`` with ``p = kernel_size // 2``;
     weights use PyTorch's default initialisation, ``U(-1/sqrt(C k), 1/sqrt(C k))`` with
-    ``C = in_channels / groups``.
+    ``C = in_channels / groups``. A :class:`CircularConv1d` (padding by one ``torch.cat``).
     """
     if kernel_size < 1 or kernel_size % 2 == 0:
         raise ValueError(
             f"kernel_size must be a positive odd number (so the length is kept), got {kernel_size}"
         )
-    return nn.Conv1d(
+    return CircularConv1d(
         in_channels,
         out_channels,
         kernel_size,
