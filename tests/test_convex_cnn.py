@@ -281,6 +281,11 @@ def test_margin_normalized_bound_divides_by_gamma_and_is_infinite_without_a_marg
     assert fit.bound_dense == pytest.approx(c.bound_dense / 2.5)
     assert fit.gap == pytest.approx(0.1)
     assert cap.LabelFit("random", c, 0.0, 0.1, 0.5, 0.1).bound_kernel == math.inf
+    assert fit.kernel_bound_over_gap == pytest.approx(c.bound_kernel / 2.5 / 0.1)
+    no_gap = cap.LabelFit("true", c, 2.5, 0.1, 0.9, 0.9)
+    assert no_gap.kernel_bound_over_gap == math.inf
+    assert cap.LabelsResult(no_gap, fit, 10, 0).gap_ratio == math.inf
+    assert cap.LabelsResult(fit, fit, 10, 0).bound_ratio == pytest.approx(1.0)
 
 
 def test_random_labels_depend_only_on_the_seed():

@@ -129,7 +129,7 @@ def test_capacity_checks_fail_under_mutation(digits, mutation, check):
     assert check in failed(cap.capacity_checks(r))
 
 
-TINY_LABELS = dict(n_train=128, epochs=40, milestones=(25, 33), progress=False)
+TINY_LABELS = dict(n_train=128, epochs=40, milestones=(0.625, 0.8), progress=False)
 
 
 @pytest.fixture(scope="module")

@@ -266,6 +266,11 @@ class LabelFit:
         """The same bound from the eFCN's dense matrices."""
         return self._normalized(self.cap.bound_dense)
 
+    @property
+    def kernel_bound_over_gap(self) -> float:
+        """How many times the measured gap the kernel bound is (infinite for no gap)."""
+        return self.bound_kernel / self.gap if self.gap > 0 else math.inf
+
 
 @dataclass
 class LabelsResult:
@@ -278,6 +283,11 @@ class LabelsResult:
     def bound_ratio(self) -> float:
         """Kernel bound with random labels over the kernel bound with true labels."""
         return self.random.bound_kernel / self.true.bound_kernel
+
+    @property
+    def gap_ratio(self) -> float:
+        """Measured gap with random labels over the gap with true labels (infinite for no gap)."""
+        return self.random.gap / self.true.gap if self.true.gap > 0 else math.inf
 
 
 def random_labels(n: int, n_classes: int, seed: int) -> torch.Tensor:
@@ -295,7 +305,7 @@ def labels_experiment(
     lr: float = 0.05,
     weight_decay: float = 5e-4,
     batch_size: int = 32,
-    milestones: Sequence[int] | None = (40, 50),
+    milestones: Sequence[float] | None = (2 / 3, 5 / 6),
     margin_quantile: float = 0.1,
     seed: int = 0,
     randomize: bool = True,
@@ -304,7 +314,7 @@ def labels_experiment(
 ) -> LabelsResult:
     """Train the same circular CNN (same initialization) on ``n_train`` images with their true
     labels and with random labels (train and test labels redrawn uniformly; SGD with momentum,
-    the rate divided by 5 at each of ``milestones`` epochs), and measure each
+    the rate divided by 5 past each of ``milestones``, fractions of the run), and measure each
     network's generalization gap and its margin-normalized norm bound, from kernels and eFCN.
 
     The margin ``gamma`` is the ``margin_quantile`` quantile of the training margins, so the
