@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
@@ -36,6 +36,9 @@ from torch import nn
 
 from .checks import Check, at_least, at_most
 from .efcn import to_fcn
+
+if TYPE_CHECKING:
+    from .data.real import Split
 
 
 def circular_cnn(
@@ -297,7 +300,7 @@ def random_labels(n: int, n_classes: int, seed: int) -> torch.Tensor:
 
 
 def labels_experiment(
-    data,
+    data: Split,
     n_train: int = 256,
     channels: int = 8,
     depth: int = 3,
