@@ -349,7 +349,9 @@ def measure(
     page.wait_for_timeout(150)
     if png is not None:  # as the reader first sees it: hidden cells closed
         png.parent.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(png), full_page=True)
+        page.screenshot(
+            path=str(png), full_page=True, timeout=120_000
+        )  # a long page, a busy machine
     result = page.evaluate(MEASURE_JS, PROGRESS_TEXT)
     result["width"] = width
     result["mathjax"] = typeset
