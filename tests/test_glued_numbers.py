@@ -54,7 +54,7 @@ PATTERNS = {
     "decimal": re.compile(r"(?<![\w.])\d+\.\d+"),
     "comparison": re.compile(
         rf"\b(?:below|above|under|over|at least|at most|about|near|around|roughly|"
-        rf"up to|less than|more than|only|stays?|reach(?:es)?|of)\s+{_NUM}",
+        rf"up to|less than|more than|only|stays?|reach(?:es)?)\s+{_NUM}",
         re.I,
     ),
 }
