@@ -113,7 +113,8 @@ def glue_robustness(prefix: str, chapter: str, table: str | Path = ROBUSTNESS_TA
     """Glue each check of ``chapter`` in the committed robustness table (``verify``'s JSON).
 
     For every check ``name``: ``<prefix>_robust_<name>`` as ``"lo to hi"`` (its values over
-    the table's base seeds), ``..._min`` and ``..._max``; and ``<prefix>_robust_seeds``, the
+    the table's base seeds), ``..._min`` and ``..._max``, ``..._passed`` (``"k of n"`` base seeds)
+    and ``..._failing`` (``"base seed 3"``, or ``"none"``); and ``<prefix>_robust_seeds``, the
     base seeds as ``"a to b"``. Text that quotes a range over seeds glues it from here, so
     regenerating the table updates the page. Returns the glued strings by key; nothing when
     the table is absent (a notebook opened outside the book, e.g. on Colab).
@@ -132,6 +133,9 @@ def glue_robustness(prefix: str, chapter: str, table: str | Path = ROBUSTNESS_TA
         lo, hi = plain_number(row_["value_min"]), plain_number(row_["value_max"])
         key = f"{prefix}_robust_{row_['check']}"
         out.update({key: f"{lo} to {hi}", f"{key}_min": lo, f"{key}_max": hi})
+        out[f"{key}_passed"] = f"{row_['passed']} of {row_['seeds']}"
+        failing = [str(s) for s in row_["failing_seeds"]]
+        out[f"{key}_failing"] = "base seed " + ", ".join(failing) if failing else "none"
     if len(out) == 1:
         raise ValueError(f"no check of chapter {chapter!r} in {path}")
     for key, text in out.items():
