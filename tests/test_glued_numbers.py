@@ -12,8 +12,8 @@ labels ``(name)=``, headings, and the class-time table of each chapter's first c
 What counts as a typed measured number (:data:`PATTERNS`): a range of values ("1.5 to 4
 points", "10-1000x"), a ratio ("21x", "ten times" written with digits, "40-fold"), a
 percentage, a decibel value, a decimal number, or a number after a comparison or an
-approximation ("below 0.95", "about 16", "at least 3"). Seed ranges ("base seeds 0 to 4") and
-sizes ("8x8", "32x32") are setup, not measurements.
+approximation ("below 0.95", "about 16", "at least 3"). Seed ranges ("base seeds 0 to 4"), sizes
+("8x8", "32x32") and a check's bound ("bound 0.25", "band 0.85-1.25") are setup, not measurements.
 
 A hit that is not a measurement of this build must be listed in :data:`ALLOWED` with its
 notebook, the exact phrase and why: a parameter of the setup or a check's bound (``setup``),
@@ -43,6 +43,12 @@ _FENCE = re.compile(r"^(```|:::).*$", re.M)
 _CLASS_TIME_ROW = re.compile(r"^\|.*\|\s*\**\d+\**\s*\|\s*$", re.M)
 _SEEDS = re.compile(r"\bseeds?\s+\d+(?:\s*(?:to|-|–|,|and)\s*\d+)*", re.I)
 _SIZE = re.compile(r"\b\d+\s*[x×]\s*\d+\b")
+# a check's bound is part of the setup: "(bound 0.25)", "band 0.85-1.25", "bound: at most 9"
+_BOUND = re.compile(
+    r"\b(?:bound|band)s?:?\s+(?:at (?:most|least)\s+|below\s+|above\s+)?"
+    r"\d[\d.,]*(?:\s*(?:to|-|–)\s*\d[\d.,]*)?\s*%?",
+    re.I,
+)
 
 _NUM = r"\d+(?:[.,]\d+)*"
 #: what a typed measured number looks like, by kind
@@ -66,7 +72,18 @@ ALLOWED: dict[tuple[str, str], str] = {}
 def prose(markdown: str, first_cell: bool = False) -> str:
     """The cell's text with everything that is not prose removed (see the module docstring)."""
     text = _DISPLAY_MATH.sub(" ", markdown)
-    for pattern in (_ROLE, _CODE, _MATH, _LABEL, _HEADING, _OPTION, _FENCE, _SEEDS, _SIZE):
+    for pattern in (
+        _ROLE,
+        _CODE,
+        _MATH,
+        _LABEL,
+        _HEADING,
+        _OPTION,
+        _FENCE,
+        _SEEDS,
+        _SIZE,
+        _BOUND,
+    ):
         text = pattern.sub(" ", text)
     if first_cell:
         text = _CLASS_TIME_ROW.sub(" ", text)
