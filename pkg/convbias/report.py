@@ -109,7 +109,9 @@ def plain_number(x: float) -> str:
     return f"{x:.3g}"
 
 
-def glue_robustness(prefix: str, chapter: str, table: str | Path = ROBUSTNESS_TABLE) -> dict:
+def glue_robustness(
+    prefix: str, chapter: str, table: str | Path = ROBUSTNESS_TABLE
+) -> dict:
     """Glue each check of ``chapter`` in the committed robustness table (``verify``'s JSON).
 
     For every check ``name``: ``<prefix>_robust_<name>`` as ``"lo to hi"`` (its values over
