@@ -8,7 +8,15 @@ PIP    := $(BIN)/pip install --quiet --disable-pip-version-check
 TEST_STAMP := $(VENV)/.installed-test
 BOOK_STAMP := $(VENV)/.installed-book
 
-.PHONY: book test ci test-colab test-fullsize env clean benchmarks site student linkcheck dist github-release
+.PHONY: book test ci test-colab test-fullsize env clean benchmarks site student linkcheck dist github-release mathjax
+
+# MathJax 3 on this machine (npm), for tools/page_check.py: it renders the pages' maths
+# offline, as a reader's browser does, to measure each display equation's width.
+MATHJAX := .mathjax/node_modules/mathjax/es5/tex-mml-chtml.js
+mathjax: $(MATHJAX)
+$(MATHJAX):
+	@command -v npm >/dev/null || { echo "no npm: the page check cannot render the maths (install nodejs and npm)"; exit 0; }; \
+	npm install --silent --no-audit --no-fund --prefix .mathjax mathjax@3
 
 env: $(BOOK_STAMP)
 
@@ -31,7 +39,7 @@ STATIC := CONVBIAS_STATIC=1
 # from this build's executions; jupyter-cache still skips notebooks whose code cells
 # are unchanged, unless the package's code changed since the last build (then its
 # cache is dropped and every notebook runs again).
-book: $(BOOK_STAMP)
+book: $(BOOK_STAMP) $(MATHJAX)
 	@code=$$($(BIN)/python -c "from convbias.cache import code_fingerprint; print(code_fingerprint())"); \
 	if [ -d _build/.jupyter_cache ] && [ "$$(cat _build/.package-code 2>/dev/null)" != "$$code" ]; then \
 	  echo "the package changed since the last build: every notebook runs again"; rm -rf _build/.jupyter_cache; fi; \
@@ -45,7 +53,7 @@ book: $(BOOK_STAMP)
 # and chapter 1 there: make test-colab) and fullsize (chapters 1-5 at full size with two
 # steps per loop, 6 CPU-minutes: make test-fullsize). TEST_MARKERS="" runs everything.
 TEST_MARKERS ?= not colab_run and not fullsize
-test: $(TEST_STAMP)
+test: $(TEST_STAMP) $(MATHJAX)
 	@CONVBIAS_PROFILE=quick OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests -n 2 --dist loadfile \
 	  $(if $(TEST_MARKERS),-m "$(TEST_MARKERS)") --nbval-cell-timeout=900; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc

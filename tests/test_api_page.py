@@ -53,7 +53,9 @@ def test_the_parser_finds_every_form_of_import():
 def test_every_name_a_notebook_imports_is_on_the_api_page():
     uses = api_page.notebook_uses(notebooks.toc_notebooks(ROOT))
     assert len(uses) > 20  # the chapters use the package
-    page = documented((ROOT / "book" / "api.md").read_text(encoding="utf-8"))
+    page = documented(
+        "\n".join(text for text in api_page.pages(ROOT).values())
+    )  # every API page: what the book shows is what pages() writes (checked below)
     missing = sorted(
         {
             f"{u.qualified} ({u.notebook})"
@@ -68,6 +70,28 @@ def test_the_api_page_is_up_to_date():
     pytest.importorskip(
         "sphinx", reason="the API page is rendered with the book's tools (.[book])"
     )
-    assert (ROOT / "book" / "api.md").read_text(encoding="utf-8") == api_page.render(
-        ROOT
-    ), "book/api.md is stale: run python tools/api_page.py"
+    for name, text in api_page.pages(ROOT).items():
+        assert (ROOT / name).read_text(encoding="utf-8") == text, (
+            f"{name} is stale: run python tools/api_page.py"
+        )
+
+
+def test_the_api_is_split_into_pages_each_in_the_toc():
+    """No page holds the whole package: each module on one group's page, each page in the toc."""
+    texts = api_page.pages(ROOT)
+    toc = (ROOT / "_toc.yml").read_text(encoding="utf-8")
+    groups = [name for name in texts if name != "book/api.md"]
+    assert len(groups) >= 5
+    for name in groups:
+        assert f"file: {name.removesuffix('.md')}" in toc, name
+    modules = [
+        m
+        for name in groups
+        for m in re.findall(r"^\.\. py:module:: (\S+)", texts[name], re.M)
+    ]
+    assert len(modules) == len(set(modules)) > 30
+    assert max(len(texts[name]) for name in groups) < 0.5 * sum(
+        map(len, texts.values())
+    )
+    with pytest.raises(LookupError, match="add 'nowhere' to GROUPS"):
+        api_page.group_of("convbias.nowhere")

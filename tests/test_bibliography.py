@@ -40,3 +40,21 @@ def test_every_cited_key_is_in_the_bibliography():
             cited |= {k.strip() for k in group.split(",")}
     assert len(cited) > 10
     assert sorted(cited - keys) == []
+
+
+def test_every_reference_links_to_the_paper():
+    """A reader can open each reference: an arXiv id, a DOI or a URL on every entry."""
+    text = BIB.read_text(encoding="utf-8")
+    entries = re.findall(r"^@\w+\{([^,\s]+),(.*?)^\}", text, re.M | re.S)
+    assert len(entries) > 10
+    unlinked = [
+        key
+        for key, body in entries
+        if not re.search(r"^\s*(eprint|doi|url)\s*=\s*\{\S+\}", body, re.M)
+    ]
+    assert unlinked == []
+    for key, body in entries:
+        eprint = re.search(r"^\s*eprint\s*=\s*\{([^}]*)\}", body, re.M)
+        if eprint:
+            assert re.fullmatch(r"\d{4}\.\d{4,5}", eprint.group(1)), key
+            assert re.search(r"archiveprefix\s*=\s*\{arXiv\}", body, re.I), key

@@ -45,19 +45,28 @@ def test_no_myst_markup_is_left(copies):
             )
 
 
-def test_exercises_are_numbered_across_the_book_and_solutions_hidden(copies):
+def test_exercises_are_numbered_per_chapter_and_solutions_hidden(copies):
+    """Exercise 2.1, 2.2, ... in chapter 2's copy, as the built book numbers them."""
     out, student = copies
-    numbers, sources = [], 0
+    chapters = notebooks.numbered_chapters(ROOT)
+    assert chapters["01_intrinsic_dimension"] == 1 and "appendix_rank" not in chapters
+    appendix = []
     for nb in notebooks.toc_notebooks(ROOT):
-        sources += sum(
+        sources = sum(
             len(re.findall(r"^[`:]{3,}\{exercise\}", c, re.M)) for c in markdown(nb)
         )
         cells = markdown(out / nb.name)
-        numbers += [
-            int(n)
+        numbers = [
+            n
             for c in cells
-            for n in re.findall(r"^\*\*Exercise (\d+)\.\*\*", c, re.M)
+            for n in re.findall(r"^\*\*Exercise ([\d.]+)\.\*\*", c, re.M)
         ]
+        if nb.stem in chapters:
+            assert sources > 0, nb.name
+            chapter = chapters[nb.stem]
+            assert numbers == [f"{chapter}.{i}" for i in range(1, sources + 1)], nb.name
+        else:
+            appendix += numbers
         solutions = sum(c.count("<details>") for c in cells)
         assert solutions == sum(
             len(re.findall(r"^[`:]{3,}\{solution\}", c, re.M)) for c in markdown(nb)
@@ -65,7 +74,7 @@ def test_exercises_are_numbered_across_the_book_and_solutions_hidden(copies):
         assert not any(
             "<details>" in c or "Solution" in c for c in markdown(student / nb.name)
         ), nb.name
-    assert sources > 0 and numbers == list(range(1, sources + 1))
+    assert appendix == [str(i) for i in range(1, len(appendix) + 1)]
 
 
 def test_citations_are_readable_with_a_reference_list(copies):
@@ -111,7 +120,10 @@ def test_the_conversion_of_each_construct(tmp_path):
         in text
     )
     assert (
-        "[`convbias.rank.stable_rank`](" in text and "> **Note.**\n>\n> A note." in text
+        "[`convbias.rank.stable_rank`](https://convbias.github.io/implicit-bias-cnn-book/"
+        "book/api_measures.html#convbias.rank.stable_rank)"
+        in text
+        and "> **Note.**\n>\n> A note." in text
     )
     assert "What to see." in text and LEFTOVER.search(text) is None
 
@@ -136,3 +148,14 @@ def test_the_colab_buttons_open_the_copies():
             r"https://colab\.research\.google\.com/github/\S+?\.ipynb", readme
         )
     )
+
+
+def test_a_reference_line_links_to_the_paper():
+    entry = {"author": "Le, Thien and Jegelka, Stefanie", "year": "2022", "title": "T"}
+    assert notebooks.reference_line({**entry, "eprint": "2201.11968"}).endswith(
+        "[arXiv:2201.11968](https://arxiv.org/abs/2201.11968)"
+    )
+    assert notebooks.reference_line({**entry, "doi": "10.1/x"}).endswith(
+        "[doi:10.1/x](https://doi.org/10.1/x)"
+    )
+    assert notebooks.reference_line(entry) == "Le, Thien; Jegelka, Stefanie (2022). T."

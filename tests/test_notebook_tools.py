@@ -216,8 +216,8 @@ def test_run_headless_in_a_kernel_writes_what_the_in_process_runner_wrote(tmp_pa
     assert (out / "notes.txt").read_text() == "mine"
     executed = nbformat.read(out / "nb.ipynb", as_version=4)
     assert any(
-        "image/png" in o.get("data", {}) for o in executed.cells[3].outputs
-    )  # figures in the download
+        "image/svg+xml" in o.get("data", {}) for o in executed.cells[3].outputs
+    )  # figures in the download, as the page shows them (SVG: plotting.vector_figures)
     # the same figure drawn here and saved as the in-process runner saved it
     namespace = {"plt": plt}
     exec(FIGURE, namespace)

@@ -2,6 +2,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import io
+import re
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -157,3 +158,62 @@ def test_glue_robustness_glues_each_check_of_the_chapter(tmp_path):
     assert report.glue_robustness("ch3", "03_x", tmp_path / "absent.json") == {}
     with pytest.raises(ValueError, match="no check of chapter"):
         report.glue_robustness("ch5", "05_z", table)
+
+
+def test_a_kernel_shows_figures_as_svg(monkeypatch):
+    """The page's figures are vector: set_style switches a Jupyter kernel to SVG, nothing else."""
+    import IPython
+    import matplotlib_inline.backend_inline as inline
+
+    asked = []
+    monkeypatch.setattr(inline, "set_matplotlib_formats", lambda *f: asked.append(f))
+    monkeypatch.setattr(IPython, "get_ipython", lambda: None)
+    assert plotting.vector_figures() is False and asked == []
+    registered = {}
+
+    class Formatter:
+        def for_type(self, kind, function):
+            registered[kind] = function
+
+    kernel = type("Shell", (), {"kernel": object()})()
+    kernel.display_formatter = type(
+        "F", (), {"formatters": {"image/svg+xml": Formatter()}}
+    )
+    monkeypatch.setattr(IPython, "get_ipython", lambda: kernel)
+    assert plotting.vector_figures() is True and asked == [("svg",)]
+    (show,) = (
+        registered.values()
+    )  # a figure shown as SVG, its size in px at the house dpi
+    fig, _ = plotting.subplots(1)
+    assert re.search(r'<svg\b[^>]*\bwidth="[\d.]+px"', show(fig))
+    plt.close(fig)
+
+
+def test_the_parameter_table_shows_this_runs_values(monkeypatch):
+    from convbias import report
+
+    monkeypatch.setenv("CONVBIAS_PROFILE", "quick")
+    P = {"lrs": [0.1, 0.3], "epochs": 48, "sigma": 25 / 255, "seed": 0}
+    text = report.parameter_table(
+        P, {"lrs": "learning rates of the grid", "sigma": "noise level"}
+    )
+    assert text.splitlines() == [
+        "| `P[...]` | what it sets | this run (quick profile) |",
+        "|---|---|---|",
+        "| `lrs` | learning rates of the grid | 0.1, 0.3 |",
+        "| `sigma` | noise level | 0.0980392 |",
+    ]
+    with pytest.raises(KeyError, match="not in the parameter table: steps"):
+        report.parameter_table(P, {"steps": "iterations"})
+
+
+def test_an_svg_figure_says_its_size_in_px_at_the_house_dpi():
+    import io
+
+    fig, _ = plotting.subplots(1)
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg")
+    svg = plotting.svg_at_dpi(buffer.getvalue())
+    width = float(re.search(r'<svg\b[^>]*\bwidth="([\d.]+)px"', svg).group(1))
+    assert width == pytest.approx(plotting.COLUMN_WIDTH * plotting.DPI, abs=0.1)
+    assert 'viewBox="0 0 439.2' in svg  # the drawing itself unchanged

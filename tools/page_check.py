@@ -1,11 +1,12 @@
-"""The built book's chapter pages as a reader sees them, measured in headless Chromium.
+"""The built book's pages as a reader sees them, measured in headless Chromium.
 
     python tools/page_check.py                      # after make book: check _build/html
     python tools/page_check.py --html DIR --table before.md --no-fail   # measure only
 
-For every chapter page of ``_toc.yml`` it loads the page at 1280 px (a laptop) and
-390 px (a phone), saves a full-page screenshot of each to ``_build/screenshots/``
-and fails (exit status 1) when, at 1280 px,
+For every page of ``_toc.yml`` (the intro, the chapters, the appendices) it loads the
+page at 1280 px (a laptop) and 390 px (a phone), its maths typeset by a local MathJax
+(``make mathjax``; no network), saves a full-page screenshot of each to
+``_build/screenshots/`` and fails (exit status 1) when, at 1280 px,
 
 - a figure is displayed narrower than its natural width (its text is shrunk below
   the point size it was drawn at),
@@ -13,9 +14,20 @@ and fails (exit status 1) when, at 1280 px,
 - an output mentions a ``FigureLayoutWarning`` (a figure wider than the column or text
   under 9 pt, see :mod:`convbias.plotting`),
 - a progress bar or a live widget was saved (``CONVBIAS_STATIC=1`` builds save none),
+- a Markdown table did not render (a paragraph of ``|`` characters),
+- a display equation is wider than the column (or the maths was not rendered at all),
+- a table's cells have no horizontal spacing (their texts run together),
+- a word is written twice ("Exercise Exercise 9"), a paragraph repeats (part of) the
+  one before it, or how to run the notebook live is said twice on a page,
+- a reference names a figure, table or exercise other than the one it links to, or
+  names "Figure 3" as plain text where it is not another work's figure,
+- an image has no alt text or its file name as alt text,
+- code is set under 80 % of the prose's size,
+- an exercise stands outside its page's Exercises section,
 
-or when a page is wider than the phone's window at 390 px. ``--table`` writes the
-measures (per chapter) as a Markdown table. Needs Playwright and Debian's ``chromium``.
+or when a page is wider than the phone's window, or a table is cut off by its box,
+at 390 px. ``--table`` writes the measures (per page) as a Markdown table. Needs
+Playwright and Debian's ``chromium``.
 """
 
 from __future__ import annotations
@@ -23,6 +35,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -111,6 +124,7 @@ def measure_book(
         chrome = browser.playwright_browser(pw)
         try:
             tab = chrome.new_page()
+            browser.offline(tab, browser.local_mathjax())
             for page in pages:
                 if not page.exists():
                     raise FileNotFoundError(
@@ -137,7 +151,9 @@ def measure_book(
     return results
 
 
-def problems(stem: str, by_width: dict[int, dict]) -> list[str]:
+def problems(
+    stem: str, by_width: dict[int, dict], book: dict[str, dict] | None = None
+) -> list[str]:
     """What a reader would notice on this page, one line each."""
     found = []
     wide = by_width.get(1280)
@@ -188,7 +204,134 @@ def problems(stem: str, by_width: dict[int, dict]) -> list[str]:
             found.append(
                 f"{stem}: the page is wider than a {width} px window (horizontal scrolling)"
             )
+        for t in summary["raw"].get("tables", []):
+            if t["clipped"] or (width == 1280 and t["cells_overflowing"]):
+                found.append(
+                    f"{stem}: at {width} px a table is cut off by its box"
+                    f" ({t['cells_overflowing']} cell(s) wider than their column): {t['text']!r}"
+                )
+    if wide is not None:
+        found += reading_problems(stem, wide["raw"], book or {})
     return found
+
+
+#: the kind of thing a reference names, from its words ("Fig. 2.3", "Figure 9", "Exercise 1")
+KINDS = {"fig": "figure", "figure": "figure", "exercise": "exercise", "table": "table"}
+NUMBERED = re.compile(r"\b(Fig(?:ure)?\.?|Exercise|Table)\s*(\d+(?:\.\d+)*)", re.I)
+#: words near an unlinked "Figure 3" that say it is another work's figure, not the book's
+ELSEWHERE = re.compile(
+    r"paper|their|et al|article|in \[|\]\s*$|\d{4}\)?\s*$|of the original", re.I
+)
+#: the least horizontal padding a table cell's text needs from its neighbours (px)
+MIN_CELL_PADDING = 4
+#: code may be this much smaller than the prose beside it (typeset code: about 85 %)
+MIN_CODE_RATIO = 0.8
+
+
+def named(text: str) -> tuple[str, str] | None:
+    """``("figure", "2.3")`` for "Figure 2.3" or "Fig. 2.3"; None when the text names none."""
+    m = NUMBERED.search(text)
+    if not m:
+        return None
+    return KINDS[m.group(1).lower().rstrip(".").replace("fig", "fig")], m.group(2)
+
+
+def reading_problems(stem: str, raw: dict, book: dict[str, dict]) -> list[str]:
+    """What breaks the reading at 1280 px: raw Markdown, cut maths, cramped tables, bad references."""
+    found = []
+    for text in raw.get("raw_tables", []):
+        found.append(
+            f"{stem}: a Markdown table did not render (a paragraph of '|'): {text!r}"
+        )
+    for phrase in raw.get("doubled", []):
+        found.append(f"{stem}: a word written twice: {phrase!r}")
+    for rep in raw.get("repeated", []):
+        found.append(
+            f"{stem}: a paragraph repeats (part of) the one before it: {rep['text']!r}"
+        )
+    if raw.get("live_hints", 0) > 1:
+        found.append(
+            f"{stem}: how to run the notebook live is said {raw['live_hints']} times"
+        )
+    for m in raw.get("math", []):
+        if m["need"] > m["room"] + 1:
+            found.append(
+                f"{stem}: a display equation is {m['need']:.0f} px wide in a {m['room']:.0f} px column"
+                f" (cut off or scrolled): {m['tex']!r}"
+            )
+    if raw.get("math_source") and raw.get("mathjax") is False:
+        found.append(
+            f"{stem}: the maths was not rendered: no local MathJax (make mathjax), its width unchecked"
+        )
+    for t in raw.get("tables", []):
+        if t["tight"]:
+            found.append(
+                f"{stem}: a table's cells have no spacing ({t['tight']} of {t['cells']} cells with under"
+                f" {MIN_CELL_PADDING} px between texts): {t['text']!r}"
+            )
+    prose, code = raw.get("font_prose"), raw.get("font_code")
+    if prose and code and code < MIN_CODE_RATIO * prose:
+        found.append(
+            f"{stem}: code at {code:g} px beside {prose:g}-px prose"
+            f" (under {MIN_CODE_RATIO:.0%} of it: hard to read side by side)"
+        )
+    for img in raw.get("alts", []):
+        alt, src = img["alt"], img["src"]
+        if (
+            not alt
+            or alt == src
+            or Path(src).name in alt
+            or re.search(r"\.(png|svg|jpe?g|gif)$", alt)
+        ):
+            found.append(
+                f"{stem}: an image has {'no alt text' if not alt else f'its path as alt text ({alt!r})'}:"
+                f" {Path(src).name}"
+            )
+    for title in raw.get("exercises_outside", []):
+        found.append(f"{stem}: an exercise outside an Exercises section: {title!r}")
+    labels = {raw.get("url"): raw, **book}
+    for link in raw.get("links", []):
+        says = named(link["text"])
+        if says is None:
+            continue
+        url, _, frag = link["href"].partition("#")
+        target = labels.get(url)
+        if target is None:  # a page this run did not read
+            continue
+        label = target.get("numbered", {}).get(frag)
+        if label is None:
+            what = (
+                "nothing"
+                if frag not in target.get("ids", [])
+                else "no numbered figure or exercise"
+            )
+            found.append(
+                f"{stem}: the reference {link['text']!r} points at {what} (#{frag})"
+            )
+        elif named(label) != says:
+            found.append(
+                f"{stem}: the reference {link['text']!r} points at {label!r} (#{frag})"
+            )
+    for ref in raw.get("unlinked", []):
+        before = ref["context"].split(ref["text"])[0]
+        if ELSEWHERE.search(ref["context"]) or ELSEWHERE.search(before[-25:]):
+            continue
+        found.append(
+            f"{stem}: {ref['text']!r} is named without a link to it (whose figure?): {ref['context']!r}"
+        )
+    return found
+
+
+def book_problems(results: dict[str, dict[int, dict]]) -> list[str]:
+    """Every page's problems, references to another page resolved against that page."""
+    book = {
+        r[1280]["raw"]["url"]: r[1280]["raw"] for r in results.values() if 1280 in r
+    }
+    return [
+        line
+        for stem, by_width in results.items()
+        for line in problems(stem, by_width, book)
+    ]
 
 
 def table(results: dict[str, dict[int, dict]], counts: dict[str, dict]) -> str:
@@ -254,6 +397,28 @@ def table(results: dict[str, dict[int, dict]], counts: dict[str, dict]) -> str:
     return "\n".join(rows) + "\n"
 
 
+def book_pages(html: Path, root: Path) -> list[Path]:
+    """Every page of ``_toc.yml`` (the root, chapters, appendices), in book order."""
+    import yaml
+
+    files: list[str] = []
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            if "root" in node:
+                files.append(node["root"])
+            if "file" in node:
+                files.append(node["file"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(yaml.safe_load((root / "_toc.yml").read_text()))
+    return [html / f"{Path(f).with_suffix('')}.html" for f in files]
+
+
 def chapter_pages(html: Path, root: Path) -> list[Path]:
     return [
         html / nb.relative_to(root).with_suffix(".html")
@@ -310,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     root = notebooks.book_root()
     html = args.html or root / "_build" / "html"
     nb_root = args.notebooks or root
-    pages = chapter_pages(html, root)
+    pages = book_pages(html, root)
     if args.pages:
         pages = [p for p in pages if p.stem in args.pages]
     results = measure_book(html, pages, args.screenshots)
@@ -319,9 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         source = nb_root / "book" / f"{page.stem}.ipynb"
         if source.exists():
             counts[page.stem] = notebook_counts(source)
-    found = [
-        line for stem, by_width in results.items() for line in problems(stem, by_width)
-    ]
+    found = book_problems(results)
     text = table(results, counts)
     print(text)
     if args.table:

@@ -1,10 +1,10 @@
-"""Screenshots of the built book's chapter pages in headless Chromium (1280 px and 390 px).
+"""Screenshots of the built book's pages in headless Chromium (1280 px and 390 px).
 
     python tools/screenshots.py [--out _build/screenshots]   # after make book
 
 The same run as ``tools/page_check.py`` (which ``make book`` calls): it writes
-``<out>/<page>-<width>.png`` and fails when a page shows a layout problem (code
-wider than its box, shrunk figures, saved widgets, a page wider than a phone).
+``<out>/<page>-<width>.png`` for every page of ``_toc.yml`` and fails when a page shows
+a problem a reader would see (the list is in ``tools/page_check.py``).
 """
 
 from __future__ import annotations

@@ -344,7 +344,7 @@ def cite_authors(entry: dict[str, str]) -> str:
 
 
 def reference_line(entry: dict[str, str]) -> str:
-    """One entry of a chapter's reference list: authors (year). Title. Venue."""
+    """One entry of a chapter's reference list: authors (year). Title. Venue. A link to it."""
     people = []
     for person in entry.get("author", "").split(" and "):
         if person.strip() == "others":
@@ -356,37 +356,72 @@ def reference_line(entry: dict[str, str]) -> str:
     venue = (
         entry.get("booktitle") or entry.get("journal") or entry.get("publisher") or ""
     )
-    return f"{authors} ({entry.get('year', 'n.d.')}). {entry.get('title', '')}." + (
-        f" *{venue}*." if venue else ""
+    if entry.get("eprint"):
+        link = f" [arXiv:{entry['eprint']}](https://arxiv.org/abs/{entry['eprint']})"
+    elif entry.get("doi"):
+        link = f" [doi:{entry['doi']}](https://doi.org/{entry['doi']})"
+    elif entry.get("url"):
+        link = f" <{entry['url']}>"
+    else:
+        link = ""
+    return (
+        f"{authors} ({entry.get('year', 'n.d.')}). {entry.get('title', '')}."
+        + (f" *{venue}*." if venue else "")
+        + link
     )
+
+
+def numbered_chapters(root: Path) -> dict[str, int]:
+    """Page stem -> chapter number, for the pages of ``_toc.yml``'s ``numbered`` parts.
+
+    As Sphinx numbers them: 1, 2, ... in book order, continuing from one numbered part
+    to the next (jupyter-book's multi-part numbering); other pages have no number.
+    """
+    import yaml
+
+    toc = yaml.safe_load((Path(root) / "_toc.yml").read_text())
+    numbered: list[str] = []
+    for part in toc.get("parts", []):
+        if part.get("numbered"):
+            numbered += [Path(c["file"]).stem for c in part.get("chapters", [])]
+    return {stem: i for i, stem in enumerate(numbered, start=1)}
 
 
 class BookIndex:
     """What the book's cross-references point to, numbered as the built book numbers them.
 
     Exercises (sphinx-exercise) and figures (``{glue:figure}`` / ``{figure}`` with a
-    ``:name:``; Sphinx's numfig without numbered sections) are numbered 1, 2, ... across
-    the chapters of ``_toc.yml``; section targets ``(label)=`` keep their page and heading.
+    ``:name:``) are numbered per chapter as Sphinx numbers them (``numfig_secnum_depth:
+    1``): "2.3" is chapter 2's third, the chapters being the documents of the parts of
+    ``_toc.yml`` marked ``numbered``; the pages outside them (the appendix) share one
+    count, 1, 2, ...; section targets ``(label)=`` keep their page and heading.
     """
 
     def __init__(self, root: Path, book_url: str = BOOK_URL):
         import nbformat
 
         self.root, self.url = Path(root), book_url.rstrip("/") + "/"
-        self.exercises: dict[str, tuple[str, int]] = {}
-        self.figures: dict[str, tuple[str, int]] = {}
+        self.exercises: dict[str, tuple[str, str]] = {}
+        self.figures: dict[str, tuple[str, str]] = {}
+        self.chapters = numbered_chapters(self.root)
         self.sections: dict[str, tuple[str, str]] = {}
         self.titles: dict[str, str] = {}
-        self.first_exercise: dict[str, int] = {}
+
         self.bib = (
             read_bib(self.root / "book" / "references.bib")
             if (self.root / "book" / "references.bib").exists()
             else {}
         )
-        count = figure = 0
+        counts: dict[tuple[str, int | None], int] = {}
+
+        def number(kind: str, stem: str) -> str:
+            chapter = self.chapters.get(stem)
+            counts[kind, chapter] = counts.get((kind, chapter), 0) + 1
+            n = counts[kind, chapter]
+            return f"{chapter}.{n}" if chapter else str(n)
+
         for nb_path in toc_notebooks(self.root):
             stem = nb_path.stem
-            self.first_exercise[stem] = count + 1
             nb = nbformat.read(nb_path, as_version=4)
             markdown = "\n\n".join(
                 c.source for c in nb.cells if c.cell_type == "markdown"
@@ -395,12 +430,11 @@ class BookIndex:
                 name, body = block.group("name"), block.group("body")
                 label = re.search(r"^:(?:label|name):\s*(\S+)", body, re.M)
                 if name == "exercise" and not re.search(r"^:nonumber:", body, re.M):
-                    count += 1
+                    n = number("exercise", stem)
                     if label:
-                        self.exercises[label.group(1)] = (stem, count)
+                        self.exercises[label.group(1)] = (stem, n)
                 elif name in ("glue:figure", "figure") and label:
-                    figure += 1
-                    self.figures[label.group(1)] = (stem, figure)
+                    self.figures[label.group(1)] = (stem, number("figure", stem))
             for target in TARGET.finditer(markdown):
                 heading = re.search(r"^#+\s+(.+)$", markdown[target.end() :], re.M)
                 self.sections[target.group("label")] = (
@@ -423,6 +457,14 @@ class BookIndex:
             if glossary.exists()
             else {}
         )
+        # the API pages (tools/api_page.py): which page documents each module
+        self.api_pages = {
+            module: md.stem
+            for md in sorted((self.root / "book").glob("api*.md"))
+            for module in re.findall(
+                r"^\.\. py:module:: (\S+)", md.read_text(encoding="utf-8"), re.M
+            )
+        }
         for md in (self.root / "book").glob("*.md"):
             title = re.search(r"^#\s+(.+)$", md.read_text(encoding="utf-8"), re.M)
             self.titles.setdefault(
@@ -431,6 +473,13 @@ class BookIndex:
 
     def page(self, stem: str, anchor: str = "") -> str:
         return f"{self.url}book/{stem}.html" + (f"#{anchor}" if anchor else "")
+
+    def api_page(self, target: str) -> str:
+        """The address of a documented name (``convbias.rank.stable_rank``) on its API page."""
+        module = target
+        while module and module not in self.api_pages:
+            module = module.rpartition(".")[0]
+        return self.page(self.api_pages.get(module, "api"), target)
 
 
 def _split_target(text: str) -> tuple[str | None, str]:
@@ -522,7 +571,7 @@ class ColabConverter:
             shown = title or (
                 text.lstrip("~").rsplit(".", 1)[-1] if text.startswith("~") else target
             )
-            return f"[`{shown}`]({self.index.page('api', target)})"
+            return f"[`{shown}`]({self.index.api_page(target)})"
         if role == "math":
             return f"${text}$"
         title, target = _split_target(text)

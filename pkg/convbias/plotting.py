@@ -20,10 +20,13 @@ import numpy as np
 import seaborn as sns
 
 PALETTE = "colorblind"
-#: inches: the book's text column is 676 px wide at 110 dpi (the figures' resolution)
+#: inches: a figure's width on the page. Figures are SVG (vector: sharp when a reader
+#: zooms) shown at :data:`DPI` px an inch: 671 px in the page's 720-px column, 9-pt text
+#: 14 px on a laptop; on a phone the figure shrinks with the column and zooms back sharp
 COLUMN_WIDTH = 6.1
 #: smallest font size (points) of any text in a figure
 MIN_FONT_PT = 9.0
+#: px per inch of a figure on the page (and of a PNG figure)
 DPI = 110
 MAX_PANELS_PER_ROW = 2
 
@@ -77,7 +80,7 @@ def _watch(fig) -> None:
 
 
 def set_style(context: str = "notebook") -> None:
-    """Seaborn whitegrid, colorblind palette, 9-10 pt fonts, column-wide 110 dpi figures."""
+    """Seaborn whitegrid, colorblind palette, 9-10 pt fonts, column-wide SVG figures."""
     sns.set_theme(context=context, style="whitegrid", palette=PALETTE, font_scale=0.9)
     plt.rcParams.update(
         {
@@ -103,6 +106,55 @@ def set_style(context: str = "notebook") -> None:
     hooks = list(plt.rcParams.get("figure.hooks", []))
     if f"{__name__}:_watch" not in hooks:
         plt.rcParams["figure.hooks"] = [*hooks, f"{__name__}:_watch"]
+    plt.rcParams["svg.hashsalt"] = "convbias"  # the same figure, the same SVG text
+    vector_figures()
+
+
+#: how a notebook shows its figures: SVG (the page's image), not a 110-dpi PNG
+FIGURE_FORMATS = ("svg",)
+
+
+def vector_figures() -> bool:
+    """In a Jupyter kernel, show figures as SVG (:data:`FIGURE_FORMATS`); True if it did.
+
+    The book's pages then carry vector figures whose text stays sharp at any zoom; outside
+    a kernel (a script, the tests) nothing changes.
+    """
+    try:
+        from IPython import get_ipython
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+    except ImportError:
+        return False
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "kernel"):
+        return False
+    set_matplotlib_formats(*FIGURE_FORMATS)
+    from IPython.core.pylabtools import print_figure
+    from matplotlib.figure import Figure
+
+    kwargs = {"bbox_inches": "tight"}
+    shell.display_formatter.formatters["image/svg+xml"].for_type(
+        Figure, lambda fig: svg_at_dpi(print_figure(fig, "svg", **kwargs))
+    )
+    return True
+
+
+def svg_at_dpi(svg: str, dpi: float = DPI) -> str:
+    """An SVG figure whose size says px at ``dpi`` px an inch, not points.
+
+    Matplotlib writes ``width="439pt"``, which a browser shows at 96 px an inch (586 px
+    for the column's 6.1 in); in px at :data:`DPI` the figure fills the page's column as
+    the book's figures always have, its text at the size it was drawn at.
+    """
+    import re
+
+    def scaled(attr: re.Match) -> str:
+        return f'{attr.group(1)}="{float(attr.group(2)) * dpi / 72:.2f}px"'
+
+    def tag(match: re.Match) -> str:
+        return re.sub(r'\b(width|height)="([\d.]+)pt"', scaled, match.group(0))
+
+    return re.sub(r"<svg\b[^>]*>", tag, svg, count=1)
 
 
 def _points(size) -> float:

@@ -81,6 +81,37 @@ def glue_figure(name: str, fig: Any = None) -> None:
     plt.close(fig)
 
 
+def parameter_table(params: dict, changes: dict[str, str]) -> PlainText:
+    """What a reader may change, as a short Markdown table (a cell ending with it shows it).
+
+    ``changes`` maps keys of the chapter's parameter table ``params`` to what each sets;
+    the values are this run's (its profile's), so the table never says more than the
+    cell that set them. Unknown keys are refused (a ``KeyError`` naming them).
+    """
+    from .config import profile
+
+    missing = [key for key in changes if key not in params]
+    if missing:
+        raise KeyError(f"not in the parameter table: {', '.join(missing)}")
+
+    def shown(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:g}"
+        if isinstance(value, (list, tuple)):
+            return ", ".join(shown(v) for v in value)
+        return str(value)
+
+    lines = [
+        f"| `P[...]` | what it sets | this run ({profile()} profile) |",
+        "|---|---|---|",
+        *(
+            f"| `{key}` | {what} | {shown(params[key])} |"
+            for key, what in changes.items()
+        ),
+    ]
+    return PlainText("\n".join(lines))
+
+
 def glue_markdown(name: str, text: str) -> str:
     """Glue a string that renders as itself (no quotes) in ``{glue}`` references, also across pages."""
     GLUED[name] = text
