@@ -18,7 +18,10 @@ approximation ("below 0.95", "about 16", "at least 3"). Seed ranges ("base seeds
 A hit that is not a measurement of this build must be listed in :data:`ALLOWED` with its
 notebook, the exact phrase and why: a parameter of the setup or a check's bound (``setup``),
 a number quoted as the paper's (``paper``), arithmetic of a derivation or exercise
-(``derivation``). An entry that no longer matches fails too, so the list stays exact.
+(``derivation``). A measurement that the chapter does not rerun (an exercise's solution measured
+once, a description of a curve) is listed as ``pending``, so that it stays visible until it is
+glued or reworded; no new entry should be ``pending``. An entry that no longer matches fails
+too, so the list stays exact.
 """
 
 from __future__ import annotations
