@@ -248,3 +248,47 @@ def test_capacity_counts_and_bound_formula():
     assert c.bound_kernel == pytest.approx(
         B * (math.sqrt(6 * math.log(2)) + 1) * c.rho_kernel / math.sqrt(10), rel=1e-9
     )
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("scale", [1.0, 7.0])
+def test_rho_ratio_is_8_cubed_for_three_circular_layers_on_8x8_maps(seed, scale):
+    """An identity, not a finding: any weights (any seed, rescaled as training would)."""
+    torch.manual_seed(seed)
+    model = cap.circular_cnn((1, 8, 8), channels=4, depth=3, n_classes=10)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(scale)
+    c = cap.capacity(model, (1, 8, 8), torch.randn(5, 1, 8, 8))
+    assert c.predicted_ratio == 8.0**3
+    assert c.rho_dense / c.rho_kernel == pytest.approx(8.0**3, rel=1e-9)
+    assert c.bound_dense / c.bound_kernel == pytest.approx(8.0**3, rel=1e-9)
+
+
+def test_margins_are_the_correct_logit_minus_the_largest_other():
+    model = nn.Sequential(nn.Identity())
+    out = torch.tensor([[3.0, 1.0, 2.0], [0.0, 5.0, -1.0], [1.0, 1.0, 4.0]])
+    y = torch.tensor([0, 0, 2])
+    np.testing.assert_allclose(cap.margins(model, out, y), [1.0, -5.0, 3.0])
+
+
+def test_margin_normalized_bound_divides_by_gamma_and_is_infinite_without_a_margin():
+    torch.manual_seed(0)
+    model = cap.circular_cnn((1, 6, 6), channels=3, depth=2, n_classes=4)
+    c = cap.capacity(model, (1, 6, 6), torch.randn(10, 1, 6, 6))
+    fit = cap.LabelFit("true", c, 2.5, 0.1, 1.0, 0.9)
+    assert fit.bound_kernel == pytest.approx(c.bound_kernel / 2.5)
+    assert fit.bound_dense == pytest.approx(c.bound_dense / 2.5)
+    assert fit.gap == pytest.approx(0.1)
+    assert cap.LabelFit("random", c, 0.0, 0.1, 0.5, 0.1).bound_kernel == math.inf
+    assert fit.kernel_bound_over_gap == pytest.approx(c.bound_kernel / 2.5 / 0.1)
+    no_gap = cap.LabelFit("true", c, 2.5, 0.1, 0.9, 0.9)
+    assert no_gap.kernel_bound_over_gap == math.inf
+    assert cap.LabelsResult(no_gap, fit, 10, 0).gap_ratio == math.inf
+    assert cap.LabelsResult(fit, fit, 10, 0).bound_ratio == pytest.approx(1.0)
+
+
+def test_random_labels_depend_only_on_the_seed():
+    a, b = cap.random_labels(500, 10, 3), cap.random_labels(500, 10, 3)
+    assert torch.equal(a, b) and not torch.equal(a, cap.random_labels(500, 10, 4))
+    assert set(a.tolist()) == set(range(10))

@@ -313,8 +313,12 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("06_convex_cnn", "(5%) of the largest"): "setup: the support threshold",
     (
         "06_convex_cnn",
-        "the bound from the kernels near 150 and the bound from the eFCN near 76,000",
-    ): "pending: the norm-bound figure, rewritten with its section (chapter 6's norm-bound work)",
+        "they are at least 1, so",
+    ): "derivation: the confidence terms are >= 1",
+    (
+        "06_convex_cnn",
+        "8-11, one seed's bound ratio",
+    ): "setup: a block of seeds (seeds 8-11)",
     (
         "07_gradient_oscillations",
         "over 40 steps from the middle of the run",

@@ -2,8 +2,11 @@
 
 Each mutation breaks one thing the chapter claims: the wrong regularizer in the convex
 program, too few arrangements, no weight decay, gradient descent stopped early, a dense
-contrast that is secretly circular, zero instead of circular padding, a shallow network,
-an untrained network, or an embedding of the wrong network.
+contrast that is secretly circular, an untrained network, an embedding of the wrong
+network, labels that are not randomized, or a bound measured on untrained weights.
+
+The landscape statistics (share of GD runs reaching the optimum, filters of the best run)
+are reported, not checked: a test shows them change while the convex checks still pass.
 """
 
 from __future__ import annotations
@@ -41,14 +44,23 @@ def test_unmutated_convex_experiment_passes_at_tiny_size(convex_base):
         (dict(regularizer="squared_l2"), "recovered_objective_relerr"),
         (dict(regularizer="squared_l2"), "recovered_filters"),
         (dict(sampled=2), "convex_lower_bound"),
-        (dict(weight_decay=False), "gd_success_fraction"),
-        (dict(weight_decay=False), "best_gd_run_filters"),
-        (dict(steps=30), "gd_success_fraction"),
     ],
 )
 def test_convex_checks_fail_under_mutation(mutation, check):
     r = cc.convex_vs_gd(**{**TINY_CONVEX, **mutation})
     assert check in failed(cc.convex_checks(r))
+
+
+def test_landscape_statistics_are_reported_not_required(convex_base):
+    """GD stopped early reaches the optimum in no run: the statistic drops to 0 while the
+    theorem's checks (lower bound, recovery) still pass."""
+    base = cc.landscape_statistics(convex_base)
+    assert base["gd_success_fraction"] > 0 and base["best_gd_run_filters"] == 1.0
+    early = cc.convex_vs_gd(**{**TINY_CONVEX, "steps": 30})
+    assert cc.landscape_statistics(early)["gd_success_fraction"] == 0.0
+    assert failed(cc.convex_checks(early)) == []
+    names = {c.name for c in cc.convex_checks(early)}
+    assert names.isdisjoint({"gd_success_fraction", "best_gd_run_filters"})
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +120,6 @@ def _embed_an_untrained_copy(model, shape):
 @pytest.mark.parametrize(
     "mutation,check",
     [
-        (dict(padding_mode="zeros"), "rho_ratio_vs_sqrt_positions"),
-        (dict(depth=1), "bound_orders_of_magnitude"),
         (dict(epochs=0), "cnn_test_acc"),
         (dict(embed=_embed_an_untrained_copy), "efcn_exact_relerr"),
     ],
@@ -117,3 +127,30 @@ def _embed_an_untrained_copy(model, shape):
 def test_capacity_checks_fail_under_mutation(digits, mutation, check):
     r = cap.capacity_experiment(digits, **{**TINY_CAPACITY, **mutation})
     assert check in failed(cap.capacity_checks(r))
+
+
+TINY_LABELS = dict(n_train=128, epochs=40, milestones=(0.625, 0.8), progress=False)
+
+
+@pytest.fixture(scope="module")
+def labels_base(digits):
+    return cap.labels_experiment(digits, **TINY_LABELS)
+
+
+def test_unmutated_labels_experiment_passes_at_tiny_size(labels_base):
+    assert failed(cap.labels_checks(labels_base)) == []
+
+
+@pytest.mark.parametrize(
+    "mutation,check",
+    [
+        (dict(randomize=False), "random_label_gap_increase"),
+        (dict(randomize=False), "kernel_bound_random_vs_true"),
+        (dict(trained=False), "random_labels_fitted"),
+        (dict(trained=False), "kernel_bound_random_vs_true"),
+        (dict(epochs=2, milestones=None), "random_labels_fitted"),
+    ],
+)
+def test_labels_checks_fail_under_mutation(digits, mutation, check):
+    r = cap.labels_experiment(digits, **{**TINY_LABELS, **mutation})
+    assert check in failed(cap.labels_checks(r))

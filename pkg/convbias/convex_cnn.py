@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .checks import Check, at_least, at_most, holds
+from .checks import Check, at_least, at_most
 from .config import cap_steps, recording, require_extra, step_starts
 
 
@@ -477,12 +477,11 @@ def convex_checks(
     r: ConvexVsGD,
     lower_tol: float = 1e-6,
     recover_tol: float = 1e-6,
-    min_success: float = 0.25,
 ) -> list[Check]:
-    """The convex optimum lower-bounds every GD run, enough GD runs reach it, the recovered
-    CNN attains it with at most ``n + 1`` neurons, and the best GD run has as many."""
+    """The convex optimum lower-bounds every GD run and the recovered CNN attains it with at
+    most ``n + 1`` neurons: the theorem. How many GD runs reach the optimum is a property of
+    this instance, reported by :func:`landscape_statistics`, not checked."""
     n = r.problem.X.shape[1]
-    best = int(np.argmin(r.gaps))
     rel_rec = abs(r.recovered_objective - r.sol.objective) / abs(r.sol.objective)
     return [
         at_least(
@@ -490,12 +489,6 @@ def convex_checks(
             float(r.gaps.min()),
             -lower_tol,
             "no GD run ends below the convex optimum (relative gap)",
-        ),
-        at_least(
-            "gd_success_fraction",
-            float(r.success.mean()),
-            min_success,
-            f"GD runs within {r.success_tol:g} (relative) of the convex optimum",
         ),
         at_most(
             "recovered_objective_relerr",
@@ -509,9 +502,17 @@ def convex_checks(
             n + 1,
             "active neurons of the convex solution (Caratheodory: at most n + 1)",
         ),
-        holds(
-            "best_gd_run_filters",
-            int(r.gd_filters[best]) == r.recovered_filters,
-            "the best GD run has the convex solution's number of active neurons",
-        ),
     ]
+
+
+def landscape_statistics(r: ConvexVsGD) -> dict[str, float]:
+    """Statistics of this instance's landscape, reported beside the checks, not required:
+    the share of GD runs within ``success_tol`` of the convex optimum
+    (``gd_success_fraction``) and whether the best GD run has the convex solution's number
+    of active neurons (``best_gd_run_filters``, 1 or 0). They change with the instance (with
+    random targets the equivalence still holds while they drop) without the theorem failing."""
+    best = int(np.argmin(r.gaps))
+    return {
+        "gd_success_fraction": float(r.success.mean()),
+        "best_gd_run_filters": float(int(r.gd_filters[best]) == r.recovered_filters),
+    }
