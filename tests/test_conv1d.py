@@ -14,10 +14,17 @@ from convbias.gradients import (
     circular_convolve,
     end_to_end_filter,
     end_to_end_spectrum,
+    energy_init_finding,
     layer_gradient_norms,
     linear_net_gradient,
+    smaller_rate_finding,
 )
-from convbias.models.conv1d import ChannelBias1d, ChannelNorm1d, DeepConv1d
+from convbias.models.conv1d import (
+    ChannelBias1d,
+    ChannelNorm1d,
+    DeepConv1d,
+    energy_gain,
+)
 from convbias.one_example import fit_one_example, member_losses
 
 
@@ -223,6 +230,56 @@ def test_init_follows_pytorch_default_fan_in():
 
 
 # ----------------------------------------------------------------------------- fitting one example
+def test_energy_init_is_the_default_draw_times_the_gain_and_keeps_the_energy():
+    assert energy_gain("linear") == pytest.approx(3**0.5)
+    assert energy_gain("relu") == pytest.approx(6**0.5)
+    torch.manual_seed(3)
+    default = DeepConv1d(4, kernel_size=15, norm="bias", members=500)
+    torch.manual_seed(3)
+    energy = DeepConv1d(4, kernel_size=15, norm="bias", members=500, init="energy")
+    assert torch.allclose(energy.filters(), default.filters() * 3**0.5)
+    # a layer keeps a signal's expected energy: sum_j h[j]^2 has mean 1 (default: 1/3)
+    assert energy.filters().pow(2).sum(-1).mean().item() == pytest.approx(1.0, rel=0.03)
+    assert energy.member(7).init == "energy"
+    with pytest.raises(ValueError, match="unknown init"):
+        DeepConv1d(2, init="kaiming")
+
+
+def test_relu_energy_init_keeps_the_energy_through_depth():
+    # He init: after 20 ReLU layers the signal's mean square is of order one (random draws
+    # spread it around the expected 1); the default init divides it by about 6 per layer
+    torch.manual_seed(0)
+    x = torch.randn(1, 32, 256)
+    for init, low, high in (("energy", 0.01, 10.0), ("default", 0.0, 1e-10)):
+        net = DeepConv1d(
+            20,
+            channels=32,
+            kernel_size=3,
+            activation="relu",
+            norm="none",
+            head="none",
+            out_channels=32,
+            init=init,
+        )
+        with torch.no_grad():
+            energy = net(x).pow(2).mean().item() / x.pow(2).mean().item()
+        assert low <= energy <= high, (init, energy)
+
+
+def test_energy_init_finding_is_worded_from_the_counts():
+    assert "not the whole explanation" in energy_init_finding(0, 9, 12)
+    assert "fewer than the 9 with CN" in energy_init_finding(3, 9, 12)
+    assert "does what CN does" in energy_init_finding(9, 9, 12)
+    with pytest.raises(ValueError, match="escape counts"):
+        energy_init_finding(13, 9, 12)
+    none = smaller_rate_finding({0.01: 0, 0.003: 0}, 4, 5)
+    assert "0.01 / 0.003" in none and "in 0 / 0 of 4 draws" in none
+    assert "does not rescue" in none
+    assert "the step size matters" in smaller_rate_finding({0.01: 1, 0.003: 0}, 4, 5)
+    with pytest.raises(ValueError, match="escape count"):
+        smaller_rate_finding({0.01: 5}, 4, 5)
+
+
 def test_member_losses_and_shapes():
     y = torch.zeros(1, 1, 4)
     out = torch.tensor([[[1.0] * 4, [2.0] * 4]])

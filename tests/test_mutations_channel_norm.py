@@ -17,8 +17,10 @@ from convbias.data.real import load_image
 from convbias.data.signals import random_input, step_signal
 from convbias.gradients import (
     ARMS,
+    ENERGY_ARMS,
     batch_norm_gap,
     channel_norm_checks,
+    energy_init_checks,
     fit_arms,
     gradient_norms_vs_depth,
     init_spectra,
@@ -27,7 +29,7 @@ from convbias.models.deep_decoder import DeepDecoder
 from convbias.one_example import fit_one_example
 
 N, KERNEL, DEPTH, STEPS, MEMBERS = 128, 15, 10, 400, 2
-GRAD_DEPTHS = (5, 30)
+GRAD_DEPTHS = (5, 10, 30)
 CONFIG = f"linear, depth {DEPTH}"
 BOTH = {"channel": "channel", "bias": "channel"}  # CN in both arms
 NEITHER = {"channel": "bias", "bias": "bias"}  # CN in neither arm
@@ -123,3 +125,65 @@ def test_energy_preserving_init_fails_the_spectrum_check():
 
 def test_grad_drop_without_cn_fails_with_cn_in_both_arms():
     assert "grad_drop_without_cn" in failed(checks(arms=BOTH))
+
+
+@lru_cache(maxsize=None)
+def energy_arm(
+    train_norm: str = "bias", grad_norm: str = "bias", init: str = "energy"
+) -> tuple[dict, np.ndarray]:
+    """The energy arm at depth 10: final losses and median first-layer gradients at init.
+
+    Unmutated, its nets have no CN and start from the same filters as :func:`linear_nets`'s
+    arms times the energy gain; the arguments put CN back or leave the gain out.
+    """
+    x, y = random_input(1, N, seed=0), step_signal(N)
+    arch = dict(depth=DEPTH, kernel_size=KERNEL, init=init)
+    curves = fit_arms(
+        [(CONFIG, arch, x, y, MEMBERS, DEPTH, STEPS)],
+        0,
+        arms={name: train_norm for name in ENERGY_ARMS},
+        progress=False,
+    )
+    grads = gradient_norms_vs_depth(
+        GRAD_DEPTHS,
+        x,
+        y,
+        members=4,
+        seed=0,
+        norm=grad_norm,
+        init=init,
+        kernel_size=KERNEL,
+    )
+    first = np.array([np.median(grads[d][0]) for d in GRAD_DEPTHS])
+    return {key: h["loss"][-1] for key, h in curves.items()}, first
+
+
+def energy_checks(**mutation):
+    final, first = linear_nets(tuple(ARMS.items()))
+    energy_final, energy_first = energy_arm(**mutation)
+    return energy_init_checks(
+        {**final, **energy_final}, {**first, "energy": energy_first}, GRAD_DEPTHS
+    )
+
+
+def test_energy_init_unmutated_passes():
+    assert failed(energy_checks()) == []
+
+
+def test_energy_init_scale_not_applied_fails():
+    # the "energy" nets drawn with the default init: their gradients vanish like the control's
+    assert {"energy_init_gradient_gain", "energy_init_gradients_do_not_vanish"} <= set(
+        failed(energy_checks(init="default"))
+    )
+
+
+def test_energy_init_gradients_measured_on_the_cn_net_fail():
+    # CN is scale invariant: its gradient does not gain sqrt(3)^(L-1) from the scaled filters
+    assert "energy_init_gradient_gain" in failed(energy_checks(grad_norm="channel"))
+
+
+def test_energy_init_nets_trained_with_cn_fail():
+    # with CN put back the scaled nets escape, and the "no escape without CN" check sees it
+    assert "energy_init_escaped_without_cn" in failed(
+        energy_checks(train_norm="channel")
+    )

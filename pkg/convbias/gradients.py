@@ -377,3 +377,132 @@ def init_spectra(
     net = DeepConv1d(int(depth), kernel_size=kernel_size, norm="none", members=members)
     w = net.filters()[:, :, 0, 0].detach() * gain  # (L, members, k)
     return end_to_end_spectrum(w, n).abs().numpy()
+
+
+# ----------------------------------------------------------------- an energy-preserving initialization
+#: the arm of the unnormalized nets drawn with the energy-preserving init: arm name -> ``norm``
+ENERGY_ARMS = {"energy": "bias"}
+
+
+def energy_init_checks(
+    final: dict[tuple[str, str], np.ndarray],
+    first_layer: dict[str, np.ndarray],
+    grad_depths: Sequence[int],
+    *,
+    escape_configs: Sequence[str] | None = None,
+    near_depth: int = 10,
+    deep: int | None = None,
+    gain: float | None = None,
+    within: float = 100.0,
+    max_escaped: int = 0,
+) -> list:
+    """Does the unnormalized net stall only because its gradients vanish at init? Checks of that.
+
+    ``first_layer[arm]`` holds the median first-layer gradient norm at init per depth in
+    ``grad_depths`` for the arms ``"channel"`` (CN), ``"bias"`` (no CN, default init) and
+    ``"energy"`` (no CN, the same filters times ``gain``, :func:`~convbias.models.conv1d.energy_gain`
+    by default); ``final[name, "energy"]`` the final losses of the energy arm's nets.
+
+    * ``energy_init_gradient_gain``: at the deepest depth ``L`` the energy arm's gradient is the
+      default's times ``gain ** (L - 1)`` (every other layer's factor scaled by ``gain``);
+    * ``energy_init_gradients_do_not_vanish``: at ``near_depth`` the energy arm's gradient is
+      within ``within`` x of CN's;
+    * ``energy_init_escaped_without_cn``: at most ``max_escaped`` of its nets end below
+      :data:`ESCAPE_LOSS`.
+    """
+    from .checks import at_most, between
+    from .models.conv1d import energy_gain
+
+    gain = energy_gain("linear") if gain is None else float(gain)
+    depths = list(grad_depths)
+    deep = max(depths) if deep is None else deep
+    names = list(
+        escape_configs
+        if escape_configs is not None
+        else sorted({name for name, arm in final if arm == "energy"})
+    )
+    n_energy = sum(escaped(final[name, "energy"]) for name in names)
+    total = sum(len(np.atleast_1d(final[name, "energy"])) for name in names)
+    i_deep, i_near = depths.index(deep), depths.index(near_depth)
+    measured_gain = float(first_layer["energy"][i_deep] / first_layer["bias"][i_deep])
+    near = float(first_layer["energy"][i_near] / first_layer["channel"][i_near])
+    return [
+        between(
+            "energy_init_gradient_gain",
+            measured_gain / gain ** (deep - 1),
+            0.5,
+            2.0,
+            f"at depth {deep} the energy init multiplies the first-layer gradient "
+            f"by {gain:.3g}^{deep - 1} (measured / predicted)",
+            scale="ratio",
+        ),
+        between(
+            "energy_init_gradients_do_not_vanish",
+            near,
+            1 / within,
+            within,
+            f"at depth {near_depth} the energy init's first-layer gradient is within "
+            f"{within:g}x of CN's (energy / CN)",
+            scale="ratio",
+        ),
+        at_most(
+            "energy_init_escaped_without_cn",
+            n_energy,
+            max_escaped,
+            f"with the energy init and without CN at most {max_escaped} of {total} "
+            f"linear nets end below {ESCAPE_LOSS:g}",
+        ),
+    ]
+
+
+def energy_init_finding(n_energy: int, n_cn: int, total: int) -> str:
+    """The sentence that says what the energy-init nets' escapes show, worded from the counts.
+
+    ``n_energy`` of ``total`` unnormalized nets with the energy-preserving init escaped,
+    ``n_cn`` of ``total`` with CN (both counted by :func:`escaped`).
+    """
+    if min(n_energy, n_cn) < 0 or max(n_energy, n_cn) > total:
+        raise ValueError(
+            f"escape counts must lie in [0, {total}], got {n_energy} and {n_cn}"
+        )
+    counts = f"{n_energy} of {total} unnormalized nets with the energy-preserving init"
+    if n_energy == 0:
+        return (
+            f"none of the {total} unnormalized nets with the energy-preserving init escapes the "
+            f"plateau (with CN: {n_cn} of {total}), although their gradients "
+            "at initialization no longer vanish: in this setup vanishing gradients at "
+            "initialization are not the whole explanation of why CN helps"
+        )
+    if n_energy < n_cn:
+        return (
+            f"{counts} escape the plateau, fewer than the {n_cn} with CN: larger gradients at "
+            "initialization help, but they do not account for all of CN's effect"
+        )
+    return (
+        f"{counts} escape the plateau, as many as with CN ({n_cn}): here an initialization "
+        "that keeps the gradients from vanishing does what CN does, as the "
+        "vanishing-gradient explanation predicts"
+    )
+
+
+def smaller_rate_finding(escapes: dict[float, int], total: int, depth: int) -> str:
+    """What the energy-init nets of one ``depth`` do at smaller learning rates, worded from the counts.
+
+    ``escapes[lr]`` of ``total`` nets ended below :data:`ESCAPE_LOSS` when trained at ``lr``.
+    """
+    if not escapes or any(not 0 <= n <= total for n in escapes.values()):
+        raise ValueError(
+            f"give an escape count in [0, {total}] for each learning rate, got {escapes!r}"
+        )
+    rates = " / ".join(f"{lr:g}" for lr in escapes)
+    counts = " / ".join(str(n) for n in escapes.values())
+    said = (
+        f"at learning rates {rates} the same depth-{depth} nets end below "
+        f"{ESCAPE_LOSS:g} in {counts} of {total} draws"
+    )
+    if sum(escapes.values()) == 0:
+        return said + ": a smaller step does not rescue them either"
+    return (
+        said + ": with a smaller step some of them escape, so the step size matters "
+        "too, not only the gradient at initialization"
+    )

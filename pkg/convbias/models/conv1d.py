@@ -24,6 +24,8 @@ Used by chapter 3.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -32,6 +34,21 @@ Tensor = torch.Tensor
 NORMS = ("channel", "bias", "none")
 ACTIVATIONS = ("linear", "relu")
 HEADS = ("sigmoid", "none")
+#: the initializations of :class:`DeepConv1d`: PyTorch's default, or it times :func:`energy_gain`
+INITS = ("default", "energy")
+
+
+def energy_gain(activation: str = "linear") -> float:
+    """The factor that makes PyTorch's default init of a conv layer keep a signal's energy.
+
+    The default draws ``w ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` (``fan_in = C k``), of variance
+    ``1/(3 fan_in)``, so a layer maps a signal of energy ``E`` to expected energy ``E/3``; a ReLU
+    keeps half of that (``E/6``). Scaling the weights by ``sqrt(3)`` (linear) or ``sqrt(6)`` (ReLU)
+    gives variance ``1/fan_in`` or ``2/fan_in``: He (Kaiming) initialization, expected energy ``E``.
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}: use one of {ACTIVATIONS}")
+    return math.sqrt(3.0 * (2.0 if activation == "relu" else 1.0))
 
 
 class ChannelNorm1d(nn.Module):
@@ -146,6 +163,10 @@ class DeepConv1d(nn.Module):
     single-channel net; ``DeepConv1d(depth=12, channels=4, kernel_size=3,
     activation="relu")`` its ReLU net. ``in_channels`` defaults to ``channels``.
 
+    ``init="energy"`` draws the filters exactly as ``init="default"`` (PyTorch's default) and
+    multiplies them by :func:`energy_gain` of the activation, so every layer keeps the expected
+    energy of its input.
+
     ``members=E`` holds ``E`` independent networks side by side in grouped
     convolutions (group ``e`` is member ``e``; every normalization is per channel,
     so members never mix). Each member is initialised exactly like a lone network
@@ -167,6 +188,7 @@ class DeepConv1d(nn.Module):
         out_channels: int = 1,
         members: int = 1,
         unbiased: bool = False,
+        init: str = "default",
     ):
         super().__init__()
         if depth < 1 or members < 1 or channels < 1:
@@ -179,6 +201,8 @@ class DeepConv1d(nn.Module):
             )
         if head not in HEADS:
             raise ValueError(f"unknown head {head!r}: use one of {HEADS}")
+        if init not in INITS:
+            raise ValueError(f"unknown init {init!r}: use one of {INITS}")
         if head == "none" and channels != out_channels:
             raise ValueError(
                 "head='none' returns the last hidden layer: it needs channels == out_channels"
@@ -190,6 +214,7 @@ class DeepConv1d(nn.Module):
             kernel_size,
         )
         self.norm_kind, self.activation, self.head_kind = norm, activation, head
+        self.init = init
         self.in_channels = channels if in_channels is None else in_channels
         self.out_channels = out_channels
         E = members
@@ -203,6 +228,10 @@ class DeepConv1d(nn.Module):
                 layers.append(nn.ReLU())
             layers.append(make_norm(norm, E * channels, unbiased=unbiased))
         self.hidden = nn.Sequential(*layers)
+        if init == "energy":
+            with torch.no_grad():
+                for conv in self.conv_layers():
+                    conv.weight.mul_(energy_gain(activation))
         self.head = (
             nn.Conv1d(E * channels, E * out_channels, 1, groups=E)
             if head == "sigmoid"
@@ -242,6 +271,7 @@ class DeepConv1d(nn.Module):
             self.in_channels,
             self.out_channels,
             members=1,
+            init=self.init,
         )
         state = {}
         for name, value in self.state_dict().items():
