@@ -216,6 +216,14 @@ ALLOWED: dict[tuple[str, str], str] = {
     ): "pending: a description of the loss curves, not measured by a check",
     (
         "03_channel_normalization",
+        "(the escape threshold is 0.1, the best constant output's loss 0.25, a saturated sigmoid's 0.5)",
+    ): "setup and derivation: the escape threshold and the losses of exercise ch3-ex-stuck",
+    (
+        "03_channel_normalization",
+        "it must come within 100 times of CN's",
+    ): "setup: the check's bound",
+    (
+        "03_channel_normalization",
         "with CN: 0.125, 0.011, 0.011 after 2000 steps",
     ): "paper: the authors' code's final losses",
     (
