@@ -35,15 +35,18 @@ def test_autodoc_shows_type_hints_in_signatures():
 
 
 def test_every_function_on_the_api_page_is_annotated():
-    page = (ROOT / "book" / "api.md").read_text()
-    documented = re.findall(r"^\.\. auto(function|class):: (\S+)", page, re.M)
+    pages = "\n".join(p.read_text() for p in sorted((ROOT / "book").glob("api*.md")))
+    documented = re.findall(r"^\.\. auto(function|class):: (\S+)", pages, re.M)
     assert len(documented) > 300
     bare = {}
     for kind, name in documented:
         module, _, attr = name.rpartition(".")
         obj = getattr(importlib.import_module(module), attr)
+        target = obj.__init__ if kind == "class" else obj
+        if not getattr(target, "__module__", "").startswith("convbias"):
+            continue  # a constructor inherited from torch: not this package's to annotate
         try:
-            signature = inspect.signature(obj.__init__ if kind == "class" else obj)
+            signature = inspect.signature(target)
         except (TypeError, ValueError):  # a builtin's: nothing to annotate
             continue
         missing = [
