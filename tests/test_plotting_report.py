@@ -114,6 +114,52 @@ def test_plain_log_labels_a_log_axis_in_plain_numbers():
     plt.close(fig)
 
 
+def test_plain_number_writes_measured_numbers_as_the_text_does():
+    assert [
+        report.plain_number(x) for x in (1007.52, 21.312, 0.9681, 4.0, 0.0, 6.3e-6)
+    ] == [
+        "1008",
+        "21.3",
+        "0.968",
+        "4",
+        "0",
+        "6.3e-06",
+    ]
+
+
+def test_glue_robustness_glues_each_check_of_the_chapter(tmp_path):
+    import json
+
+    table = tmp_path / "robustness.json"
+    row = dict(
+        passed=4, seeds=5, value_min=21.312, value_max=1007.52, failing_seeds=[3]
+    )
+    table.write_text(
+        json.dumps(
+            {
+                "seeds": [0, 1, 2, 3, 4],
+                "checks": [
+                    dict(row, chapter="03_x", check="depth10_ratio"),
+                    dict(row, chapter="04_y", check="other", failing_seeds=[]),
+                ],
+            }
+        )
+    )
+    glued = report.glue_robustness("ch3", "03_x", table)
+    assert glued == {
+        "ch3_robust_seeds": "0 to 4",
+        "ch3_robust_depth10_ratio": "21.3 to 1008",
+        "ch3_robust_depth10_ratio_min": "21.3",
+        "ch3_robust_depth10_ratio_max": "1008",
+        "ch3_robust_depth10_ratio_passed": "4 of 5",
+        "ch3_robust_depth10_ratio_failing": "base seed 3",
+    }
+    assert report.GLUED["ch3_robust_depth10_ratio"] == "21.3 to 1008"
+    assert report.glue_robustness("ch3", "03_x", tmp_path / "absent.json") == {}
+    with pytest.raises(ValueError, match="no check of chapter"):
+        report.glue_robustness("ch5", "05_z", table)
+
+
 def test_a_kernel_shows_figures_as_svg(monkeypatch):
     """The page's figures are vector: set_style switches a Jupyter kernel to SVG, nothing else."""
     import IPython

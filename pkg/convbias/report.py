@@ -126,6 +126,57 @@ def glue_markdown(name: str, text: str) -> str:
     return text
 
 
+#: the committed robustness table, relative to the book's folder (where chapters run)
+ROBUSTNESS_TABLE = Path("data") / "robustness.json"
+
+
+def plain_number(x: float) -> str:
+    """A measured number as the book's text writes it: 3 significant digits at most, no exponent
+    below 10^5 (``1007.5`` -> ``"1008"``, ``21.31`` -> ``"21.3"``, ``0.9681`` -> ``"0.968"``)."""
+    x = float(x)
+    if x == 0 or abs(x) >= 100:
+        return f"{x:.0f}"
+    if abs(x) < 1e-3:
+        return f"{x:.1e}"
+    return f"{x:.3g}"
+
+
+def glue_robustness(
+    prefix: str, chapter: str, table: str | Path = ROBUSTNESS_TABLE
+) -> dict:
+    """Glue each check of ``chapter`` in the committed robustness table (``verify``'s JSON).
+
+    For every check ``name``: ``<prefix>_robust_<name>`` as ``"lo to hi"`` (its values over
+    the table's base seeds), ``..._min`` and ``..._max``, ``..._passed`` (``"k of n"`` base seeds)
+    and ``..._failing`` (``"base seed 3"``, or ``"none"``); and ``<prefix>_robust_seeds``, the
+    base seeds as ``"a to b"``. Text that quotes a range over seeds glues it from here, so
+    regenerating the table updates the page. Returns the glued strings by key; nothing when
+    the table is absent (a notebook opened outside the book, e.g. on Colab).
+    """
+    import json
+
+    path = Path(table)
+    if not path.exists():
+        return {}
+    payload = json.loads(path.read_text())
+    seeds = payload["seeds"]
+    out = {f"{prefix}_robust_seeds": f"{min(seeds)} to {max(seeds)}"}
+    for row_ in payload["checks"]:
+        if row_["chapter"] != chapter:
+            continue
+        lo, hi = plain_number(row_["value_min"]), plain_number(row_["value_max"])
+        key = f"{prefix}_robust_{row_['check']}"
+        out.update({key: f"{lo} to {hi}", f"{key}_min": lo, f"{key}_max": hi})
+        out[f"{key}_passed"] = f"{row_['passed']} of {row_['seeds']}"
+        failing = [str(s) for s in row_["failing_seeds"]]
+        out[f"{key}_failing"] = "base seed " + ", ".join(failing) if failing else "none"
+    if len(out) == 1:
+        raise ValueError(f"no check of chapter {chapter!r} in {path}")
+    for key, text in out.items():
+        glue_markdown(key, text)
+    return out
+
+
 def glue_run_info(chapter: str, seed: int = 0) -> str:
     """Glue ``<chapter>_run_info``: the profile, base seed (``seed`` unless ``CONVBIAS_SEED``
     is set), device and torch version of this run."""
