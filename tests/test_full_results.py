@@ -247,6 +247,7 @@ old
 | --- | --- | --- | --- |
 | ratio | 130x | old | {glue:text}`03_channel_normalization.ipynb::ch3_depth10_ratio:.0f`x higher |
 | escaped | 2 of 3 | | {glue}`NB3::ch3_escaped` of {glue}`NB3::ch3_missing` |
+| added later | b | | {glue}`NB3::ch3_new` / {glue}`NB3::ch3_newer` |
 | prose | a | b | no glue here |
 | remark | a | b | {glue:text}`NB3::ch3_depth10_ratio:.1f`x: a reading of the quick run |
 
@@ -274,6 +275,8 @@ def test_the_page_shows_the_records_beside_the_quick_build(tmp_path):
         in text
     )
     assert "| escaped | 2 of 3 | 23 of not recorded |" in text
+    # none of the row's values in the record: a quantity added after the recorded run
+    assert "| added later | b | not in the recorded run |" in text
     assert "| prose | a | – | no glue here |" in text
     assert (
         "| remark | a | 140.2x | {glue:text}" in text

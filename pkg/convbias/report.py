@@ -635,9 +635,11 @@ def _formatted(value: Any, fmt: str | None) -> str:
 
 def full_profile_cell(build_cell: str, record: dict | None) -> str:
     """The full-profile column's cell of a row: the quick build's cell with each glue reference
-    replaced by the record's value (formatted as the reference asks), or ``–`` when the
-    chapter has no record. A remark after the last value (from a ``:`` or a `` (``) is the
-    quick build's reading of its own numbers and is left out: it may not hold at full scale."""
+    replaced by the record's value (formatted as the reference asks), ``–`` when the
+    chapter has no record, or "not in the recorded run" when the record has none of the
+    row's values (a quantity added to the chapter after that run). A remark after the last
+    value (from a ``:`` or a `` (``) is the quick build's reading of its own numbers and is
+    left out: it may not hold at full scale."""
     matches = list(GLUE_REF.finditer(build_cell))
     if record is None or not matches:
         return "–"
@@ -647,6 +649,8 @@ def full_profile_cell(build_cell: str, record: dict | None) -> str:
         (i for i in (tail.find(":"), tail.find(" (")) if i >= 0), default=len(tail)
     )
     values = record["values"]
+    if not any(m["key"] in values for m in matches):
+        return "not in the recorded run"
     return (
         GLUE_REF.sub(
             lambda m: _formatted(values.get(m["key"]), m["fmt"]), build_cell[:last]
