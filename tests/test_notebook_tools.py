@@ -312,7 +312,7 @@ def test_reproducibility_page_glue_keys_exist_in_the_chapters():
         elif key.endswith("_checks"):
             expected = rf'glue_checks_passed\(\s*"{chapter}"'
         else:
-            expected = rf'glue\(\s*"{key}"'
+            expected = rf'glue(?:_markdown)?\(\s*"{key}"'  # report.glue_markdown too
         assert re.search(expected, source), f"{notebook} does not glue {key}"
 
 

@@ -399,24 +399,7 @@ def table(results: dict[str, dict[int, dict]], counts: dict[str, dict]) -> str:
 
 def book_pages(html: Path, root: Path) -> list[Path]:
     """Every page of ``_toc.yml`` (the root, chapters, appendices), in book order."""
-    import yaml
-
-    files: list[str] = []
-
-    def walk(node) -> None:
-        if isinstance(node, dict):
-            if "root" in node:
-                files.append(node["root"])
-            if "file" in node:
-                files.append(node["file"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(yaml.safe_load((root / "_toc.yml").read_text()))
-    return [html / f"{Path(f).with_suffix('')}.html" for f in files]
+    return [html / f"{Path(f).with_suffix('')}.html" for f in notebooks.toc_files(root)]
 
 
 def chapter_pages(html: Path, root: Path) -> list[Path]:

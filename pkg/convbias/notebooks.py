@@ -41,16 +41,17 @@ def book_root(start: str | Path | None = None) -> Path:
     )
 
 
-def toc_notebooks(root: Path) -> list[Path]:
-    """Notebooks named in ``_toc.yml``, in book order."""
+def toc_files(root: Path) -> list[str]:
+    """Every page ``_toc.yml`` names (its root, chapters, appendices), in book order, without suffix."""
     import yaml
 
     files: list[str] = []
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
-            if "file" in node:
-                files.append(node["file"])
+            for key in ("root", "file"):
+                if key in node:
+                    files.append(node[key])
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):
@@ -58,7 +59,14 @@ def toc_notebooks(root: Path) -> list[Path]:
                 walk(value)
 
     walk(yaml.safe_load((root / "_toc.yml").read_text()))
-    return [root / f"{f}.ipynb" for f in files if (root / f"{f}.ipynb").exists()]
+    return files
+
+
+def toc_notebooks(root: Path) -> list[Path]:
+    """Notebooks named in ``_toc.yml``, in book order."""
+    return [
+        root / f"{f}.ipynb" for f in toc_files(root) if (root / f"{f}.ipynb").exists()
+    ]
 
 
 def chapter_notebook(root: Path, chapter: str) -> Path:
