@@ -33,6 +33,24 @@ def pytest_configure(config):
         )
 
 
+@pytest.fixture(autouse=True)
+def no_leaked_settings():
+    """A test that leaves a ``CONVBIAS_*`` variable changed fails (and the variable is put
+    back): the notebooks run later in the same worker inherit the environment, and a leaked
+    ``CONVBIAS_PROFILE=full`` once ran a chapter at full size under the tests."""
+    before = {k: v for k, v in os.environ.items() if k.startswith("CONVBIAS_")}
+    yield
+    after = {k: v for k, v in os.environ.items() if k.startswith("CONVBIAS_")}
+    if after != before:
+        for key in set(after) - set(before):
+            del os.environ[key]
+        os.environ.update(before)
+        changed = sorted(
+            k for k in set(before) | set(after) if before.get(k) != after.get(k)
+        )
+        pytest.fail(f"the test left {', '.join(changed)} changed in the environment")
+
+
 @pytest.fixture()
 def results_cache(tmp_path, monkeypatch) -> Path:
     """The results cache switched on, in a fresh folder (returned); off again after the test."""

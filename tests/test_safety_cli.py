@@ -36,6 +36,19 @@ def test_unknown_chapter_is_one_line(monkeypatch, capsys):
     assert "no chapter '9'" in _one_line_error(capsys)
 
 
+def test_a_command_leaves_its_callers_environment_as_it_was(capsys):
+    """Before: ``main(["estimate", ...])`` (default ``--profile full``) left
+    ``CONVBIAS_PROFILE=full`` in the calling process, and a test worker then ran a chapter's
+    notebook at full size."""
+    import os
+
+    before = dict(os.environ)
+    assert main(["run", "no-such-chapter", "--profile", "full", "--seed", "3"]) == 2
+    assert dict(os.environ) == before
+    assert main(["estimate", "no-such-chapter"]) == 2
+    assert dict(os.environ) == before
+
+
 def test_bad_profile_is_one_line(monkeypatch, capsys):
     monkeypatch.chdir(ROOT)
     monkeypatch.setenv("CONVBIAS_PROFILE", "fast")

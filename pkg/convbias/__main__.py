@@ -50,7 +50,13 @@ class UserError(Exception):
 
 def main(argv: list[str] | None = None) -> int:
     """The command line; a user's mistake is answered in one line on stderr with exit status 2
-    (``CONVBIAS_DEBUG=1`` shows the traceback instead)."""
+    (``CONVBIAS_DEBUG=1`` shows the traceback instead).
+
+    What a command sets in the environment for its runs (``--profile``, ``--seed``) is
+    undone when it returns, so a caller running ``main`` in its own process (a test, a
+    notebook) keeps its profile and seed.
+    """
+    saved = dict(os.environ)
     try:
         return _main(argv)
     except _user_errors() as exc:
@@ -58,6 +64,16 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"python -m convbias: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    finally:
+        _restore_environment(saved)
+
+
+def _restore_environment(saved: dict[str, str]) -> None:
+    for key in set(os.environ) - set(saved):
+        del os.environ[key]
+    for key, value in saved.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
