@@ -150,6 +150,42 @@ class CapacityResult:
     history: object
 
 
+def _trained_cnn(
+    X: torch.Tensor,
+    y: torch.Tensor,
+    n_classes: int,
+    arch: dict,
+    schedule: dict,
+    seed: int,
+    progress: bool,
+    desc: str,
+):
+    """The chapter's circular CNN (``circular_cnn(**arch)``) seeded by ``seed``, trained by
+    SGD with momentum 0.9 on cross-entropy (``schedule``: lr, weight decay, epochs, batch
+    size, milestones; no training at 0 epochs), on the device, in eval mode; and its history."""
+    from .config import device
+    from .train import fit
+
+    torch.manual_seed(seed)
+    model = circular_cnn(tuple(X.shape[1:]), n_classes=n_classes, **arch).to(device())
+    hist = None
+    if schedule["epochs"] > 0:
+        hist = fit(
+            model,
+            X,
+            y,
+            loss="ce",
+            momentum=0.9,
+            seed=seed,
+            log_every=10**9,
+            progress=progress,
+            desc=desc,
+            **schedule,
+        )
+    model.eval()
+    return model, hist
+
+
 def capacity_experiment(
     data,
     channels: int = 8,
@@ -167,33 +203,20 @@ def capacity_experiment(
 
     ``embed(model, shape)`` builds the network compared with the CNN (the eFCN; tests pass others)."""
     from .config import device
-    from .train import evaluate, fit
+    from .train import evaluate
 
     shape = tuple(data.X_train.shape[1:])
-    torch.manual_seed(seed)
-    model = circular_cnn(
-        shape, channels, depth, int(data.y_train.max()) + 1, padding_mode=padding_mode
-    )
     dev = device()
-    model.to(dev)
-    hist = None
-    if epochs > 0:
-        hist = fit(
-            model,
-            data.X_train,
-            data.y_train,
-            loss="ce",
-            lr=lr,
-            momentum=0.9,
-            weight_decay=weight_decay,
-            epochs=epochs,
-            batch_size=batch_size,
-            seed=seed,
-            log_every=10**9,
-            progress=progress,
-            desc="CNN for the capacity count",
-        )
-    model.eval()
+    model, hist = _trained_cnn(
+        data.X_train,
+        data.y_train,
+        int(data.y_train.max()) + 1,
+        dict(channels=channels, depth=depth, padding_mode=padding_mode),
+        dict(lr=lr, weight_decay=weight_decay, epochs=epochs, batch_size=batch_size),
+        seed,
+        progress,
+        "CNN for the capacity count",
+    )
     efcn = embed(model, shape)
     X_test, y_test = data.X_test.to(dev), data.y_test.to(dev)
     with torch.no_grad():
@@ -327,7 +350,7 @@ def labels_experiment(
     ``trained=False`` measures the networks at their initialization (mutations for tests).
     """
     from .config import device
-    from .train import evaluate, fit
+    from .train import evaluate
 
     shape = tuple(data.X_train.shape[1:])
     n_classes = int(data.y_train.max()) + 1
@@ -339,26 +362,22 @@ def labels_experiment(
         if labels == "random" and randomize:
             y = random_labels(len(y), n_classes, seed)
             y_test = random_labels(len(y_test), n_classes, seed + 1)
-        torch.manual_seed(seed)
-        model = circular_cnn(shape, channels, depth, n_classes).to(dev)
-        if trained and epochs > 0:
-            fit(
-                model,
-                X,
-                y,
-                loss="ce",
+        model, _ = _trained_cnn(
+            X,
+            y,
+            n_classes,
+            dict(channels=channels, depth=depth),
+            dict(
                 lr=lr,
-                momentum=0.9,
                 weight_decay=weight_decay,
-                epochs=epochs,
+                epochs=epochs if trained else 0,
                 batch_size=batch_size,
                 milestones=milestones,
-                seed=seed,
-                log_every=10**9,
-                progress=progress,
-                desc=f"CNN on {labels} labels",
-            )
-        model.eval()
+            ),
+            seed,
+            progress,
+            f"CNN on {labels} labels",
+        )
         Xd, yd = X.to(dev), y.to(dev)
         gamma = float(np.quantile(margins(model, Xd, yd), margin_quantile))
         fits[labels] = LabelFit(
